@@ -1,0 +1,78 @@
+"""Apply a rule's outcome for one player in one script call (server/lua/commit.lua)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from server.keys import PlayerKeys, players_index
+from server.ledger import Transfer
+from server.store import Arg, Store
+
+INBOX_MAX = 100
+COMMIT_STATUSES = (
+    "ok",
+    "exists",
+    "CONFLICT",
+    "TRANSFER_MISMATCH",
+    "INSUFFICIENT_FUNDS",
+    "BAD_TRANSFER",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    expected_ver: int = -1  # -1: no version check (platform and operator credits)
+    fields: dict[str, bytes] = field(default_factory=dict)
+    transfers: Sequence[Transfer] = ()
+    pushes: Sequence[tuple[str, bytes]] = ()  # (type, msgpack map)
+    reply_body: bytes = b""  # with a request id: the reply to replay on a retry
+    reply_ttl_s: int = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    status: str
+    balance: int
+    ver: int
+    pseq: int
+
+    @property
+    def written(self) -> bool:
+        return self.status == "ok"
+
+
+async def apply(
+    store: Store, keys: PlayerKeys, commit: Commit, now_ms: int, reply_key: str | None = None
+) -> CommitResult:
+    args: list[Arg] = [
+        now_ms,
+        commit.expected_ver,
+        len(commit.fields),
+        len(commit.transfers),
+        len(commit.pushes),
+        commit.reply_body if reply_key else b"",
+        commit.reply_ttl_s,
+        INBOX_MAX,
+        keys.player_id,
+        store.publish_command,
+    ]
+    for name, value in commit.fields.items():
+        args += (name, value)
+    for transfer in commit.transfers:
+        args += transfer.argv()
+    for kind, data in commit.pushes:
+        args += (kind, data)
+    script_keys = (
+        keys.state,
+        keys.wallet,
+        keys.journal,
+        keys.txids,
+        keys.sys,
+        keys.inbox,
+        players_index(keys.bucket),
+        reply_key or keys.reply("-"),
+        keys.push_channel,
+    )
+    status, balance, ver, pseq = await store.script("commit", script_keys, args)
+    return CommitResult(status.decode(), int(balance), int(ver), int(pseq))

@@ -1,0 +1,185 @@
+-- commit.lua: apply one rule outcome for one player atomically: state + ledger + inbox + publish.
+--
+-- KEYS (all carry the player's bucket tag, so one hash slot):
+--   1 state     hash  ver, pseq, rule components (msgpack blobs)
+--   2 wallet    hash  bal, seq, head, b:<YYYYMMDD> coins per expiry batch
+--   3 journal   list  msgpack entries, oldest first
+--   4 txids     hash  transfer id -> "<kind>|<amount>|<account>|<seq>"
+--   5 sys       hash  system account (bucket-local) -> balance, may be negative
+--   6 inbox     list  push frames (msgpack), newest last, capped at ARGV[8]
+--   7 players   set   player ids of this bucket that own a wallet
+--   8 reply     hash  body, bal: the cached reply of a request id (ignored when ARGV[6] == "")
+--   9 channel   pub/sub channel of the player (not a key; declared for the slot check)
+-- ARGV:
+--   1 now_ms          integer, epoch milliseconds: the ts of every journal entry
+--   2 expected_ver    integer; -1 skips the version check (platform and operator credits)
+--   3 n_fields        state fields to write
+--   4 n_transfers
+--   5 n_pushes        pushes besides the automatic `balance` push
+--   6 reply_body      msgpack reply without `balance`; "" = no request id to remember
+--   7 reply_ttl_s     seconds
+--   8 inbox_max       entries kept in the inbox
+--   9 player_id       added to the bucket's players set on the first posting
+--  10 publish         "PUBLISH", or "SPUBLISH" on Redis Cluster (sharded pub/sub)
+--   then n_fields     x (field, value)
+--   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref)
+--   then n_pushes     x (type, data as a msgpack map)
+-- Returns {status, balance_coins, ver, pseq}; status is "ok", "exists" (every transfer was
+-- already posted: nothing written), "CONFLICT" (version moved: reload and retry),
+-- "TRANSFER_MISMATCH" (an id reused with another kind/amount/account) or
+-- "INSUFFICIENT_FUNDS" (a debit larger than the balance) or "BAD_TRANSFER" (a malformed or
+-- repeated transfer: a bug in the caller). Only "ok" writes anything.
+--
+-- Every check runs before the first write: Redis does not roll back a failed script.
+-- No game rule lives here: amounts, batches and ids come from game_rules via the shell.
+
+local now_ms = ARGV[1]
+local expected_ver = tonumber(ARGV[2])
+local n_fields = tonumber(ARGV[3])
+local n_transfers = tonumber(ARGV[4])
+local n_pushes = tonumber(ARGV[5])
+local reply_body = ARGV[6]
+local inbox_max = tonumber(ARGV[8])
+local player_id = ARGV[9]
+local publish = ARGV[10]
+
+local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
+local wallet = redis.call('HGETALL', KEYS[2])
+local bal = 0
+local batches = {}
+for i = 1, #wallet, 2 do
+  local f = wallet[i]
+  if f == 'bal' then
+    bal = tonumber(wallet[i + 1])
+  elseif string.sub(f, 1, 2) == 'b:' then
+    batches[#batches + 1] = {tonumber(string.sub(f, 3)), tonumber(wallet[i + 1])}
+  end
+end
+local balance_before = bal
+
+if expected_ver >= 0 and ver ~= expected_ver then
+  return {'CONFLICT', bal, ver, 0}
+end
+
+-- Plan every transfer against a copy of the balances (checks only, no writes).
+table.sort(batches, function(a, b) return a[1] < b[1] end)
+local base = 10 + 2 * n_fields
+local plan = {}
+local fresh = 0
+local in_call = {}
+for t = 0, n_transfers - 1 do
+  local at = base + 6 * t
+  local id, kind, amount = ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
+  local account, batch, ref = ARGV[at + 4], ARGV[at + 5], ARGV[at + 6]
+  local fp = kind .. '|' .. ARGV[at + 3] .. '|' .. account .. '|'
+  if in_call[id] or not amount or amount <= 0 or amount % 1 ~= 0 or (kind ~= 'c' and kind ~= 'd')
+      or (kind == 'c' and not tonumber(batch)) then
+    return {'BAD_TRANSFER', balance_before, ver, 0}
+  end
+  in_call[id] = true
+  local seen = redis.call('HGET', KEYS[4], id)
+  if seen then
+    if string.sub(seen, 1, #fp) ~= fp then
+      return {'TRANSFER_MISMATCH', balance_before, ver, 0}
+    end
+  else
+    fresh = fresh + 1
+    local moved = {}
+    if kind == 'c' then
+      bal = bal + amount
+      local found = false
+      for _, b in ipairs(batches) do
+        if b[1] == tonumber(batch) then b[2] = b[2] + amount; found = true end
+      end
+      if not found then
+        batches[#batches + 1] = {tonumber(batch), amount}
+        table.sort(batches, function(a, b) return a[1] < b[1] end)
+      end
+      moved = {tonumber(batch), amount}
+    else
+      if amount > bal then
+        return {'INSUFFICIENT_FUNDS', balance_before, ver, 0}
+      end
+      bal = bal - amount
+      -- Spend the batch that expires first.
+      local left = amount
+      for _, b in ipairs(batches) do
+        if left > 0 and b[2] > 0 then
+          local take = math.min(left, b[2])
+          b[2] = b[2] - take
+          left = left - take
+          moved[#moved + 1] = b[1]
+          moved[#moved + 1] = -take
+        end
+      end
+      amount = -amount
+    end
+    plan[#plan + 1] = {id, kind, ARGV[at + 3], account, amount, moved, ref, fp}
+  end
+end
+
+if n_transfers > 0 and fresh == 0 then
+  return {'exists', bal, ver, 0}
+end
+
+-- Writes. Nothing below may fail.
+ver = ver + 1
+redis.call('HSET', KEYS[1], 'ver', ver)
+for i = 0, n_fields - 1 do
+  redis.call('HSET', KEYS[1], ARGV[11 + 2 * i], ARGV[12 + 2 * i])
+end
+
+local push_frames = {}
+local function frame(kind, data)
+  local pseq = redis.call('HINCRBY', KEYS[1], 'pseq', 1)
+  local bytes = '\131' .. cmsgpack.pack('push') .. cmsgpack.pack(kind) .. cmsgpack.pack('seq')
+    .. cmsgpack.pack(pseq) .. cmsgpack.pack('data') .. data
+  push_frames[#push_frames + 1] = bytes
+  return pseq
+end
+
+if #plan > 0 then
+  local seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
+  local head = redis.call('HGET', KEYS[2], 'head') or ''
+  local running = balance_before
+  for _, p in ipairs(plan) do
+    seq = seq + 1
+    running = running + p[5]
+    local entry = cmsgpack.pack({seq, tonumber(now_ms), p[1], p[4], p[5], running, p[6], p[7], head})
+    redis.call('RPUSH', KEYS[3], entry)
+    head = redis.sha1hex(entry)
+    redis.call('HSET', KEYS[4], p[1], p[8] .. seq)
+    redis.call('HINCRBY', KEYS[5], p[4], -p[5])
+  end
+  for _, b in ipairs(batches) do
+    if b[2] > 0 then
+      redis.call('HSET', KEYS[2], 'b:' .. b[1], b[2])
+    else
+      redis.call('HDEL', KEYS[2], 'b:' .. b[1])
+    end
+  end
+  redis.call('HSET', KEYS[2], 'bal', bal, 'seq', seq, 'head', head)
+  redis.call('SADD', KEYS[7], player_id)
+  frame('balance', cmsgpack.pack({balance = bal, delta = bal - balance_before}))
+end
+
+local at = base + 6 * n_transfers
+for i = 0, n_pushes - 1 do
+  frame(ARGV[at + 1 + 2 * i], ARGV[at + 2 + 2 * i])
+end
+local pseq = 0
+if #push_frames > 0 then
+  for _, f in ipairs(push_frames) do
+    redis.call('RPUSH', KEYS[6], f)
+    redis.call(publish, KEYS[9], f)
+  end
+  redis.call('LTRIM', KEYS[6], -inbox_max, -1)
+  pseq = tonumber(redis.call('HGET', KEYS[1], 'pseq'))
+end
+
+if reply_body ~= '' then
+  redis.call('HSET', KEYS[8], 'body', reply_body, 'bal', bal)
+  redis.call('EXPIRE', KEYS[8], tonumber(ARGV[7]))
+end
+
+return {'ok', bal, ver, pseq}

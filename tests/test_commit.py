@@ -1,0 +1,166 @@
+"""server/lua/commit.lua against a real server: every path, and no write on a rejection."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from typing import Any
+
+import msgpack
+import pytest
+from redis.asyncio import Redis
+
+from server.commit import Commit, apply
+from server.keys import PlayerKeys, players_index
+from server.ledger import Entry, Transfer, Wallet, verify
+from server.store import Store
+
+NOW_MS = 1_790_000_000_000
+JUNE = date(2027, 6, 30)
+DEC = date(2027, 12, 31)
+
+
+async def snapshot(redis: Redis) -> dict[bytes, Any]:
+    keys = sorted(await redis.keys("*"))
+    return {key: await redis.dump(key) for key in keys}
+
+
+def credit(tid: str, amount: int, batch: date = JUNE, account: str = "mint:signin") -> Transfer:
+    return Transfer(tid, "c", amount, account, batch)
+
+
+def debit(tid: str, amount: int, account: str = "sink:redeem") -> Transfer:
+    return Transfer(tid, "d", amount, account)
+
+
+async def test_commit_credit_posts_entry_balance_batch_and_push(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("alice")
+    result = await apply(
+        store,
+        keys,
+        Commit(
+            expected_ver=0,
+            fields={"signin": b"x"},
+            transfers=[credit("signin:alice:2026-11-23", 10)],
+        ),
+        NOW_MS,
+    )
+    assert (result.status, result.balance, result.ver, result.pseq) == ("ok", 10, 1, 1)
+    wallet = Wallet.from_hash(await redis.hgetall(keys.wallet))
+    assert wallet.balance == 10 and wallet.batches == {JUNE: 10} and wallet.seq == 1
+    entry = Entry.decode((await redis.lrange(keys.journal, 0, -1))[0])
+    assert (entry.seq, entry.ts_ms, entry.amount, entry.balance_after, entry.prev_hash) == (
+        1,
+        NOW_MS,
+        10,
+        10,
+        "",
+    )
+    assert wallet.head == entry.hash
+    assert await redis.hget(keys.sys, "mint:signin") == b"-10"
+    assert await redis.hget(keys.state, "signin") == b"x"
+    assert await redis.smembers(players_index(keys.bucket)) == {b"alice"}
+    push = msgpack.unpackb((await redis.lrange(keys.inbox, 0, -1))[0])
+    assert push == {"push": "balance", "seq": 1, "data": {"balance": 10, "delta": 10}}
+    assert (await verify(redis)).ok
+
+
+async def test_commit_publishes_push_on_player_channel(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("bob")
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.push_channel)
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    data = msgpack.packb({"from": "x"})
+    await apply(store, keys, Commit(transfers=[credit("t1", 5)], pushes=[("hello", data)]), NOW_MS)
+    frames = []
+    for _ in range(2):
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+        assert message is not None
+        frames.append(msgpack.unpackb(message["data"]))
+    assert [f["push"] for f in frames] == ["balance", "hello"]
+    assert [f["seq"] for f in frames] == [1, 2]
+    assert frames[1]["data"] == {"from": "x"}
+    await pubsub.aclose()
+
+
+async def test_commit_same_transfer_id_again_is_exists_and_writes_nothing(
+    store: Store, redis: Redis
+) -> None:
+    keys = PlayerKeys("carol")
+    await apply(store, keys, Commit(transfers=[credit("t1", 10)]), NOW_MS)
+    before = await snapshot(redis)
+    result = await apply(store, keys, Commit(transfers=[credit("t1", 10)]), NOW_MS + 1)
+    assert (result.status, result.balance) == ("exists", 10)
+    assert await snapshot(redis) == before
+
+
+@pytest.mark.parametrize(
+    ("commit", "status"),
+    [
+        (Commit(transfers=[credit("t1", 11)]), "TRANSFER_MISMATCH"),
+        (Commit(transfers=[credit("t1", 10, account="mint:other")]), "TRANSFER_MISMATCH"),
+        (Commit(transfers=[debit("t1", 10)]), "TRANSFER_MISMATCH"),
+        (Commit(transfers=[credit("t2", 1), credit("t1", 99)]), "TRANSFER_MISMATCH"),
+        (Commit(expected_ver=0, fields={"signin": b"y"}), "CONFLICT"),
+        (Commit(expected_ver=7, transfers=[credit("t9", 1)]), "CONFLICT"),
+        (Commit(transfers=[debit("d1", 11)]), "INSUFFICIENT_FUNDS"),
+        (Commit(transfers=[credit("t3", 5), debit("d1", 16)]), "INSUFFICIENT_FUNDS"),
+        (Commit(transfers=[credit("t4", 5), credit("t4", 5)]), "BAD_TRANSFER"),
+    ],
+)
+async def test_commit_rejection_leaves_no_write(
+    store: Store, redis: Redis, commit: Commit, status: str
+) -> None:
+    keys = PlayerKeys("dave")
+    await apply(store, keys, Commit(expected_ver=0, transfers=[credit("t1", 10)]), NOW_MS)
+    before = await snapshot(redis)
+    result = await apply(store, keys, commit, NOW_MS + 1, reply_key=keys.reply("r1"))
+    assert result.status == status
+    assert result.balance == 10
+    assert await snapshot(redis) == before
+
+
+async def test_commit_debit_spends_the_batch_that_expires_first(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("erin")
+    await apply(store, keys, Commit(transfers=[credit("late", 30, DEC)]), NOW_MS)
+    await apply(store, keys, Commit(transfers=[credit("early", 20, JUNE)]), NOW_MS)
+    result = await apply(store, keys, Commit(transfers=[debit("spend", 25)]), NOW_MS)
+    assert (result.status, result.balance) == ("ok", 25)
+    wallet = Wallet.from_hash(await redis.hgetall(keys.wallet))
+    assert wallet.batches == {DEC: 25}
+    last = Entry.decode((await redis.lrange(keys.journal, -1, -1))[0])
+    assert last.amount == -25 and last.batches == (20270630, -20, 20271231, -5)
+    assert await redis.hget(keys.sys, "sink:redeem") == b"25"
+    report = await verify(redis)
+    assert report.ok, report.problems
+    assert report.player_sum == 25 and report.system_sum == -25
+
+
+async def test_commit_caches_reply_with_retention(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("frank")
+    key = keys.reply("req-1")
+    commit = Commit(transfers=[credit("t1", 3)], reply_body=b"\x80", reply_ttl_s=120)
+    await apply(store, keys, commit, NOW_MS, reply_key=key)
+    assert await redis.hgetall(key) == {b"body": b"\x80", b"bal": b"3"}
+    assert 0 < await redis.ttl(key) <= 120
+
+
+async def test_commit_concurrent_same_transfer_posts_once(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("gina")
+    results = await asyncio.gather(
+        *(apply(store, keys, Commit(transfers=[credit("once", 7)]), NOW_MS) for _ in range(20))
+    )
+    assert sorted(r.status for r in results) == ["exists"] * 19 + ["ok"]
+    assert (await redis.hget(keys.wallet, "bal")) == b"7"
+    assert (await verify(redis)).ok
+
+
+async def test_inbox_is_capped(store: Store, redis: Redis) -> None:
+    from server.commit import INBOX_MAX
+
+    keys = PlayerKeys("hank")
+    for i in range(INBOX_MAX + 5):
+        await apply(store, keys, Commit(transfers=[credit(f"t{i}", 1)]), NOW_MS)
+    frames = await redis.lrange(keys.inbox, 0, -1)
+    assert len(frames) == INBOX_MAX
+    assert msgpack.unpackb(frames[-1])["seq"] == INBOX_MAX + 5
