@@ -1,0 +1,71 @@
+"""Business days in the rules' time zone and the coin expiry calendar.
+
+All instants are integer Unix epoch milliseconds; arithmetic stays in integers so that
+23:59:59.999 never rounds into the next day.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from game_rules.rules import ExpiryRules
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+_ONE_DAY = timedelta(days=1)
+
+
+def business_day(now_ms: int, tz: ZoneInfo) -> date:
+    """The local calendar date at `now_ms` in `tz`."""
+    return (_EPOCH + timedelta(milliseconds=now_ms)).astimezone(tz).date()
+
+
+def day_start_ms(day: date, tz: ZoneInfo) -> int:
+    """Epoch ms of the first instant of `day` in `tz`.
+
+    Usually local midnight. When midnight is repeated (a fall-back transition at 01:00 to
+    00:00), the earlier one (fold=0) is the start. When midnight does not exist (a
+    spring-forward gap that covers it, e.g. America/Sao_Paulo before 2019), the day starts
+    at the transition itself, found exactly between the two readings of the gap.
+    """
+    midnight = datetime(day.year, day.month, day.day)
+    midnights = [_to_ms(midnight.replace(tzinfo=tz, fold=fold)) for fold in (0, 1)]
+    real = [ms for ms in midnights if _local_naive(ms, tz) == midnight]
+    if real:
+        return min(real)
+    # In a gap, fold=1 reads the wall time with the later offset (an instant before the
+    # transition, still the previous day) and fold=0 with the earlier one (at or after it).
+    before_ms, after_ms = min(midnights), max(midnights)
+    while after_ms - before_ms > 1:
+        middle_ms = (before_ms + after_ms) // 2
+        if business_day(middle_ms, tz) >= day:
+            after_ms = middle_ms
+        else:
+            before_ms = middle_ms
+    return after_ms
+
+
+def expiry_batch(day: date, expiry: ExpiryRules) -> date:
+    """The last valid day (inclusive) of coins earned on `day`."""
+    month = next((m for m in expiry.period_end_months if m >= day.month), None)
+    if month is None:
+        raise ValueError(f"period_end_months {expiry.period_end_months} do not cover {day}")
+    year = day.year + expiry.years_later
+    if month == 12:
+        return date(year, 12, 31)
+    return date(year, month + 1, 1) - _ONE_DAY
+
+
+def batch_expires_at_ms(batch: date, tz: ZoneInfo) -> int:
+    """The instant coins of `batch` stop being valid: the start of the following local day."""
+    return day_start_ms(batch + _ONE_DAY, tz)
+
+
+def _to_ms(moment: datetime) -> int:
+    # astimezone first: subtracting two datetimes that share a tzinfo ignores their offsets.
+    return (moment.astimezone(UTC) - _EPOCH) // _ONE_MS
+
+
+def _local_naive(ms: int, tz: ZoneInfo) -> datetime:
+    return (_EPOCH + timedelta(milliseconds=ms)).astimezone(tz).replace(tzinfo=None)
