@@ -35,7 +35,7 @@ def find_server_binary(override: str | None = None) -> str:
         path = str(get_binary_path())
         if os.access(path, os.X_OK):
             return path
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unsupported platform falls back to PATH
         pass
     for name in ("valkey-server", "redis-server"):
         found = shutil.which(name)

@@ -66,6 +66,16 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(f"expected 1/0/true/false, got {raw!r}")
 
 
+def _converter(default: object) -> Callable[[str], Any]:
+    if isinstance(default, bool):  # before int: bool is an int
+        return _parse_bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, Path):
+        return Path
+    return str
+
+
 def _check_redis_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
@@ -79,7 +89,6 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     problems: list[str] = []
-    converters: dict[type, Callable[[str], Any]] = {int: int, bool: _parse_bool, Path: Path}
     for f in fields(Settings):
         name = _ENV[f.name]
         if f.name in overrides:
@@ -88,9 +97,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raw = env.get(name)
         if raw is None:
             continue
-        kind = type(f.default)
         try:
-            values[f.name] = converters.get(kind, str)(raw)
+            values[f.name] = _converter(f.default)(raw)
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
     for key, (low, high) in _INT_RANGES.items():

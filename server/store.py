@@ -83,7 +83,7 @@ class Store:
                     again = await self._execute([batch[i][0] for i in missing])
                     for i, result in zip(missing, again, strict=True):
                         results[i] = result
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear of it
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)

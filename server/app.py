@@ -1,0 +1,152 @@
+"""The application: one declaration of routes, resources opened in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from server.auth import load_or_create_secret
+from server.clock import Clock, OffsetClock
+from server.fanout import Fanout
+from server.pipeline import Dispatcher, Services
+from server.rulebook import Rulebook, read_rules
+from server.settings import Settings, load_settings
+from server.store import Store, connect
+from server.ws import websocket_endpoint
+
+log = logging.getLogger(__name__)
+
+DEV_CLOCK_KEY = "m:dev:clock_offset_ms"
+DEV_CLOCK_POLL_S = 0.2
+DEV_CLOCK_ADVANCE_MS_MAX = 400 * 86_400_000
+
+
+@dataclass
+class Manor:
+    """Everything a request needs, built in the lifespan."""
+
+    settings: Settings
+    clock: Clock
+    rulebook: Rulebook
+    store: Store
+    fanout: Fanout
+    dispatcher: Dispatcher
+    jwt_secret: str
+    sockets: int = 0
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    manor: Manor = request.app.state.manor
+    try:
+        await asyncio.wait_for(manor.store.call("PING"), timeout=1.0)
+    except Exception as exc:  # noqa: BLE001 - not ready is the answer, whatever the cause
+        return JSONResponse({"ok": False, "store": f"unreachable: {exc}"}, status_code=503)
+    rules = manor.rulebook.rules
+    return JSONResponse(
+        {
+            "ok": True,
+            "rules_version": rules.version,
+            "rules_digest": rules.digest,
+            "sockets": manor.sockets,
+        }
+    )
+
+
+async def dev_clock(request: Request) -> JSONResponse:
+    """QA only (MANOR_DEV_CLOCK=1): move every process's clock forward by `advance_ms`."""
+    manor: Manor = request.app.state.manor
+    if not manor.settings.dev_clock or not isinstance(manor.clock, OffsetClock):
+        return JSONResponse(
+            {"error": {"code": "DEV_CLOCK_OFF", "message": "set MANOR_DEV_CLOCK=1 to enable"}}, 403
+        )
+    try:
+        body = await request.json()
+        advance_ms = body["advance_ms"]
+        if isinstance(advance_ms, bool) or not isinstance(advance_ms, int):
+            raise TypeError
+        if not 0 <= advance_ms <= DEV_CLOCK_ADVANCE_MS_MAX:
+            raise ValueError
+    except (ValueError, TypeError, KeyError):
+        return JSONResponse(
+            {
+                "error": {
+                    "code": "BAD_ARGS",
+                    "message": f"advance_ms: an integer in 0..{DEV_CLOCK_ADVANCE_MS_MAX}",
+                }
+            },
+            400,
+        )
+    offset_ms = int(await manor.store.call("INCRBY", DEV_CLOCK_KEY, advance_ms))
+    manor.clock.offset_ms = max(manor.clock.offset_ms, offset_ms)
+    return JSONResponse({"now_ms": manor.clock.now_ms(), "offset_ms": manor.clock.offset_ms})
+
+
+async def _follow_dev_clock(manor: Manor, clock: OffsetClock) -> None:
+    """Other processes' advances arrive here; the offset only grows."""
+    while True:
+        raw = await manor.store.call("GET", DEV_CLOCK_KEY)
+        if raw is not None:
+            clock.offset_ms = max(clock.offset_ms, int(raw))
+        await asyncio.sleep(DEV_CLOCK_POLL_S)
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Starlette:
+    """The ASGI app. Needs `settings.redis_url`: `manor serve` starts the embedded store."""
+    settings = settings or load_settings()
+    if not settings.redis_url:
+        raise ValueError("create_app needs a Redis URL; `manor serve` provides the embedded one")
+    rules = read_rules(settings.rules)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = Store(connect(settings.redis_url))
+        await store.load_scripts()
+        fanout_redis = Redis.from_url(settings.redis_url)
+        fanout = Fanout(fanout_redis)
+        await fanout.start()
+        the_clock = clock or OffsetClock()
+        secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+        rulebook = Rulebook(rules, settings.rules)
+        services = Services(store, the_clock, rulebook, settings)
+        manor = Manor(settings, the_clock, rulebook, store, fanout, Dispatcher(services), secret)
+        if settings.dev_clock and isinstance(the_clock, OffsetClock):
+            manor.tasks.append(asyncio.create_task(_follow_dev_clock(manor, the_clock)))
+        app.state.manor = manor
+        log.info("manor ready: rules %s (%s)", rules.version, rules.digest)
+        try:
+            yield
+        finally:
+            for task in manor.tasks:
+                task.cancel()
+            await asyncio.gather(*manor.tasks, return_exceptions=True)
+            await fanout.close()
+            await fanout_redis.aclose()
+            await store.close()
+
+    routes = [
+        WebSocketRoute("/v1/ws", websocket_endpoint),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/dev/clock", dev_clock, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory for `manor serve` workers: settings from MANOR_* variables."""
+    return create_app(load_settings())

@@ -1,0 +1,160 @@
+"""`manor`: serve, rules check, ledger verify, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from game_rules import RulesError
+from server.auth import TOKEN_TTL_S_DEFAULT, AuthError, issue_token, load_or_create_secret
+from server.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
+from server.ledger import verify
+from server.rulebook import read_rules
+from server.settings import Settings, SettingsError, load_settings
+from server.store import connect
+
+WS_BYTES_MAX = 65_536  # hard cap: bigger frames close the socket (1009); see frame_bytes_max
+
+
+def _store_folder(settings: Settings) -> Path:
+    return settings.data_dir / "store"
+
+
+@contextlib.contextmanager
+def store_url(settings: Settings) -> Iterator[str]:
+    """The configured Redis, the running embedded one, or a temporary embedded one."""
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    folder = _store_folder(settings)
+    url_file = folder / "url"
+    if url_file.exists():
+        url = url_file.read_text().strip()
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        from server.embedded import _answers_ping
+
+        if _answers_ping(port):
+            yield url
+            return
+    embedded = EmbeddedStore(folder, binary=find_server_binary(settings.redis_server_bin or None))
+    url = embedded.start()
+    url_file.write_text(url + "\n")
+    try:
+        yield url
+    finally:
+        embedded.stop()
+        url_file.unlink(missing_ok=True)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    rules = read_rules(settings.rules)
+    print(f"manor: rules {rules.version} ({rules.digest}), time zone {rules.timezone}")
+    load_or_create_secret(settings.data_dir) if not settings.jwt_secret else None
+    with store_url(settings) as url:
+        os.environ["MANOR_REDIS_URL"] = url
+        print(f"manor: store {url}; listening on http://{settings.host}:{settings.port}")
+        uvicorn.run(
+            "server.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            ws="websockets-sansio",
+            ws_max_size=WS_BYTES_MAX,
+            log_level=args.log_level,
+            lifespan="on",
+        )
+    return 0
+
+
+def cmd_rules_check(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        rules = read_rules(args.file)
+    except RulesError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok (version {rules.version}, digest {rules.digest})")
+    return 0
+
+
+def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(url: str) -> int:
+        redis = connect(url)
+        try:
+            report = await verify(redis, args.user)  # type: ignore[arg-type]
+        finally:
+            await redis.aclose()
+        for problem in report.problems:
+            print(f"BAD: {problem}", file=sys.stderr)
+        scope = f"player {args.user}" if args.user else "all players"
+        print(
+            f"ledger verify ({scope}): {report.players} players, {report.entries} entries, "
+            f"players hold {report.player_sum}, system accounts {report.system_sum}: "
+            f"{'ok' if report.ok else 'FAILED'}"
+        )
+        return 0 if report.ok else 1
+
+    with store_url(settings) as url:
+        return asyncio.run(run(url))
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    try:
+        print(issue_token(secret, args.player, int(time.time()), args.ttl))
+    except AuthError as exc:
+        print(f"manor token: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="manor", description="Coin Manor server and tools")
+    sub = top.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server (embedded store unless MANOR_REDIS_URL)")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=cmd_serve)
+    rules = sub.add_parser("rules", help="rules files").add_subparsers(dest="rules", required=True)
+    check = rules.add_parser("check", help="validate a rules file, listing every problem")
+    check.add_argument("file")
+    check.set_defaults(run=cmd_rules_check)
+    ledger = sub.add_parser("ledger", help="the coin ledger").add_subparsers(
+        dest="ledger", required=True
+    )
+    ver = ledger.add_parser("verify", help="replay journals: balances, chains, sum = 0")
+    ver.add_argument("--user", help="one player id (default: everyone)")
+    ver.set_defaults(run=cmd_ledger_verify)
+    token = sub.add_parser("token", help="print a player token for the configured secret")
+    token.add_argument("player")
+    token.add_argument("--ttl", type=int, default=TOKEN_TTL_S_DEFAULT, help="seconds")
+    token.set_defaults(run=cmd_token)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        code: int = args.run(settings, args)
+    except SettingsError as exc:
+        print(f"manor: {exc}", file=sys.stderr)
+        return 2
+    except RulesError as exc:
+        print(f"manor: rules file:\n{exc}", file=sys.stderr)
+        return 2
+    except EmbeddedStoreError as exc:
+        print(f"manor: embedded store: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

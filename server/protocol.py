@@ -1,0 +1,126 @@
+"""WebSocket frames of API v1: decode, validate, encode. No I/O here.
+
+Request `{"id": int|str, "op": str, "args": {...}}`; reply `{"id", "ok": true, "result"}` or
+`{"id", "ok": false, "error": {"code", "message"}}`; push `{"push", "seq", "data"}`.
+The same maps travel as msgpack (binary frames) or JSON (text frames).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+SUBPROTOCOL_MSGPACK = "manor.v1.msgpack"
+SUBPROTOCOL_JSON = "manor.v1.json"
+SUBPROTOCOLS = (SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON)
+
+REQUEST_ID_CHARS_MAX = 64
+REQUEST_ID_INT_MAX = 2**53 - 1  # what a JavaScript client can hold exactly
+OP_CHARS_MAX = 32
+ARGS_KEYS_MAX = 16
+
+# WebSocket close codes (4000-4999 are ours; see docs/protocol.md).
+CLOSE_GOING_AWAY = 1001
+CLOSE_RATE_LIMITED = 4429
+CLOSE_SLOW_CONSUMER = 4410
+CLOSE_TOO_MANY_SOCKETS = 4409
+
+
+class ProtocolError(Exception):
+    """Bad input: answered with an error reply, the connection stays open."""
+
+    def __init__(self, code: str, message: str, request_id: int | str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: int | str
+    op: str
+    args: dict[str, Any]
+
+
+class Codec:
+    """msgpack or JSON, chosen once per socket by its subprotocol."""
+
+    def __init__(self, subprotocol: str) -> None:
+        self.subprotocol = subprotocol
+        self.binary = subprotocol == SUBPROTOCOL_MSGPACK
+
+    def decode(self, data: bytes | str) -> Any:
+        if self.binary:
+            if not isinstance(data, bytes):
+                raise ProtocolError("BAD_FRAME", "manor.v1.msgpack takes binary frames")
+            try:
+                return msgpack.unpackb(data, raw=False, strict_map_key=True)
+            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+                raise ProtocolError("BAD_FRAME", f"not a msgpack message: {exc}") from None
+        if not isinstance(data, str):
+            raise ProtocolError("BAD_FRAME", "manor.v1.json takes text frames")
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise ProtocolError("BAD_FRAME", f"not a JSON message: {exc}") from None
+
+    def encode(self, message: dict[str, Any]) -> bytes | str:
+        if self.binary:
+            packed: bytes = msgpack.packb(message)
+            return packed
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+    def push(self, frame: bytes) -> bytes | str:
+        """A push as published (msgpack bytes), in this socket's encoding."""
+        if self.binary:
+            return frame
+        return json.dumps(msgpack.unpackb(frame, raw=False), separators=(",", ":"))
+
+
+def parse_request(message: Any) -> Request:
+    if not isinstance(message, dict):
+        raise ProtocolError("BAD_REQUEST", "a request is a map with id, op and args")
+    request_id = message.get("id")
+    valid_id = (
+        isinstance(request_id, int)
+        and not isinstance(request_id, bool)
+        and -REQUEST_ID_INT_MAX <= request_id <= REQUEST_ID_INT_MAX
+    ) or (isinstance(request_id, str) and 0 < len(request_id) <= REQUEST_ID_CHARS_MAX)
+    if not valid_id:
+        raise ProtocolError(
+            "BAD_REQUEST",
+            f"id must be an integer or a string of 1..{REQUEST_ID_CHARS_MAX} characters",
+        )
+    assert isinstance(request_id, int | str)
+    op = message.get("op")
+    if not isinstance(op, str) or not 0 < len(op) <= OP_CHARS_MAX:
+        raise ProtocolError("BAD_REQUEST", "op must be a short string", request_id)
+    args = message.get("args", {})
+    if not isinstance(args, dict) or len(args) > ARGS_KEYS_MAX:
+        raise ProtocolError("BAD_REQUEST", "args must be a map", request_id)
+    extra = set(message) - {"id", "op", "args"}
+    if extra:
+        raise ProtocolError("BAD_REQUEST", f"unknown fields {sorted(extra)}", request_id)
+    return Request(request_id, op, args)
+
+
+def reply_ok(request_id: int | str, result: dict[str, Any]) -> dict[str, Any]:
+    return {"id": request_id, "ok": True, "result": result}
+
+
+def reply_error(request_id: int | str | None, code: str, message: str) -> dict[str, Any]:
+    return {"id": request_id, "ok": False, "error": {"code": code, "message": message}}
+
+
+def pick_subprotocol(offered: list[str]) -> str | None:
+    """The first of the client's offers we speak; msgpack when it offers none; None: refuse."""
+    if not offered:
+        return SUBPROTOCOL_MSGPACK
+    for name in offered:
+        if name in SUBPROTOCOLS:
+            return name
+    return None

@@ -1,0 +1,227 @@
+"""The WebSocket endpoint /v1/ws: handshake, request loop, bounded send queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgpack
+from starlette.responses import PlainTextResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from server.auth import AuthError, verify_token
+from server.fanout import Fanout
+from server.keys import PlayerKeys
+from server.pipeline import Dispatcher, OpError
+from server.protocol import (
+    CLOSE_RATE_LIMITED,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TOO_MANY_SOCKETS,
+    Codec,
+    ProtocolError,
+    parse_request,
+    pick_subprotocol,
+    reply_error,
+    reply_ok,
+)
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RESUME_FRAMES_MAX = 100  # the inbox length: older pushes need a snapshot
+
+
+def bearer_token(websocket: WebSocket) -> str | None:
+    header = websocket.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return websocket.query_params.get("token")
+
+
+class TokenBucket:
+    """`rate_per_s` requests per second with bursts up to `burst`."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.tokens = float(burst)
+        self.at_s = time.monotonic()
+
+    def take(self) -> bool:
+        now_s = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now_s - self.at_s) * self.rate_per_s)
+        self.at_s = now_s
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Connection:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        codec: Codec,
+        keys: PlayerKeys,
+        dispatcher: Dispatcher,
+        fanout: Fanout,
+        settings: Settings,
+    ) -> None:
+        self.websocket = websocket
+        self.codec = codec
+        self.keys = keys
+        self.dispatcher = dispatcher
+        self.fanout = fanout
+        self.settings = settings
+        self.queue: asyncio.Queue[bytes | str | None] = asyncio.Queue(settings.send_queue_max)
+        self.close_code: int | None = None
+        self.bucket = TokenBucket(settings.requests_per_s_max, settings.request_burst_max)
+        self.strikes = 0
+
+    def offer(self, frame: bytes | str) -> None:
+        """Queue a frame; a client too slow to drain its queue is disconnected."""
+        if self.close_code is not None:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.shut(CLOSE_SLOW_CONSUMER)
+
+    def offer_push(self, frame: bytes) -> None:
+        self.offer(self.codec.push(frame))
+
+    def send_message(self, message: dict[str, Any]) -> None:
+        self.offer(self.codec.encode(message))
+
+    def shut(self, code: int) -> None:
+        if self.close_code is None:
+            self.close_code = code
+            # The writer drains what is queued, then closes; a full queue is dropped.
+            while self.queue.full():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+    async def writer(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            if frame is None:
+                await self.websocket.close(self.close_code or 1000)
+                return
+            if isinstance(frame, bytes):
+                await self.websocket.send_bytes(frame)
+            else:
+                await self.websocket.send_text(frame)
+
+    async def resume(self, since_seq: int) -> None:
+        """Replay the pushes after `since_seq` from the inbox, or say a snapshot is needed."""
+        frames = await self.dispatcher.services.store.call("LRANGE", self.keys.inbox, 0, -1)
+        seqs = [msgpack.unpackb(f)["seq"] for f in frames]
+        last = seqs[-1] if seqs else since_seq
+        if since_seq > last or (seqs and seqs[0] > since_seq + 1):
+            gap = {"push": "resync", "seq": last, "data": {"snapshot_needed": True}}
+            self.send_message(gap)
+            return
+        for seq, frame in zip(seqs, frames, strict=True):
+            if seq > since_seq:
+                self.offer_push(frame)
+
+    async def serve(self, since_seq: int | None) -> None:
+        writer = asyncio.create_task(self.writer())
+        await self.fanout.attach(self.keys.push_channel, self.offer_push)
+        try:
+            if since_seq is not None:
+                await self.resume(since_seq)
+            await self.read_loop()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await self.fanout.detach(self.keys.push_channel, self.offer_push)
+            if self.close_code is None:
+                writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    async def read_loop(self) -> None:
+        frame_bytes_max = self.settings.frame_bytes_max
+        while self.close_code is None:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            data = message.get("bytes")
+            if data is None:
+                data = message.get("text", "")
+            if not self.bucket.take():
+                self.strikes += 1
+                if self.strikes > self.settings.rate_strikes_max:
+                    self.shut(CLOSE_RATE_LIMITED)
+                    return
+                self.send_message(reply_error(None, "RATE_LIMITED", "too many requests; slow down"))
+                continue
+            if len(data) > frame_bytes_max:
+                self.send_message(
+                    reply_error(
+                        None, "FRAME_TOO_LARGE", f"frames are limited to {frame_bytes_max} bytes"
+                    )
+                )
+                continue
+            self.send_message(await self.answer(data))
+
+    async def answer(self, data: bytes | str) -> dict[str, Any]:
+        request_id: int | str | None = None
+        try:
+            request = parse_request(self.codec.decode(data))
+            request_id = request.id
+            result = await self.dispatcher.handle(self.keys, request)
+            return reply_ok(request.id, result)
+        except ProtocolError as exc:
+            return reply_error(
+                exc.request_id if exc.request_id is not None else request_id, exc.code, exc.message
+            )
+        except OpError as exc:
+            return reply_error(request_id, exc.code, exc.message)
+        except Exception:  # one bad request must not end the socket
+            log.exception("op failed: player %s request %r", self.keys.player_id, request_id)
+            return reply_error(request_id, "INTERNAL", "the server failed; retry with the same id")
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    app = websocket.app.state.manor
+    offered = list(websocket.scope.get("subprotocols", []))
+    subprotocol = pick_subprotocol(offered)
+    if subprotocol is None:
+        await websocket.send_denial_response(
+            PlainTextResponse(
+                "unsupported subprotocol: use manor.v1.msgpack or manor.v1.json", status_code=400
+            )
+        )
+        return
+    token = bearer_token(websocket)
+    if not token:
+        await websocket.send_denial_response(
+            PlainTextResponse(
+                "missing token: Authorization: Bearer <jwt> or ?token=", status_code=401
+            )
+        )
+        return
+    try:
+        player_id = verify_token(app.jwt_secret, token)
+    except AuthError as exc:
+        await websocket.send_denial_response(PlainTextResponse(str(exc), status_code=403))
+        return
+    since = websocket.query_params.get("since_seq")
+    since_seq = int(since) if since and since.isdigit() else None
+    keys = PlayerKeys(player_id)
+    if app.fanout.sinks_of(keys.push_channel) >= app.settings.sockets_per_player_max:
+        await websocket.accept(subprotocol if offered else None)
+        await websocket.close(CLOSE_TOO_MANY_SOCKETS)
+        return
+    await websocket.accept(subprotocol if offered else None)
+    connection = Connection(
+        websocket, Codec(subprotocol), keys, app.dispatcher, app.fanout, app.settings
+    )
+    app.sockets += 1
+    try:
+        await connection.serve(since_seq)
+    finally:
+        app.sockets -= 1
