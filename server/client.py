@@ -9,6 +9,7 @@ from typing import Any
 
 import msgpack
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from server.protocol import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK
 
@@ -61,6 +62,19 @@ class ManorClient:
         return cls(socket, json_mode)
 
     async def _read(self) -> None:
+        try:
+            await self._route()
+        except ConnectionClosed:
+            pass  # the close code stays on self.socket.close_code
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ManorError("CLOSED", f"socket closed ({self.close_code})"))
+
+    @property
+    def close_code(self) -> int | None:
+        return self.socket.close_code
+
+    async def _route(self) -> None:
         async for frame in self.socket:
             message = json.loads(frame) if self.json_mode else msgpack.unpackb(frame, raw=False)
             if "push" in message:

@@ -10,13 +10,25 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from redis.asyncio import Redis
 
+from server.clock import FrozenClock
 from server.embedded import EmbeddedStore, find_server_binary
 from server.store import Store
+from tests.live import Live, serve
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def shanghai_ms(text: str) -> int:
+    """Epoch ms of a wall-clock time in Asia/Shanghai, the default rules' time zone."""
+    return int(datetime.fromisoformat(text).replace(tzinfo=SHANGHAI).timestamp() * 1000)
+
 
 ENGINE_BINARIES = {
     "valkey": find_server_binary,
@@ -65,3 +77,17 @@ async def store(redis: Redis, redis_server: EmbeddedStore) -> AsyncIterator[Stor
     await coalescing.load_scripts()
     yield coalescing
     await coalescing.close()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(shanghai_ms("2026-11-23T09:00:00"))
+
+
+@pytest.fixture
+async def live(
+    redis: Redis, redis_server: EmbeddedStore, tmp_path: Path, clock: FrozenClock
+) -> AsyncIterator[Live]:
+    """The app on real uvicorn over the session's store (emptied first), on `clock`."""
+    async with serve(redis_server.url, tmp_path, clock) as running:
+        yield running

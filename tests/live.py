@@ -1,0 +1,70 @@
+"""A real uvicorn serving the real app on a free loopback port, in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from server.app import create_app
+from server.auth import issue_token
+from server.cli import WS_BYTES_MAX
+from server.client import ManorClient
+from server.clock import Clock
+from server.embedded import free_port
+from server.settings import Settings
+
+SECRET = "test-secret-0123456789-abcdefghijklmnop"
+START_WAIT_S_MAX = 10.0
+
+
+@dataclass
+class Live:
+    url: str
+    http: str
+    settings: Settings
+
+    def token(self, player: str, ttl_s: int = 3600) -> str:
+        return issue_token(SECRET, player, int(time.time()), ttl_s)
+
+    async def connect(self, player: str, **kwargs: Any) -> ManorClient:
+        return await ManorClient.connect(self.url, self.token(player), **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    redis_url: str, data_dir: Path, clock: Clock | None = None, **overrides: Any
+) -> AsyncIterator[Live]:
+    port = free_port()
+    settings = Settings(
+        redis_url=redis_url, data_dir=data_dir, jwt_secret=SECRET, port=port, **overrides
+    )
+    config = uvicorn.Config(
+        create_app(settings, clock),
+        host="127.0.0.1",
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=WS_BYTES_MAX,
+        lifespan="on",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + START_WAIT_S_MAX
+    while not server.started:
+        if task.done() or time.monotonic() > deadline:
+            server.should_exit = True
+            await task
+            raise RuntimeError("uvicorn did not start")
+        await asyncio.sleep(0.01)
+    try:
+        yield Live(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", settings)
+    finally:
+        server.should_exit = True
+        await task

@@ -1,0 +1,108 @@
+"""The `manor` command as an operator runs it: real subprocesses, a real store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from server.auth import verify_token
+from server.commit import Commit, apply
+from server.embedded import EmbeddedStore
+from server.keys import PlayerKeys
+from server.ledger import Transfer
+from server.settings import SettingsError, load_settings
+from server.store import Store
+from tests.live import SECRET
+
+BAD_RULES = """
+version = ""
+timezone = "Mars/Olympus"
+[signin]
+rewards = [10, -5]
+colour = "gold"
+"""
+
+
+def manor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MANOR_")} | env
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_rules_check_lists_every_problem_and_fails(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD_RULES)
+    done = manor("rules", "check", str(path))
+    assert done.returncode == 1
+    for words in ("version", "Mars/Olympus", "rewards[1]", "colour"):
+        assert words in done.stderr
+
+
+def test_rules_check_accepts_the_shipped_files() -> None:
+    for name in ("default.toml", "demo.toml"):
+        done = manor("rules", "check", str(Path("game_rules") / name))
+        assert done.returncode == 0, done.stderr
+        assert "ok" in done.stdout
+
+
+def test_token_prints_a_token_for_the_configured_secret() -> None:
+    done = manor("token", "pat", "--ttl", "60", MANOR_JWT_SECRET=SECRET)
+    assert done.returncode == 0, done.stderr
+    assert verify_token(SECRET, done.stdout.strip()) == "pat"
+
+
+def test_token_generates_and_keeps_the_embedded_secret(tmp_path: Path) -> None:
+    first = manor("token", "pat", MANOR_DATA_DIR=str(tmp_path))
+    secret = (tmp_path / "jwt_secret").read_text().strip()
+    assert verify_token(secret, first.stdout.strip()) == "pat"
+    manor("token", "pat", MANOR_DATA_DIR=str(tmp_path))
+    assert (tmp_path / "jwt_secret").read_text().strip() == secret
+
+
+async def test_ledger_verify_exit_code_follows_the_ledger(
+    store: Store, redis: Redis, redis_server: EmbeddedStore
+) -> None:
+    keys = PlayerKeys("liv")
+    batch = date(2027, 6, 30)
+    await apply(store, keys, Commit(transfers=[Transfer("t1", "c", 10, "mint:signin", batch)]), 1)
+    await apply(store, keys, Commit(transfers=[Transfer("t2", "c", 15, "mint:signin", batch)]), 2)
+    good = manor("ledger", "verify", MANOR_REDIS_URL=redis_server.url)
+    assert good.returncode == 0, good.stderr
+    assert "1 players, 2 entries" in good.stdout and "ok" in good.stdout
+    await redis.lset(keys.journal, 0, await redis.lindex(keys.journal, 1))
+    bad = manor("ledger", "verify", "--user", "liv", MANOR_REDIS_URL=redis_server.url)
+    assert bad.returncode == 1
+    assert "player liv entry seq 2" in bad.stderr
+
+
+def test_bad_settings_stop_start_up_naming_each_variable() -> None:
+    env = {
+        "MANOR_PORT": "eighty",
+        "MANOR_REDIS_URL": "http://x",
+        "MANOR_JWT_SECRET": "short",
+        "MANOR_DEV_CLOCK": "maybe",
+        "MANOR_FRAME_BYTES_MAX": "10",
+    }
+    with pytest.raises(SettingsError) as err:
+        load_settings(env)
+    named = " ".join(err.value.problems)
+    for variable in env:
+        assert variable in named
+
+
+def test_serve_refuses_bad_settings_with_exit_code_2(tmp_path: Path) -> None:
+    done = manor("serve", MANOR_PORT="0", MANOR_DATA_DIR=str(tmp_path))
+    assert done.returncode == 2
+    assert "MANOR_PORT" in done.stderr

@@ -1,0 +1,84 @@
+"""Two server processes on one store: a credit on one reaches the player's socket on the other."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
+
+from server.client import ManorClient
+from server.embedded import EmbeddedStore, free_port
+from tests.live import SECRET, Live
+
+READY_WAIT_S_MAX = 20.0
+
+
+@contextlib.asynccontextmanager
+async def server_process(redis_url: str, data_dir: Path) -> AsyncIterator[str]:
+    """`manor serve` as its own OS process; yields its ws:// base URL."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MANOR_")}
+    env |= {
+        "MANOR_REDIS_URL": redis_url,
+        "MANOR_JWT_SECRET": SECRET,
+        "MANOR_PORT": str(port),
+        "MANOR_DATA_DIR": str(data_dir),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.cli", "serve", "--log-level", "warning", env=env
+    )
+    try:
+        deadline = time.monotonic() + READY_WAIT_S_MAX
+        async with httpx.AsyncClient() as http:
+            while True:
+                assert process.returncode is None, "manor serve exited"
+                assert time.monotonic() < deadline, "manor serve did not become ready"
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 10)
+
+
+async def test_credit_on_one_process_pushes_to_socket_on_another(
+    live: Live, redis: Redis, redis_server: EmbeddedStore, tmp_path: Path
+) -> None:
+    async with server_process(redis_server.url, tmp_path) as other_url:
+        remote = await ManorClient.connect(other_url, live.token("ola"))
+        local = await live.connect("ola")
+        await remote.call("state")  # attached on the other process
+        signed = await local.call("sign_in")
+        push = await remote.next_push()
+        assert push == {
+            "push": "balance",
+            "seq": 1,
+            "data": {"balance": signed["balance"], "delta": 10},
+        }
+        # The other process sees the same coins.
+        assert (await remote.call("state"))["balance"] == 10
+        await remote.close()
+        await local.close()
+
+
+async def test_reconnect_with_since_seq_replays_missed_pushes(live: Live) -> None:
+    client = await live.connect("pia")
+    await client.call("sign_in")
+    await client.close()
+    resumed = await live.connect("pia", since_seq=0)
+    push = await resumed.next_push()
+    assert (push["push"], push["seq"]) == ("balance", 1)
+    await resumed.close()
+    ahead = await live.connect("pia", since_seq=50)
+    resync = await ahead.next_push()
+    assert resync["push"] == "resync" and resync["data"] == {"snapshot_needed": True}
+    await ahead.close()

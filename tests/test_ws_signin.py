@@ -1,0 +1,133 @@
+"""End to end: real uvicorn, real websockets clients, a controllable clock, a real store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from server.clock import FrozenClock
+from server.embedded import EmbeddedStore
+from server.ledger import verify
+from tests.conftest import engines, shanghai_ms, start_engine
+from tests.live import Live, serve
+
+DAY_MS = 86_400_000
+
+
+@pytest.fixture(scope="module", params=engines())
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    server = start_engine(request.param, tmp_path_factory.mktemp(request.param))
+    yield server
+    server.stop()
+
+
+async def test_sign_in_day_by_day_on_every_engine(engine: EmbeddedStore, tmp_path: Path) -> None:
+    clock = FrozenClock(shanghai_ms("2026-11-23T23:59:59.999"))
+    async with serve(engine.url, tmp_path, clock) as live:
+        client = await live.connect("ann")
+        first = await client.call("sign_in")
+        assert first == {
+            "coins": 10,
+            "streak": 1,
+            "day": "2026-11-23",
+            "already": False,
+            "balance": 10,
+        }
+        again = await client.call("sign_in")
+        assert again == {**first, "already": True}
+        clock.advance(1)  # 00:00:00.000 in Shanghai: a new business day
+        second = await client.call("sign_in")
+        assert (second["streak"], second["coins"], second["day"], second["balance"]) == (
+            2,
+            15,
+            "2026-11-24",
+            25,
+        )
+        clock.advance(2 * DAY_MS)  # 26th: the 25th was missed
+        reset = await client.call("sign_in")
+        assert (reset["streak"], reset["coins"], reset["balance"]) == (1, 10, 35)
+        state = await client.call("state")
+        assert state["balance"] == 35 and state["signed_in_today"] and state["streak"] == 1
+        assert state["batches"] == [{"expires": "2027-12-31", "coins": 35}]
+        page = await client.call("ledger", limit=2)
+        assert [e["amount"] for e in page["entries"]] == [10, 15]
+        older = await client.call("ledger", limit=2, before_seq=page["next_before_seq"])
+        assert [e["amount"] for e in older["entries"]] == [10]
+        assert older["next_before_seq"] is None
+        await client.close()
+        redis = Redis.from_url(engine.url)
+        report = await verify(redis)
+        await redis.aclose()
+        assert report.ok, report.problems
+
+
+async def test_sign_in_pushes_balance_to_every_socket_of_the_player(live: Live) -> None:
+    phone = await live.connect("bea")
+    tablet = await live.connect("bea", json_mode=True)
+    other = await live.connect("cid")
+    await phone.call("state")  # both sockets are attached before the credit
+    await tablet.call("state")
+    result = await phone.call("sign_in")
+    for socket in (phone, tablet):
+        push = await socket.next_push()
+        assert push["push"] == "balance"
+        assert push["data"] == {"balance": result["balance"], "delta": 10}
+        assert push["seq"] == 1
+    assert other.pushes.empty()
+    for socket in (phone, tablet, other):
+        await socket.close()
+
+
+async def test_retried_request_id_on_new_connection_replays_and_credits_once(
+    live: Live, redis: Redis, clock: FrozenClock
+) -> None:
+    first = await live.connect("dan")
+    reply = await first.request("sign_in", request_id="signin-7")
+    await first.close()
+    clock.advance(DAY_MS)  # even a day later, the same id is the same request
+    second = await live.connect("dan")
+    again = await second.request("sign_in", request_id="signin-7")
+    assert again == reply
+    assert (await second.call("state"))["balance"] == 10
+    reused = await second.request("state", request_id="signin-7")
+    assert reused["ok"]  # reads are not remembered: a read id may repeat
+    await second.close()
+    assert len(await redis.keys("*journal")) == 1
+    assert (await verify(redis)).ok
+
+
+async def test_dev_clock_is_refused_unless_enabled(live: Live) -> None:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{live.http}/dev/clock", json={"advance_ms": 1000})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "DEV_CLOCK_OFF"
+
+
+async def test_dev_clock_moves_the_business_day(
+    redis: Redis, redis_server: EmbeddedStore, tmp_path: Path
+) -> None:
+    import httpx
+
+    async with serve(redis_server.url, tmp_path, dev_clock=True) as live:
+        client = await live.connect("eve")
+        assert (await client.call("sign_in"))["streak"] == 1
+        async with httpx.AsyncClient() as http:
+            bad = await http.post(f"{live.http}/dev/clock", json={"advance_ms": -5})
+            assert bad.status_code == 400
+            moved = await http.post(f"{live.http}/dev/clock", json={"advance_ms": DAY_MS})
+            assert moved.status_code == 200
+        assert (await client.call("sign_in"))["streak"] == 2
+        await client.close()
+
+
+async def test_health_and_readiness(live: Live) -> None:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{live.http}/healthz")).json() == {"ok": True}
+        ready = (await http.get(f"{live.http}/readyz")).json()
+    assert ready["ok"] and ready["rules_version"] == "2026.11-default"
