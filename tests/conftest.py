@@ -55,10 +55,15 @@ def start_engine(name: str, folder: Path) -> EmbeddedStore:
     return store
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStore]:
-    """The default engine, shared by the session; each test starts from an empty db."""
-    server = start_engine(engines()[0], tmp_path_factory.mktemp("store"))
+@pytest.fixture(scope="session", params=engines())
+def redis_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmbeddedStore]:
+    """One server per engine, shared by the session; each test starts from an empty db.
+
+    Every test that touches the store runs once per engine in MANOR_TEST_ENGINES.
+    """
+    server = start_engine(request.param, tmp_path_factory.mktemp(request.param))
     yield server
     server.stop()
 

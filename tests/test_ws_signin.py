@@ -4,28 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from redis.asyncio import Redis
 
 from server.clock import FrozenClock
 from server.embedded import EmbeddedStore
 from server.ledger import verify
-from tests.conftest import engines, shanghai_ms, start_engine
+from tests.conftest import shanghai_ms
 from tests.live import Live, serve
 
 DAY_MS = 86_400_000
 
 
-@pytest.fixture(scope="module", params=engines())
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    server = start_engine(request.param, tmp_path_factory.mktemp(request.param))
-    yield server
-    server.stop()
-
-
-async def test_sign_in_day_by_day_on_every_engine(engine: EmbeddedStore, tmp_path: Path) -> None:
+async def test_sign_in_day_by_day(
+    redis: Redis, redis_server: EmbeddedStore, tmp_path: Path
+) -> None:
     clock = FrozenClock(shanghai_ms("2026-11-23T23:59:59.999"))
-    async with serve(engine.url, tmp_path, clock) as live:
+    async with serve(redis_server.url, tmp_path, clock) as live:
         client = await live.connect("ann")
         first = await client.call("sign_in")
         assert first == {
@@ -57,7 +51,7 @@ async def test_sign_in_day_by_day_on_every_engine(engine: EmbeddedStore, tmp_pat
         assert [e["amount"] for e in older["entries"]] == [10]
         assert older["next_before_seq"] is None
         await client.close()
-        redis = Redis.from_url(engine.url)
+        redis = Redis.from_url(redis_server.url)
         report = await verify(redis)
         await redis.aclose()
         assert report.ok, report.problems
