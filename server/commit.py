@@ -26,6 +26,7 @@ class Commit:
     fields: dict[str, bytes] = field(default_factory=dict)
     transfers: Sequence[Transfer] = ()
     pushes: Sequence[tuple[str, bytes]] = ()  # (type, msgpack map)
+    orders: Sequence[tuple[str, int, bytes]] = ()  # outbox (source, coins, msgpack order)
     reply_body: bytes = b""  # with a request id: the reply to replay on a retry
     reply_ttl_s: int = 86_400
 
@@ -36,6 +37,7 @@ class CommitResult:
     balance: int
     ver: int
     pseq: int
+    receivers: tuple[int, ...] = ()  # per extra push: subscribers that got it
 
     @property
     def written(self) -> bool:
@@ -51,6 +53,7 @@ async def apply(
         len(commit.fields),
         len(commit.transfers),
         len(commit.pushes),
+        len(commit.orders),
         commit.reply_body if reply_key else b"",
         commit.reply_ttl_s,
         INBOX_MAX,
@@ -63,6 +66,8 @@ async def apply(
         args += transfer.argv()
     for kind, data in commit.pushes:
         args += (kind, data)
+    for source, amount, order in commit.orders:
+        args += (source, amount, order)
     script_keys = (
         keys.state,
         keys.wallet,
@@ -73,6 +78,10 @@ async def apply(
         players_index(keys.bucket),
         reply_key or keys.reply("-"),
         keys.push_channel,
+        keys.outbox,
+        keys.stats,
     )
-    status, balance, ver, pseq = await store.script("commit", script_keys, args)
-    return CommitResult(status.decode(), int(balance), int(ver), int(pseq))
+    status, balance, ver, pseq, receivers = await store.script("commit", script_keys, args)
+    return CommitResult(
+        status.decode(), int(balance), int(ver), int(pseq), tuple(int(r) for r in receivers)
+    )

@@ -27,12 +27,16 @@ class PlayerKeys:
 
     __slots__ = (
         "bucket",
+        "friends",
         "inbox",
         "journal",
+        "outbox",
         "player_id",
         "push_channel",
+        "stats",
         "state",
         "sys",
+        "timers",
         "txids",
         "wallet",
     )
@@ -47,8 +51,12 @@ class PlayerKeys:
         self.journal = f"{base}:journal"  # list of msgpack entries, oldest first
         self.txids = f"{base}:txids"  # hash: transfer id -> "seq:digest"
         self.inbox = f"{base}:inbox"  # list of pushes, newest last, capped
+        self.friends = f"{base}:friends"  # hash: friend id -> msgpack edge
         self.push_channel = f"{base}:push"
         self.sys = sys_accounts(self.bucket)
+        self.outbox = outbox(self.bucket)
+        self.stats = stats(self.bucket)
+        self.timers = timers(self.bucket)
 
     def reply(self, request_id: str) -> str:
         return f"{PREFIX}:{tag(self.bucket)}:{self.player_id}:reply:{request_id}"
@@ -59,9 +67,19 @@ def sys_accounts(bucket: int) -> str:
     return f"{PREFIX}:{tag(bucket)}:sys"
 
 
-def buckets_index() -> str:
-    """Set of player ids per bucket is kept in `players_index(bucket)`; this is a debugging aid."""
-    return f"{PREFIX}:buckets"
+def outbox(bucket: int) -> str:
+    """List of credit orders for players in other slots (steal, water): see outbox.py."""
+    return f"{PREFIX}:{tag(bucket)}:outbox"
+
+
+def stats(bucket: int) -> str:
+    """Hash of counters that invariants are checked against (not accounts: they sum to nothing)."""
+    return f"{PREFIX}:{tag(bucket)}:stats"
+
+
+def timers(bucket: int) -> str:
+    """Sorted set of timers due in this bucket, scored by due time in ms: see timers.py."""
+    return f"{PREFIX}:{tag(bucket)}:timers"
 
 
 def players_index(bucket: int) -> str:

@@ -164,3 +164,43 @@ async def test_inbox_is_capped(store: Store, redis: Redis) -> None:
     frames = await redis.lrange(keys.inbox, 0, -1)
     assert len(frames) == INBOX_MAX
     assert msgpack.unpackb(frames[-1])["seq"] == INBOX_MAX + 5
+
+
+async def test_commit_appends_outbox_orders_and_counts_them(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("ivy")
+    order = msgpack.packb({"id": "steal:ivy:0:1:joe", "to": "joe", "coins": 2})
+    result = await apply(
+        store,
+        keys,
+        Commit(expected_ver=0, fields={"farm": b"f"}, orders=[("steal", 2, order)]),
+        NOW_MS,
+    )
+    assert result.status == "ok"
+    assert await redis.lrange(keys.outbox, 0, -1) == [order]
+    assert await redis.hget(keys.stats, "steal:ordered") == b"2"
+
+
+async def test_commit_bad_order_amount_leaves_no_write(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("ivy")
+    before = await snapshot(redis)
+    result = await apply(store, keys, Commit(orders=[("steal", 0, b"x")]), NOW_MS)
+    assert result.status == "BAD_TRANSFER"
+    assert await snapshot(redis) == before
+
+
+async def test_commit_reports_receivers_of_each_extra_push(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("jon")
+    data = msgpack.packb({})
+    alone = await apply(store, keys, Commit(pushes=[("crop_ripe", data)]), NOW_MS)
+    assert alone.receivers == (0,)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.push_channel)
+    await pubsub.get_message(timeout=1)
+    heard = await apply(
+        store,
+        keys,
+        Commit(transfers=[credit("t", 1)], pushes=[("stolen", data), ("watered", data)]),
+        NOW_MS,
+    )
+    assert heard.receivers == (1, 1)  # the automatic balance push is not counted
+    await pubsub.aclose()

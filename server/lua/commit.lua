@@ -1,4 +1,5 @@
--- commit.lua: apply one rule outcome for one player atomically: state + ledger + inbox + publish.
+-- commit.lua: apply one rule outcome for one player atomically: state + ledger + inbox +
+-- publish + outbox.
 --
 -- KEYS (all carry the player's bucket tag, so one hash slot):
 --   1 state     hash  ver, pseq, rule components (msgpack blobs)
@@ -6,29 +7,35 @@
 --   3 journal   list  msgpack entries, oldest first
 --   4 txids     hash  transfer id -> "<kind>|<amount>|<account>|<seq>"
 --   5 sys       hash  system account (bucket-local) -> balance, may be negative
---   6 inbox     list  push frames (msgpack), newest last, capped at ARGV[8]
+--   6 inbox     list  push frames (msgpack), newest last, capped at ARGV[9]
 --   7 players   set   player ids of this bucket that own a wallet
---   8 reply     hash  body, bal: the cached reply of a request id (ignored when ARGV[6] == "")
+--   8 reply     hash  body, bal: the cached reply of a request id (ignored when ARGV[7] == "")
 --   9 channel   pub/sub channel of the player (not a key; declared for the slot check)
+--  10 outbox    list  credit orders for players in other slots (steal, water), see outbox.py
+--  11 stats     hash  <source>:ordered coins ever put in the outbox, for the in-flight invariant
 -- ARGV:
 --   1 now_ms          integer, epoch milliseconds: the ts of every journal entry
 --   2 expected_ver    integer; -1 skips the version check (platform and operator credits)
 --   3 n_fields        state fields to write
 --   4 n_transfers
 --   5 n_pushes        pushes besides the automatic `balance` push
---   6 reply_body      msgpack reply without `balance`; "" = no request id to remember
---   7 reply_ttl_s     seconds
---   8 inbox_max       entries kept in the inbox
---   9 player_id       added to the bucket's players set on the first posting
---  10 publish         "PUBLISH", or "SPUBLISH" on Redis Cluster (sharded pub/sub)
+--   6 n_orders        outbox orders
+--   7 reply_body      msgpack reply without `balance`; "" = no request id to remember
+--   8 reply_ttl_s     seconds
+--   9 inbox_max       entries kept in the inbox
+--  10 player_id       added to the bucket's players set on the first posting
+--  11 publish         "PUBLISH", or "SPUBLISH" on Redis Cluster (sharded pub/sub)
 --   then n_fields     x (field, value)
 --   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref)
 --   then n_pushes     x (type, data as a msgpack map)
--- Returns {status, balance_coins, ver, pseq}; status is "ok", "exists" (every transfer was
--- already posted: nothing written), "CONFLICT" (version moved: reload and retry),
--- "TRANSFER_MISMATCH" (an id reused with another kind/amount/account) or
--- "INSUFFICIENT_FUNDS" (a debit larger than the balance) or "BAD_TRANSFER" (a malformed or
--- repeated transfer: a bug in the caller). Only "ok" writes anything.
+--   then n_orders     x (source, amount coins > 0, order as msgpack)
+-- Returns {status, balance_coins, ver, pseq, receivers}; receivers lists, per extra push, how
+-- many subscribers got it (0: no socket anywhere, the shell may send a push trigger).
+-- status is "ok", "exists" (every transfer was already posted: nothing written),
+-- "CONFLICT" (version moved: reload and retry), "TRANSFER_MISMATCH" (an id reused with another
+-- kind/amount/account), "INSUFFICIENT_FUNDS" (a debit larger than the balance) or
+-- "BAD_TRANSFER" (a malformed or repeated transfer or order: a bug in the caller).
+-- Only "ok" writes anything.
 --
 -- Every check runs before the first write: Redis does not roll back a failed script.
 -- No game rule lives here: amounts, batches and ids come from game_rules via the shell.
@@ -38,10 +45,11 @@ local expected_ver = tonumber(ARGV[2])
 local n_fields = tonumber(ARGV[3])
 local n_transfers = tonumber(ARGV[4])
 local n_pushes = tonumber(ARGV[5])
-local reply_body = ARGV[6]
-local inbox_max = tonumber(ARGV[8])
-local player_id = ARGV[9]
-local publish = ARGV[10]
+local n_orders = tonumber(ARGV[6])
+local reply_body = ARGV[7]
+local inbox_max = tonumber(ARGV[9])
+local player_id = ARGV[10]
+local publish = ARGV[11]
 
 local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
 local wallet = redis.call('HGETALL', KEYS[2])
@@ -58,12 +66,12 @@ end
 local balance_before = bal
 
 if expected_ver >= 0 and ver ~= expected_ver then
-  return {'CONFLICT', bal, ver, 0}
+  return {'CONFLICT', bal, ver, 0, {}}
 end
 
 -- Plan every transfer against a copy of the balances (checks only, no writes).
 table.sort(batches, function(a, b) return a[1] < b[1] end)
-local base = 10 + 2 * n_fields
+local base = 11 + 2 * n_fields
 local plan = {}
 local fresh = 0
 local in_call = {}
@@ -74,13 +82,13 @@ for t = 0, n_transfers - 1 do
   local fp = kind .. '|' .. ARGV[at + 3] .. '|' .. account .. '|'
   if in_call[id] or not amount or amount <= 0 or amount % 1 ~= 0 or (kind ~= 'c' and kind ~= 'd')
       or (kind == 'c' and not tonumber(batch)) then
-    return {'BAD_TRANSFER', balance_before, ver, 0}
+    return {'BAD_TRANSFER', balance_before, ver, 0, {}}
   end
   in_call[id] = true
   local seen = redis.call('HGET', KEYS[4], id)
   if seen then
     if string.sub(seen, 1, #fp) ~= fp then
-      return {'TRANSFER_MISMATCH', balance_before, ver, 0}
+      return {'TRANSFER_MISMATCH', balance_before, ver, 0, {}}
     end
   else
     fresh = fresh + 1
@@ -98,7 +106,7 @@ for t = 0, n_transfers - 1 do
       moved = {tonumber(batch), amount}
     else
       if amount > bal then
-        return {'INSUFFICIENT_FUNDS', balance_before, ver, 0}
+        return {'INSUFFICIENT_FUNDS', balance_before, ver, 0, {}}
       end
       bal = bal - amount
       -- Spend the batch that expires first.
@@ -118,23 +126,31 @@ for t = 0, n_transfers - 1 do
   end
 end
 
+local orders_at = base + 6 * n_transfers + 2 * n_pushes
+for o = 0, n_orders - 1 do
+  local amount = tonumber(ARGV[orders_at + 2 + 3 * o])
+  if not amount or amount <= 0 or amount % 1 ~= 0 then
+    return {'BAD_TRANSFER', balance_before, ver, 0, {}}
+  end
+end
+
 if n_transfers > 0 and fresh == 0 then
-  return {'exists', bal, ver, 0}
+  return {'exists', bal, ver, 0, {}}
 end
 
 -- Writes. Nothing below may fail.
 ver = ver + 1
 redis.call('HSET', KEYS[1], 'ver', ver)
 for i = 0, n_fields - 1 do
-  redis.call('HSET', KEYS[1], ARGV[11 + 2 * i], ARGV[12 + 2 * i])
+  redis.call('HSET', KEYS[1], ARGV[12 + 2 * i], ARGV[13 + 2 * i])
 end
 
 local push_frames = {}
-local function frame(kind, data)
+local function frame(kind, data, counted)
   local pseq = redis.call('HINCRBY', KEYS[1], 'pseq', 1)
   local bytes = '\131' .. cmsgpack.pack('push') .. cmsgpack.pack(kind) .. cmsgpack.pack('seq')
     .. cmsgpack.pack(pseq) .. cmsgpack.pack('data') .. data
-  push_frames[#push_frames + 1] = bytes
+  push_frames[#push_frames + 1] = {bytes, counted}
   return pseq
 end
 
@@ -160,26 +176,34 @@ if #plan > 0 then
   end
   redis.call('HSET', KEYS[2], 'bal', bal, 'seq', seq, 'head', head)
   redis.call('SADD', KEYS[7], player_id)
-  frame('balance', cmsgpack.pack({balance = bal, delta = bal - balance_before}))
+  frame('balance', cmsgpack.pack({balance = bal, delta = bal - balance_before}), false)
 end
 
 local at = base + 6 * n_transfers
 for i = 0, n_pushes - 1 do
-  frame(ARGV[at + 1 + 2 * i], ARGV[at + 2 + 2 * i])
+  frame(ARGV[at + 1 + 2 * i], ARGV[at + 2 + 2 * i], true)
 end
 local pseq = 0
+local receivers = {}
 if #push_frames > 0 then
   for _, f in ipairs(push_frames) do
-    redis.call('RPUSH', KEYS[6], f)
-    redis.call(publish, KEYS[9], f)
+    redis.call('RPUSH', KEYS[6], f[1])
+    local got = redis.call(publish, KEYS[9], f[1])
+    if f[2] then receivers[#receivers + 1] = got end
   end
   redis.call('LTRIM', KEYS[6], -inbox_max, -1)
   pseq = tonumber(redis.call('HGET', KEYS[1], 'pseq'))
 end
 
-if reply_body ~= '' then
-  redis.call('HSET', KEYS[8], 'body', reply_body, 'bal', bal)
-  redis.call('EXPIRE', KEYS[8], tonumber(ARGV[7]))
+for o = 0, n_orders - 1 do
+  local source, amount = ARGV[orders_at + 1 + 3 * o], tonumber(ARGV[orders_at + 2 + 3 * o])
+  redis.call('RPUSH', KEYS[10], ARGV[orders_at + 3 + 3 * o])
+  redis.call('HINCRBY', KEYS[11], source .. ':ordered', amount)
 end
 
-return {'ok', bal, ver, pseq}
+if reply_body ~= '' then
+  redis.call('HSET', KEYS[8], 'body', reply_body, 'bal', bal)
+  redis.call('EXPIRE', KEYS[8], tonumber(ARGV[8]))
+end
+
+return {'ok', bal, ver, pseq, receivers}
