@@ -27,6 +27,7 @@ class Commit:
     transfers: Sequence[Transfer] = ()
     pushes: Sequence[tuple[str, bytes]] = ()  # (type, msgpack map)
     orders: Sequence[tuple[str, int, bytes]] = ()  # outbox (source, coins, msgpack order)
+    timers: Sequence[tuple[str, int]] = ()  # (member, due_ms) armed in the bucket's timers
     reply_body: bytes = b""  # with a request id: the reply to replay on a retry
     reply_ttl_s: int = 86_400
 
@@ -59,6 +60,7 @@ async def apply(
         INBOX_MAX,
         keys.player_id,
         store.publish_command,
+        len(commit.timers),
     ]
     for name, value in commit.fields.items():
         args += (name, value)
@@ -68,6 +70,8 @@ async def apply(
         args += (kind, data)
     for source, amount, order in commit.orders:
         args += (source, amount, order)
+    for member, due_ms in commit.timers:
+        args += (member, due_ms)
     script_keys = (
         keys.state,
         keys.wallet,
@@ -80,6 +84,7 @@ async def apply(
         keys.push_channel,
         keys.outbox,
         keys.stats,
+        keys.timers,
     )
     status, balance, ver, pseq, receivers = await store.script("commit", script_keys, args)
     return CommitResult(

@@ -112,7 +112,8 @@ async def test_commit_rejection_leaves_no_write(
     store: Store, redis: Redis, commit: Commit, status: str
 ) -> None:
     keys = PlayerKeys("dave")
-    await apply(store, keys, Commit(expected_ver=0, transfers=[credit("t1", 10)]), NOW_MS)
+    seed = Commit(expected_ver=0, fields={"signin": b"x"}, transfers=[credit("t1", 10)])
+    await apply(store, keys, seed, NOW_MS)
     before = await snapshot(redis)
     result = await apply(store, keys, commit, NOW_MS + 1, reply_key=keys.reply("r1"))
     assert result.status == status
@@ -204,3 +205,19 @@ async def test_commit_reports_receivers_of_each_extra_push(store: Store, redis: 
     )
     assert heard.receivers == (1, 1)  # the automatic balance push is not counted
     await pubsub.aclose()
+
+
+async def test_commit_without_fields_keeps_the_version(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("kim")
+    await apply(store, keys, Commit(expected_ver=0, fields={"farm": b"1"}), NOW_MS)
+    credited = await apply(store, keys, Commit(transfers=[credit("t", 5)]), NOW_MS)
+    assert credited.ver == 1  # a credit from elsewhere does not make the owner's op retry
+    again = await apply(store, keys, Commit(expected_ver=1, fields={"farm": b"2"}), NOW_MS)
+    assert again.written and again.ver == 2
+
+
+async def test_commit_arms_and_moves_timers(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("lee")
+    await apply(store, keys, Commit(timers=[("ripe|lee|0|1", 5000)]), NOW_MS)
+    await apply(store, keys, Commit(timers=[("ripe|lee|0|1", 4000)]), NOW_MS)
+    assert await redis.zrange(keys.timers, 0, -1, withscores=True) == [(b"ripe|lee|0|1", 4000.0)]

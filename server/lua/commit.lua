@@ -13,6 +13,7 @@
 --   9 channel   pub/sub channel of the player (not a key; declared for the slot check)
 --  10 outbox    list  credit orders for players in other slots (steal, water), see outbox.py
 --  11 stats     hash  <source>:ordered coins ever put in the outbox, for the in-flight invariant
+--  12 timers    zset  timers of the bucket scored by due ms, see timers.py
 -- ARGV:
 --   1 now_ms          integer, epoch milliseconds: the ts of every journal entry
 --   2 expected_ver    integer; -1 skips the version check (platform and operator credits)
@@ -25,10 +26,12 @@
 --   9 inbox_max       entries kept in the inbox
 --  10 player_id       added to the bucket's players set on the first posting
 --  11 publish         "PUBLISH", or "SPUBLISH" on Redis Cluster (sharded pub/sub)
+--  12 n_timers        timers to arm (or move: the member names the timer)
 --   then n_fields     x (field, value)
 --   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref)
 --   then n_pushes     x (type, data as a msgpack map)
 --   then n_orders     x (source, amount coins > 0, order as msgpack)
+--   then n_timers     x (member, due_ms)
 -- Returns {status, balance_coins, ver, pseq, receivers}; receivers lists, per extra push, how
 -- many subscribers got it (0: no socket anywhere, the shell may send a push trigger).
 -- status is "ok", "exists" (every transfer was already posted: nothing written),
@@ -50,6 +53,7 @@ local reply_body = ARGV[7]
 local inbox_max = tonumber(ARGV[9])
 local player_id = ARGV[10]
 local publish = ARGV[11]
+local n_timers = tonumber(ARGV[12])
 
 local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
 local wallet = redis.call('HGETALL', KEYS[2])
@@ -71,7 +75,7 @@ end
 
 -- Plan every transfer against a copy of the balances (checks only, no writes).
 table.sort(batches, function(a, b) return a[1] < b[1] end)
-local base = 11 + 2 * n_fields
+local base = 12 + 2 * n_fields
 local plan = {}
 local fresh = 0
 local in_call = {}
@@ -133,16 +137,25 @@ for o = 0, n_orders - 1 do
     return {'BAD_TRANSFER', balance_before, ver, 0, {}}
   end
 end
+local timers_at = orders_at + 3 * n_orders
+for t = 0, n_timers - 1 do
+  if not tonumber(ARGV[timers_at + 2 + 2 * t]) then
+    return {'BAD_TRANSFER', balance_before, ver, 0, {}}
+  end
+end
 
 if n_transfers > 0 and fresh == 0 then
   return {'exists', bal, ver, 0, {}}
 end
 
--- Writes. Nothing below may fail.
-ver = ver + 1
-redis.call('HSET', KEYS[1], 'ver', ver)
+-- Writes. Nothing below may fail. The version guards the state fields only: a push or a
+-- credit from elsewhere must not make a player's next rule op retry.
+if n_fields > 0 then
+  ver = ver + 1
+  redis.call('HSET', KEYS[1], 'ver', ver)
+end
 for i = 0, n_fields - 1 do
-  redis.call('HSET', KEYS[1], ARGV[12 + 2 * i], ARGV[13 + 2 * i])
+  redis.call('HSET', KEYS[1], ARGV[13 + 2 * i], ARGV[14 + 2 * i])
 end
 
 local push_frames = {}
@@ -199,6 +212,9 @@ for o = 0, n_orders - 1 do
   local source, amount = ARGV[orders_at + 1 + 3 * o], tonumber(ARGV[orders_at + 2 + 3 * o])
   redis.call('RPUSH', KEYS[10], ARGV[orders_at + 3 + 3 * o])
   redis.call('HINCRBY', KEYS[11], source .. ':ordered', amount)
+end
+for t = 0, n_timers - 1 do
+  redis.call('ZADD', KEYS[12], tonumber(ARGV[timers_at + 2 + 2 * t]), ARGV[timers_at + 1 + 2 * t])
 end
 
 if reply_body ~= '' then
