@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -18,8 +19,6 @@ from server.ledger import verify
 from server.rulebook import read_rules
 from server.settings import Settings, SettingsError, load_settings
 from server.store import connect
-
-WS_BYTES_MAX = 65_536  # hard cap: bigger frames close the socket (1009); see frame_bytes_max
 
 
 def _store_folder(settings: Settings) -> Path:
@@ -42,7 +41,12 @@ def store_url(settings: Settings) -> Iterator[str]:
         if _answers_ping(port):
             yield url
             return
-    embedded = EmbeddedStore(folder, binary=find_server_binary(settings.redis_server_bin or None))
+    embedded = EmbeddedStore(
+        folder,
+        binary=find_server_binary(settings.redis_server_bin or None),
+        appendfsync=settings.store_appendfsync,
+        maxmemory_mb=settings.store_maxmemory_mb,
+    )
     url = embedded.start()
     url_file.write_text(url + "\n")
     try:
@@ -52,12 +56,19 @@ def store_url(settings: Settings) -> Iterator[str]:
         url_file.unlink(missing_ok=True)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     rules = read_rules(settings.rules)
     print(f"manor: rules {rules.version} ({rules.digest}), time zone {rules.timezone}")
     load_or_create_secret(settings.data_dir) if not settings.jwt_secret else None
+    # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler the
+    # process would die before the embedded store is stopped. Exit through `finally`.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with store_url(settings) as url:
         os.environ["MANOR_REDIS_URL"] = url
         print(f"manor: store {url}; listening on http://{settings.host}:{settings.port}")
@@ -68,7 +79,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             port=settings.port,
             workers=settings.workers,
             ws="websockets-sansio",
-            ws_max_size=WS_BYTES_MAX,
+            ws_max_size=settings.ws_frame_bytes_max,
             log_level=args.log_level,
             lifespan="on",
         )

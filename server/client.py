@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import uuid
 from typing import Any
 
 import msgpack
@@ -32,7 +34,10 @@ class ManorClient:
         self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(PUSHES_QUEUED_MAX)
         self.unmatched: asyncio.Queue[dict[str, Any]] = asyncio.Queue(PUSHES_QUEUED_MAX)
         self._waiting: dict[Any, asyncio.Future[dict[str, Any]]] = {}
+        # Replies are remembered per player for a day: ids must not repeat across sockets.
+        self._session = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
+        self.last_seq = 0
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -59,13 +64,13 @@ class ManorClient:
             additional_headers=headers,
             max_size=1 << 20,
         )
-        return cls(socket, json_mode)
+        client = cls(socket, json_mode)
+        client.last_seq = since_seq or 0
+        return client
 
     async def _read(self) -> None:
-        try:
+        with contextlib.suppress(ConnectionClosed):  # the code stays on socket.close_code
             await self._route()
-        except ConnectionClosed:
-            pass  # the close code stays on self.socket.close_code
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(ManorError("CLOSED", f"socket closed ({self.close_code})"))
@@ -78,6 +83,10 @@ class ManorClient:
         async for frame in self.socket:
             message = json.loads(frame) if self.json_mode else msgpack.unpackb(frame, raw=False)
             if "push" in message:
+                # A resume may deliver a push both live and from the inbox: keep one.
+                if message["push"] != "resync" and message["seq"] <= self.last_seq:
+                    continue
+                self.last_seq = max(self.last_seq, message["seq"])
                 self.pushes.put_nowait(message)
                 continue
             future = self._waiting.pop(message.get("id"), None)
@@ -103,7 +112,7 @@ class ManorClient:
         timeout_s: float = 10.0,
     ) -> dict[str, Any]:
         """Send one request, return the whole reply map."""
-        rid = next(self._ids) if request_id is None else request_id
+        rid = f"{self._session}-{next(self._ids)}" if request_id is None else request_id
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = future
         await self.socket.send(self.encode({"id": rid, "op": op, "args": args or {}}))

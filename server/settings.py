@@ -19,6 +19,10 @@ class SettingsError(ValueError):
         self.problems = problems
 
 
+FRAME_BYTES_MAX_DEFAULT = 4096
+WS_FRAME_BYTES_MAX_DEFAULT = 65_536
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -29,9 +33,13 @@ class Settings:
     rules: str = ""  # empty: the default rules shipped in game_rules
     jwt_secret: str = ""  # empty: generated once, kept in data_dir/jwt_secret
     dev_clock: bool = False  # enables POST /dev/clock (QA only; refused otherwise)
-    admin_key: str = ""
     workers: int = 1
-    frame_bytes_max: int = 4096
+    store_appendfsync: str = "always"  # embedded store: "always" or "everysec" (docs/operations.md)
+    store_maxmemory_mb: int = 0  # embedded store: 0 = no limit; writes fail when full (noeviction)
+    # soft: bigger frames get FRAME_TOO_LARGE and the socket stays open
+    frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT
+    # hard: bigger frames close the socket with 1009
+    ws_frame_bytes_max: int = WS_FRAME_BYTES_MAX_DEFAULT
     requests_per_s_max: int = 50  # per connection, token bucket refill rate
     request_burst_max: int = 100  # per connection, token bucket size
     rate_strikes_max: int = 20  # RATE_LIMITED replies before the socket is closed
@@ -47,6 +55,8 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "port": (1, 65535),
     "workers": (1, 64),
     "frame_bytes_max": (256, 1 << 20),
+    "ws_frame_bytes_max": (256, 1 << 24),
+    "store_maxmemory_mb": (0, 1 << 20),
     "requests_per_s_max": (1, 10_000),
     "request_burst_max": (1, 100_000),
     "rate_strikes_max": (1, 10_000),
@@ -78,8 +88,12 @@ def _converter(default: object) -> Callable[[str], Any]:
 
 def _check_redis_url(url: str) -> None:
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
-        raise ValueError(f"scheme must be redis://, rediss:// or redis+cluster://, got {url!r}")
+    if parts.scheme.endswith("+cluster"):
+        # Keys are cluster-ready (one hash tag per player); fan-out over sharded pub/sub is not
+        # built yet, so refuse rather than start a server whose pushes never arrive.
+        raise ValueError("Redis Cluster is not supported yet; use a redis:// or rediss:// URL")
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"scheme must be redis:// or rediss://, got {url!r}")
     if not parts.hostname:
         raise ValueError("has no host")
 
@@ -110,6 +124,14 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             _check_redis_url(values["redis_url"])
         except ValueError as exc:
             problems.append(f"MANOR_REDIS_URL: {exc}")
+    if values.get("store_appendfsync", "always") not in ("always", "everysec"):
+        problems.append("MANOR_STORE_APPENDFSYNC: must be 'always' or 'everysec'")
+    soft = values.get("frame_bytes_max", FRAME_BYTES_MAX_DEFAULT)
+    hard = values.get("ws_frame_bytes_max", WS_FRAME_BYTES_MAX_DEFAULT)
+    if isinstance(soft, int) and isinstance(hard, int) and soft > hard:
+        problems.append(
+            f"MANOR_FRAME_BYTES_MAX ({soft}) must not exceed MANOR_WS_FRAME_BYTES_MAX ({hard})"
+        )
     if values.get("rules") and not Path(values["rules"]).is_file():
         problems.append(f"MANOR_RULES: no such file {values['rules']!r}")
     secret = values.get("jwt_secret")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -30,7 +31,7 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RESUME_FRAMES_MAX = 100  # the inbox length: older pushes need a snapshot
+SEQ_PATTERN = re.compile(r"[0-9]{1,15}")
 
 
 def bearer_token(websocket: WebSocket) -> str | None:
@@ -98,7 +99,8 @@ class Connection:
     def shut(self, code: int) -> None:
         if self.close_code is None:
             self.close_code = code
-            # The writer drains what is queued, then closes; a full queue is dropped.
+            # The close must go out even when the queue is full: make room by dropping the
+            # oldest frame. The client reconnects with since_seq and gets pushes back.
             while self.queue.full():
                 self.queue.get_nowait()
             self.queue.put_nowait(None)
@@ -115,12 +117,21 @@ class Connection:
                 await self.websocket.send_text(frame)
 
     async def resume(self, since_seq: int) -> None:
-        """Replay the pushes after `since_seq` from the inbox, or say a snapshot is needed."""
-        frames = await self.dispatcher.services.store.call("LRANGE", self.keys.inbox, 0, -1)
+        """Replay the pushes after `since_seq` from the inbox, or say a snapshot is needed.
+
+        Runs after the socket is attached, so a push may arrive both live and from here:
+        clients drop a seq they have already seen.
+        """
+        store = self.dispatcher.services.store
+        frames, last = await asyncio.gather(
+            store.call("LRANGE", self.keys.inbox, 0, -1),
+            store.call("HGET", self.keys.state, "pseq"),
+        )
+        last_seq = int(last or 0)
         seqs = [msgpack.unpackb(f)["seq"] for f in frames]
-        last = seqs[-1] if seqs else since_seq
-        if since_seq > last or (seqs and seqs[0] > since_seq + 1):
-            gap = {"push": "resync", "seq": last, "data": {"snapshot_needed": True}}
+        oldest_seq = seqs[0] if seqs else last_seq + 1
+        if since_seq > last_seq or oldest_seq > since_seq + 1:
+            gap = {"push": "resync", "seq": last_seq, "data": {"snapshot_needed": True}}
             self.send_message(gap)
             return
         for seq, frame in zip(seqs, frames, strict=True):
@@ -152,13 +163,15 @@ class Connection:
             if data is None:
                 data = message.get("text", "")
             if not self.bucket.take():
-                self.strikes += 1
+                self.strikes += 1  # consecutive refusals: a client that backs off is forgiven
                 if self.strikes > self.settings.rate_strikes_max:
                     self.shut(CLOSE_RATE_LIMITED)
                     return
                 self.send_message(reply_error(None, "RATE_LIMITED", "too many requests; slow down"))
                 continue
-            if len(data) > frame_bytes_max:
+            self.strikes = 0
+            size_bytes = len(data) if isinstance(data, bytes) else len(data.encode())
+            if size_bytes > frame_bytes_max:
                 self.send_message(
                     reply_error(
                         None, "FRAME_TOO_LARGE", f"frames are limited to {frame_bytes_max} bytes"
@@ -210,7 +223,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.send_denial_response(PlainTextResponse(str(exc), status_code=403))
         return
     since = websocket.query_params.get("since_seq")
-    since_seq = int(since) if since and since.isdigit() else None
+    if since is not None and not SEQ_PATTERN.fullmatch(since):
+        await websocket.send_denial_response(
+            PlainTextResponse("since_seq must be a non-negative integer", status_code=400)
+        )
+        return
+    since_seq = None if since is None else int(since)
     keys = PlayerKeys(player_id)
     if app.fanout.sinks_of(keys.push_channel) >= app.settings.sockets_per_player_max:
         await websocket.accept(subprotocol if offered else None)

@@ -14,7 +14,6 @@ import uvicorn
 
 from server.app import create_app
 from server.auth import issue_token
-from server.cli import WS_BYTES_MAX
 from server.client import ManorClient
 from server.clock import Clock
 from server.embedded import free_port
@@ -50,7 +49,7 @@ async def serve(
         host="127.0.0.1",
         port=port,
         ws="websockets-sansio",
-        ws_max_size=WS_BYTES_MAX,
+        ws_max_size=settings.ws_frame_bytes_max,
         lifespan="on",
         log_level="warning",
     )

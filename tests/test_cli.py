@@ -106,3 +106,38 @@ def test_serve_refuses_bad_settings_with_exit_code_2(tmp_path: Path) -> None:
     done = manor("serve", MANOR_PORT="0", MANOR_DATA_DIR=str(tmp_path))
     assert done.returncode == 2
     assert "MANOR_PORT" in done.stderr
+
+
+def test_serve_stops_its_embedded_store_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    from server.embedded import _answers_ping, free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MANOR_")}
+    env |= {"MANOR_PORT": str(port), "MANOR_DATA_DIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--log-level", "warning"], env=env
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert time.monotonic() < deadline, "manor serve did not become ready"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        url = (tmp_path / "store" / "url").read_text().strip()
+        store_port = int(url.rsplit(":", 1)[1].split("/")[0])
+        assert _answers_ping(store_port)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        assert not _answers_ping(store_port)
+        assert not (tmp_path / "store" / "url").exists()
+    finally:
+        process.kill()
+        process.wait()
