@@ -1,0 +1,49 @@
+"""Counters read from outside a process: its CPU time (/proc) and Redis commandstats."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from redis import Redis
+
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (all its threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        text = stat.read()
+    # Field 2 (comm) may hold spaces; the fields after its closing parenthesis are fixed.
+    after_comm = text[text.rindex(")") + 2 :].split()
+    utime_ticks, stime_ticks = int(after_comm[11]), int(after_comm[12])
+    return (utime_ticks + stime_ticks) / CLOCK_TICKS_PER_S
+
+
+def command_calls(redis_url: str) -> dict[str, int]:
+    """INFO commandstats as {command: calls}; commands run inside Lua scripts are included."""
+    client = Redis.from_url(redis_url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
+
+
+def calls_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Calls per command between two snapshots, without the INFO calls of the probe itself."""
+    delta = {name: after[name] - before.get(name, 0) for name in after if name != "info"}
+    return {name: calls for name, calls in sorted(delta.items()) if calls}
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """CPU seconds of the watched processes, and Redis command calls, at one instant."""
+
+    cpu_s_by_pid: dict[int, float]
+    redis_calls: dict[str, int]
+
+
+def sample(pids: list[int], redis_url: str) -> Sample:
+    calls = command_calls(redis_url) if redis_url else {}
+    return Sample({pid: cpu_s(pid) for pid in pids}, calls)
