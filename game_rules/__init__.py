@@ -2,7 +2,37 @@
 
 from game_rules.calendar import batch_expires_at_ms, business_day, day_start_ms, expiry_batch
 from game_rules.errors import RulesError, RuleViolation
-from game_rules.rules import ExpiryRules, Rules, SignInRules, parse_rules
+from game_rules.farm import (
+    Crop,
+    Daily,
+    Farm,
+    Friendship,
+    HarvestOutcome,
+    PlantOutcome,
+    StealOutcome,
+    WaterOutcome,
+    crop_stage,
+    crop_view,
+    harvest,
+    plant,
+    steal,
+    visitor_view,
+    water,
+)
+from game_rules.friends import Edge, Edges, is_friend_for_steal
+from game_rules.notify import NotifyDecision, NotifyState, collapse_key, decide
+from game_rules.rules import (
+    ExpiryRules,
+    FarmRules,
+    NotifyRules,
+    Rules,
+    SeedCatalog,
+    SeedRules,
+    SignInRules,
+    StealRules,
+    WaterRules,
+    parse_rules,
+)
 from game_rules.signin import (
     Credit,
     SignInOutcome,
@@ -11,24 +41,56 @@ from game_rules.signin import (
     reward_coins,
     sign_in,
     sign_in_view,
+    streak_at_risk,
 )
 
+# The friend transitions (request, accept, decline, remove, block, unblock, friendship)
+# are short verbs: import them from game_rules.friends, e.g. `friends.request(...)`.
 __all__ = [
     "Credit",
+    "Crop",
+    "Daily",
+    "Edge",
+    "Edges",
     "ExpiryRules",
+    "Farm",
+    "FarmRules",
+    "Friendship",
+    "HarvestOutcome",
+    "NotifyDecision",
+    "NotifyRules",
+    "NotifyState",
+    "PlantOutcome",
     "RuleViolation",
     "Rules",
     "RulesError",
+    "SeedCatalog",
+    "SeedRules",
     "SignInOutcome",
     "SignInRules",
     "SignInState",
     "SignInView",
+    "StealOutcome",
+    "StealRules",
+    "WaterOutcome",
+    "WaterRules",
     "batch_expires_at_ms",
     "business_day",
+    "collapse_key",
+    "crop_stage",
+    "crop_view",
     "day_start_ms",
+    "decide",
     "expiry_batch",
+    "harvest",
+    "is_friend_for_steal",
     "parse_rules",
+    "plant",
     "reward_coins",
     "sign_in",
     "sign_in_view",
+    "steal",
+    "streak_at_risk",
+    "visitor_view",
+    "water",
 ]

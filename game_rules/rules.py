@@ -5,10 +5,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import itertools
+import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import time
+from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from game_rules.errors import RulesError
@@ -22,6 +24,21 @@ REWARD_COINS_MAX = 100_000
 PERIOD_END_MONTHS_DEFAULT = (6, 12)
 EXPIRY_YEARS_LATER_DEFAULT = 1
 EXPIRY_YEARS_LATER_MAX = 10
+MS_PER_S = 1000
+DAY_S = 86_400
+PLOTS_MAX = 24
+FRIENDS_CEILING = 5000  # the highest friends_max a rules file may set
+FRIENDSHIP_COOLDOWN_S_MAX = 30 * DAY_S
+WATER_SHARE_PCT_MAX = 90
+WATER_FIXED_S_MAX = 7 * DAY_S
+PER_DAY_MAX_CEILING = 1000  # the highest *_per_day_max a rules file may set
+SEEDS_LEN_MAX = 32
+SEED_NAME_RE = re.compile(r"[a-z_]{1,24}")
+GROW_S_MAX = 30 * DAY_S
+TRIGGERS_PER_DAY_MAX_CEILING = 100
+WaterMode = Literal["share", "fixed"]
+WATER_MODES: tuple[WaterMode, ...] = ("share", "fixed")
+_HHMM_RE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +58,94 @@ class ExpiryRules:
 
 
 @dataclass(frozen=True, slots=True)
+class SeedRules:
+    """One seed of the catalog. Thieves each take steal_share_pct of the yield (floor, at
+    least 1 coin); together at most floor(yield * steal_cap_pct / 100)."""
+
+    name: str
+    grow_ms: int
+    yield_coins: int
+    steal_share_pct: int
+    steal_cap_pct: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeedCatalog(Mapping[str, SeedRules]):
+    """The seeds by name, in file order: an immutable, hashable mapping."""
+
+    seeds: tuple[SeedRules, ...]
+
+    def __getitem__(self, name: str) -> SeedRules:
+        for seed in self.seeds:
+            if seed.name == name:
+                return seed
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (seed.name for seed in self.seeds)
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+
+@dataclass(frozen=True, slots=True)
+class WaterRules:
+    """ "share": ripe_at moves forward by share_pct of the remaining time; "fixed": by
+    fixed_ms; never past the moment of watering."""
+
+    mode: WaterMode = "share"
+    share_pct: int = 10
+    fixed_ms: int = 1800 * MS_PER_S
+    reward_coins: int = 2
+    paid_per_day_max: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class StealRules:
+    """Per thief and business day."""
+
+    count_per_day_max: int = 10
+    coins_per_day_max: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class FarmRules:
+    plots: int = 6
+    friends_max: int = 200
+    friendship_cooldown_ms: int = DAY_S * MS_PER_S
+    water: WaterRules = WaterRules()
+    steal: StealRules = StealRules()
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyRules:
+    """Local times in the rules' time zone. quiet_start == quiet_end: no quiet hours."""
+
+    quiet_start: time = time(22, 0)
+    quiet_end: time = time(8, 0)
+    triggers_per_day_max: int = 5
+    streak_reminder_at: time = time(20, 0)
+
+
+SEEDS_DEFAULT = SeedCatalog(
+    (
+        SeedRules("turnip", 4 * 3600 * MS_PER_S, 20, 10, 30),
+        SeedRules("pumpkin", 8 * 3600 * MS_PER_S, 45, 10, 30),
+        SeedRules("golden_pear", 24 * 3600 * MS_PER_S, 150, 10, 30),
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Rules:
     version: str
     timezone: str
     tz: ZoneInfo
     signin: SignInRules
     expiry: ExpiryRules
+    farm: FarmRules
+    seeds: SeedCatalog  # a Mapping[str, SeedRules], never empty
+    notify: NotifyRules
     digest: str  # first DIGEST_HEX_LEN hex chars of sha256(file text): which file is live
 
 
@@ -63,6 +162,10 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
     timezone, tz = _timezone(root)
     signin = root.section("signin", _signin)
     expiry = root.section("expiry", _expiry)
+    farm = root.section("farm", _farm)
+    # No [seeds] at all: the default catalog. A [seeds] table without seeds is a problem.
+    seeds = root.section("seeds", _seeds) if root.has("seeds") else SEEDS_DEFAULT
+    notify = root.section("notify", _notify)
     root.close()
 
     if problems:
@@ -70,8 +173,19 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
     # No problem reported means every reader returned a value.
     assert version is not None and timezone is not None and tz is not None
     assert signin is not None and expiry is not None
+    assert farm is not None and seeds is not None and notify is not None
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_HEX_LEN]
-    return Rules(version, timezone, tz, signin, expiry, digest)
+    return Rules(
+        version=version,
+        timezone=timezone,
+        tz=tz,
+        signin=signin,
+        expiry=expiry,
+        farm=farm,
+        seeds=seeds,
+        notify=notify,
+        digest=digest,
+    )
 
 
 # --- sections: one small function each, reading through a _Table -------------------------
@@ -123,9 +237,126 @@ def _expiry(table: _Table) -> ExpiryRules | None:
     return ExpiryRules(months, years_later)
 
 
+def _farm(table: _Table) -> FarmRules | None:
+    default = FarmRules()
+    plots = table.integer("plots", default=default.plots, value_min=1, value_max=PLOTS_MAX)
+    friends_max = table.integer(
+        "friends_max", default=default.friends_max, value_min=1, value_max=FRIENDS_CEILING
+    )
+    cooldown_s = table.integer(
+        "friendship_cooldown_s",
+        default=default.friendship_cooldown_ms // MS_PER_S,
+        value_min=0,
+        value_max=FRIENDSHIP_COOLDOWN_S_MAX,
+    )
+    water = table.section("water", _water)
+    steal = table.section("steal", _steal)
+    if plots is None or friends_max is None or cooldown_s is None:
+        return None
+    if water is None or steal is None:
+        return None
+    return FarmRules(plots, friends_max, cooldown_s * MS_PER_S, water, steal)
+
+
+def _water(table: _Table) -> WaterRules | None:
+    default = WaterRules()
+    mode = table.choice("mode", WATER_MODES, default=default.mode)
+    share_pct = table.integer(
+        "share_pct", default=default.share_pct, value_min=1, value_max=WATER_SHARE_PCT_MAX
+    )
+    fixed_s = table.integer(
+        "fixed_s", default=default.fixed_ms // MS_PER_S, value_min=1, value_max=WATER_FIXED_S_MAX
+    )
+    reward_coins = table.integer(
+        "reward_coins", default=default.reward_coins, value_min=0, value_max=REWARD_COINS_MAX
+    )
+    paid_per_day_max = table.integer(
+        "paid_per_day_max",
+        default=default.paid_per_day_max,
+        value_min=0,
+        value_max=PER_DAY_MAX_CEILING,
+    )
+    if mode is None or share_pct is None or fixed_s is None:
+        return None
+    if reward_coins is None or paid_per_day_max is None:
+        return None
+    return WaterRules(mode, share_pct, fixed_s * MS_PER_S, reward_coins, paid_per_day_max)
+
+
+def _steal(table: _Table) -> StealRules | None:
+    default = StealRules()
+    count = table.integer(
+        "count_per_day_max",
+        default=default.count_per_day_max,
+        value_min=0,
+        value_max=PER_DAY_MAX_CEILING,
+    )
+    coins = table.integer(
+        "coins_per_day_max",
+        default=default.coins_per_day_max,
+        value_min=0,
+        value_max=REWARD_COINS_MAX,
+    )
+    if count is None or coins is None:
+        return None
+    return StealRules(count, coins)
+
+
+def _seeds(table: _Table) -> SeedCatalog | None:
+    names = table.keys()
+    ok = True
+    if not 1 <= len(names) <= SEEDS_LEN_MAX:
+        table.problem_here(f"must have 1..{SEEDS_LEN_MAX} seeds, got {len(names)}")
+        ok = False
+    seeds: list[SeedRules] = []
+    for name in names:
+        if not SEED_NAME_RE.fullmatch(name):
+            table.problem(name, "seed names must be 1..24 characters of a-z and '_'")
+            ok = False
+        seed = table.section(name, _seed)
+        if seed is None:
+            ok = False
+        else:
+            seeds.append(seed)
+    return SeedCatalog(tuple(seeds)) if ok else None
+
+
+def _seed(table: _Table) -> SeedRules | None:
+    grow_s = table.integer("grow_s", value_min=1, value_max=GROW_S_MAX)
+    yield_coins = table.integer("yield_coins", value_min=1, value_max=REWARD_COINS_MAX)
+    share_pct = table.integer("steal_share_pct", value_min=1, value_max=99)
+    cap_pct = table.integer("steal_cap_pct", value_min=1, value_max=99)  # < 100: owner keeps some
+    if share_pct is not None and cap_pct is not None and share_pct > cap_pct:
+        table.problem(
+            "steal_share_pct", f"must be at most steal_cap_pct ({cap_pct}), got {share_pct}"
+        )
+        return None
+    if grow_s is None or yield_coins is None or share_pct is None or cap_pct is None:
+        return None
+    return SeedRules(table.name, grow_s * MS_PER_S, yield_coins, share_pct, cap_pct)
+
+
+def _notify(table: _Table) -> NotifyRules | None:
+    default = NotifyRules()
+    quiet = table.clock_times(
+        "quiet_hours", len_exact=2, default=(default.quiet_start, default.quiet_end)
+    )
+    triggers = table.integer(
+        "triggers_per_day_max",
+        default=default.triggers_per_day_max,
+        value_min=0,
+        value_max=TRIGGERS_PER_DAY_MAX_CEILING,
+    )
+    reminder = table.clock_time("streak_reminder_at", default=default.streak_reminder_at)
+    if quiet is None or triggers is None or reminder is None:
+        return None
+    return NotifyRules(quiet[0], quiet[1], triggers, reminder)
+
+
 # --- the problem collector ------------------------------------------------------------------
 
 _T = TypeVar("_T")
+_S = TypeVar("_S", bound=str)
 _REQUIRED = object()
 
 
@@ -142,8 +373,25 @@ class _Table:
     def where(self, key: str) -> str:
         return f"{self._path}.{key}" if self._path else key
 
+    @property
+    def name(self) -> str:
+        """The last part of the dotted path: a seed's name for [seeds.<name>]."""
+        return self._path.rsplit(".", 1)[-1]
+
+    def keys(self) -> list[str]:
+        """Every key of the table in file order, each marked as read."""
+        keys = list(self._data)
+        self._read.update(keys)
+        return keys
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
     def problem(self, key: str, message: str) -> None:
         self._problems.append(f"{self.where(key)}: {message}")
+
+    def problem_here(self, message: str) -> None:
+        self._problems.append(f"{self._path}: {message}")
 
     def section(self, key: str, read: Callable[[_Table], _T]) -> _T:
         """Read a sub-table with `read`; a missing table reads as empty (defaults apply)."""
@@ -204,6 +452,46 @@ class _Table:
             ok = _check_int(self, f"{key}[{index}]", item, value_min, value_max) is not None and ok
         return tuple(value) if ok else None
 
+    def choice(
+        self, key: str, options: tuple[_S, ...], *, default: object = _REQUIRED
+    ) -> _S | None:
+        value = self._get(key, default)
+        if value is _REQUIRED:
+            self.problem(key, "required, missing")
+            return None
+        for option in options:
+            if value == option and isinstance(value, str):
+                return option
+        shown = ", ".join(repr(option) for option in options)
+        self.problem(key, f"must be one of {shown}, got {_show(value)}")
+        return None
+
+    def clock_time(self, key: str, *, default: object = _REQUIRED) -> time | None:
+        value = self._get(key, default)
+        if value is _REQUIRED:
+            self.problem(key, "required, missing")
+            return None
+        return _check_clock_time(self, key, value)
+
+    def clock_times(
+        self, key: str, *, len_exact: int, default: object = _REQUIRED
+    ) -> tuple[time, ...] | None:
+        value = self._get(key, default)
+        if value is _REQUIRED:
+            self.problem(key, "required, missing")
+            return None
+        if isinstance(value, tuple):
+            value = list(value)  # a default
+        if not isinstance(value, list):
+            self.problem(key, f'must be an array of "HH:MM" strings, got {_show(value)}')
+            return None
+        if len(value) != len_exact:
+            self.problem(key, f"must have exactly {len_exact} entries, got {len(value)}")
+            return None
+        times = [_check_clock_time(self, f"{key}[{i}]", item) for i, item in enumerate(value)]
+        checked = [moment for moment in times if moment is not None]
+        return tuple(checked) if len(checked) == len(times) else None
+
     def close(self) -> None:
         for key in sorted(self._data.keys() - self._read):
             hint = difflib.get_close_matches(key, sorted(self._read), n=1)
@@ -226,6 +514,16 @@ def _check_int(
         table.problem(key, f"must be an integer in {value_min}..{value_max}, got {value}")
         return None
     return value
+
+
+def _check_clock_time(table: _Table, key: str, value: object) -> time | None:
+    if isinstance(value, time) and (value.second, value.microsecond) == (0, 0):
+        return value  # a default, or a TOML local time such as 22:00:00
+    match = _HHMM_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        table.problem(key, f'must be a local time "HH:MM" (00:00..23:59), got {_show(value)}')
+        return None
+    return time(int(match[1]), int(match[2]))
 
 
 def _show(value: object) -> str:

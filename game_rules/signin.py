@@ -123,3 +123,8 @@ def sign_in_view(state: SignInState, rules: Rules, now_ms: int) -> SignInView:
     if last_day == today - _ONE_DAY:
         return SignInView(False, state.streak, reward_coins(rules.signin, state.streak + 1), today)
     return SignInView(False, 0, reward_coins(rules.signin, 1), today)
+
+
+def streak_at_risk(state: SignInState, rules: Rules, now_ms: int) -> bool:
+    """Signed in yesterday but not yet today: the streak breaks at the end of today."""
+    return state.last_day == business_day(now_ms, rules.tz) - _ONE_DAY

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import time
 from importlib.resources import files
 
 import pytest
 
-from game_rules import ExpiryRules, RulesError, SignInRules, parse_rules
-from game_rules.rules import REWARD_COINS_MAX, SIGNIN_REWARDS_LEN_MAX
+from game_rules import (
+    ExpiryRules,
+    FarmRules,
+    NotifyRules,
+    RulesError,
+    SeedRules,
+    SignInRules,
+    StealRules,
+    WaterRules,
+    parse_rules,
+)
+from game_rules.rules import REWARD_COINS_MAX, SEEDS_DEFAULT, SIGNIN_REWARDS_LEN_MAX
 
 GOOD = """\
 version = "test"
@@ -191,3 +202,300 @@ def test_parse_rules_toml_syntax_error_is_one_problem() -> None:
 def test_rules_error_without_problems_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one problem"):
         RulesError([])
+
+
+# --- farm, seeds, notify ------------------------------------------------------------------------
+
+FARM = """\
+version = "test"
+[signin]
+rewards = [10]
+[farm]
+plots = 6
+friends_max = 200
+friendship_cooldown_s = 86400
+[farm.water]
+mode = "share"
+share_pct = 10
+fixed_s = 1800
+reward_coins = 2
+paid_per_day_max = 10
+[farm.steal]
+count_per_day_max = 10
+coins_per_day_max = 200
+[seeds.turnip]
+grow_s = 14400
+yield_coins = 20
+steal_share_pct = 10
+steal_cap_pct = 30
+[notify]
+quiet_hours = ["22:00", "08:00"]
+triggers_per_day_max = 5
+streak_reminder_at = "20:00"
+"""
+
+
+def test_parse_rules_default_file_farm_numbers() -> None:
+    rules = parse_rules(_shipped("default.toml"))
+    assert rules.farm == FarmRules(6, 200, 86_400_000, WaterRules("share", 10, 1_800_000, 2, 10))
+    assert rules.farm.steal == StealRules(10, 200)
+    assert list(rules.seeds) == ["turnip", "pumpkin", "golden_pear"]
+    assert rules.seeds["turnip"] == SeedRules("turnip", 4 * 3_600_000, 20, 10, 30)
+    assert rules.seeds["pumpkin"] == SeedRules("pumpkin", 8 * 3_600_000, 45, 10, 30)
+    assert rules.seeds["golden_pear"] == SeedRules("golden_pear", 24 * 3_600_000, 150, 10, 30)
+    assert rules.notify == NotifyRules(time(22), time(8), 5, time(20))
+    hash(rules)  # the whole rules value stays hashable
+
+
+def test_parse_rules_demo_file_has_short_times() -> None:
+    rules = parse_rules(_shipped("demo.toml"))
+    grow_s = {name: seed.grow_ms // 1000 for name, seed in rules.seeds.items()}
+    assert grow_s == {"turnip": 60, "pumpkin": 120, "golden_pear": 300}
+    assert rules.farm.friendship_cooldown_ms == 30_000
+    assert rules.farm.water.fixed_ms == 10_000
+    default = parse_rules(_shipped("default.toml"))
+    assert [s.yield_coins for s in rules.seeds.values()] == [
+        s.yield_coins for s in default.seeds.values()
+    ]
+
+
+def test_parse_rules_minimal_file_uses_farm_defaults() -> None:
+    rules = parse_rules('version = "v"\n[signin]\nrewards = [5]\n')
+    assert rules.farm == FarmRules()
+    assert rules.seeds == SEEDS_DEFAULT
+    assert rules.notify == NotifyRules()
+    assert rules.farm == parse_rules(_shipped("default.toml")).farm
+    assert rules.seeds == parse_rules(_shipped("default.toml")).seeds
+
+
+def test_parse_rules_seed_catalog_is_an_immutable_mapping() -> None:
+    seeds = parse_rules(FARM).seeds
+    assert len(seeds) == 1
+    assert "turnip" in seeds and "carrot" not in seeds
+    assert seeds.get("carrot") is None
+    with pytest.raises(KeyError):
+        seeds["carrot"]
+    with pytest.raises(TypeError):
+        seeds["carrot"] = seeds["turnip"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "check"),
+    [
+        ('mode = "share"', 'mode = "fixed"', lambda r: r.farm.water.mode == "fixed"),
+        ("plots = 6", "plots = 24", lambda r: r.farm.plots == 24),
+        ("plots = 6", "plots = 1", lambda r: r.farm.plots == 1),
+        ("friends_max = 200", "friends_max = 5000", lambda r: r.farm.friends_max == 5000),
+        ("cooldown_s = 86400", "cooldown_s = 0", lambda r: r.farm.friendship_cooldown_ms == 0),
+        ("share_pct = 10\n", "share_pct = 90\n", lambda r: r.farm.water.share_pct == 90),
+        (
+            "steal_share_pct = 10",
+            "steal_share_pct = 30",
+            lambda r: r.seeds["turnip"].steal_share_pct == 30,
+        ),
+        (
+            "steal_cap_pct = 30",
+            "steal_cap_pct = 99",
+            lambda r: r.seeds["turnip"].steal_cap_pct == 99,
+        ),
+        ('"22:00", "08:00"', '"00:00", "23:59"', lambda r: r.notify.quiet_end == time(23, 59)),
+        ('"22:00", "08:00"', '"09:00", "09:00"', lambda r: r.notify.quiet_start == time(9)),
+        ('"22:00", "08:00"', "22:00:00, 08:00:00", lambda r: r.notify.quiet_start == time(22)),
+        ("[seeds.turnip]", "[seeds.a_b]", lambda r: list(r.seeds) == ["a_b"]),
+    ],
+)
+def test_parse_rules_farm_edges_are_accepted(old: str, new: str, check: object) -> None:
+    assert old in FARM
+    rules = parse_rules(FARM.replace(old, new, 1))
+    assert callable(check) and check(rules)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("plots = 6", "plots = 0", "farm.plots: must be an integer in 1..24, got 0"),
+        ("plots = 6", "plots = 25", "farm.plots: must be an integer in 1..24, got 25"),
+        ("friends_max = 200", "friends_max = 0", "farm.friends_max: must be an integer in 1..5000"),
+        ("friends_max = 200", "friends_max = 5001", "farm.friends_max: must be an integer in"),
+        ("cooldown_s = 86400", "cooldown_s = -1", "farm.friendship_cooldown_s: must be an integer"),
+        (
+            "cooldown_s = 86400",
+            "cooldown_s = 1.5",
+            "farm.friendship_cooldown_s: must be an integer, got float",
+        ),
+        (
+            'mode = "share"',
+            'mode = "half"',
+            "farm.water.mode: must be one of 'share', 'fixed', got string 'half'",
+        ),
+        (
+            'mode = "share"',
+            "mode = 1",
+            "farm.water.mode: must be one of 'share', 'fixed', got integer 1",
+        ),
+        (
+            "share_pct = 10\n",
+            "share_pct = 0\n",
+            "farm.water.share_pct: must be an integer in 1..90, got 0",
+        ),
+        (
+            "share_pct = 10\n",
+            "share_pct = 91\n",
+            "farm.water.share_pct: must be an integer in 1..90, got 91",
+        ),
+        ("fixed_s = 1800", "fixed_s = 0", "farm.water.fixed_s: must be an integer in 1..604800"),
+        (
+            "reward_coins = 2",
+            "reward_coins = -2",
+            "farm.water.reward_coins: must be an integer in 0..",
+        ),
+        (
+            "paid_per_day_max = 10",
+            "paid_per_day_max = true",
+            "farm.water.paid_per_day_max: must be an integer, got boolean",
+        ),
+        (
+            "count_per_day_max = 10",
+            "count_per_day_max = 1001",
+            "farm.steal.count_per_day_max: must be an integer in 0..1000",
+        ),
+        (
+            "coins_per_day_max = 200",
+            "coins_per_day_max = -1",
+            "farm.steal.coins_per_day_max: must be an integer in",
+        ),
+        ("[farm.water]", "water = 3\n[farm.x]", "farm.water: must be a table, got integer 3"),
+        (
+            "grow_s = 14400",
+            "grow_s = 0",
+            "seeds.turnip.grow_s: must be an integer in 1..2592000, got 0",
+        ),
+        ("grow_s = 14400", "", "seeds.turnip.grow_s: required, missing"),
+        (
+            "yield_coins = 20",
+            "yield_coins = 0",
+            "seeds.turnip.yield_coins: must be an integer in 1..100000",
+        ),
+        (
+            "steal_share_pct = 10",
+            "steal_share_pct = 0",
+            "seeds.turnip.steal_share_pct: must be an integer in 1..99",
+        ),
+        (
+            "steal_cap_pct = 30",
+            "steal_cap_pct = 100",
+            "seeds.turnip.steal_cap_pct: must be an integer in 1..99, got 100",
+        ),
+        (
+            "steal_share_pct = 10",
+            "steal_share_pct = 31",
+            "seeds.turnip.steal_share_pct: must be at most steal_cap_pct (30), got 31",
+        ),
+        ("[seeds.turnip]", "[seeds.Turnip]", "seeds.Turnip: seed names must be 1..24 characters"),
+        ("[seeds.turnip]", f"[seeds.{'a' * 25}]", f"seeds.{'a' * 25}: seed names must be"),
+        ("[seeds.turnip]", '[seeds."tur-nip"]', "seeds.tur-nip: seed names must be"),
+        (
+            "[seeds.turnip]",
+            "[seeds]\nturnip = 3\n[x]",
+            "seeds.turnip: must be a table, got integer 3",
+        ),
+        ('"22:00", "08:00"', '"22:00"', "notify.quiet_hours: must have exactly 2 entries, got 1"),
+        (
+            '"22:00", "08:00"',
+            '"22:00", "08:00", "09:00"',
+            "notify.quiet_hours: must have exactly 2",
+        ),
+        (
+            '"22:00", "08:00"',
+            '"24:00", "08:00"',
+            'notify.quiet_hours[0]: must be a local time "HH:MM"',
+        ),
+        (
+            '"22:00", "08:00"',
+            '"22:00", "8:00"',
+            'notify.quiet_hours[1]: must be a local time "HH:MM"',
+        ),
+        (
+            '"22:00", "08:00"',
+            '"22:00", 8',
+            'notify.quiet_hours[1]: must be a local time "HH:MM" (00:00..23:59), got integer 8',
+        ),
+        ('"22:00", "08:00"', "22:00:30, 08:00:00", "notify.quiet_hours[0]: must be a local time"),
+        (
+            'quiet_hours = ["22:00", "08:00"]',
+            'quiet_hours = "22:00-08:00"',
+            "notify.quiet_hours: must be an array",
+        ),
+        (
+            "triggers_per_day_max = 5",
+            "triggers_per_day_max = 101",
+            "notify.triggers_per_day_max: must be an integer in 0..100",
+        ),
+        (
+            'streak_reminder_at = "20:00"',
+            'streak_reminder_at = "20:60"',
+            "notify.streak_reminder_at: must be a local time",
+        ),
+        (
+            'streak_reminder_at = "20:00"',
+            'streak_reminder_at = "8pm"',
+            "notify.streak_reminder_at: must be a local time",
+        ),
+    ],
+)
+def test_parse_rules_farm_bad_value_is_reported(old: str, new: str, expected: str) -> None:
+    assert old in FARM
+    problems = _problems(FARM.replace(old, new, 1))
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("plots = 6", "plot = 6", "farm.plot: unknown key (did you mean 'plots'?)"),
+        ("fixed_s = 1800", "fixed_ms = 1800", "farm.water.fixed_ms: unknown key"),
+        ("[farm.steal]", "[farm.steel]\n[farm.steal]", "farm.steel: unknown key"),
+        ("count_per_day_max = 10", "count_per_day = 10", "farm.steal.count_per_day: unknown key"),
+        ("grow_s = 14400", "grow_s = 14400\ngrow_ms = 1", "seeds.turnip.grow_ms: unknown key"),
+        (
+            "triggers_per_day_max = 5",
+            "trigger_per_day_max = 5",
+            "notify.trigger_per_day_max: unknown key",
+        ),
+    ],
+)
+def test_parse_rules_farm_unknown_key_is_reported(old: str, new: str, expected: str) -> None:
+    problems = _problems(FARM.replace(old, new, 1))
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_parse_rules_empty_seed_table_is_reported() -> None:
+    problems = _problems(FARM.split("[seeds.turnip]", maxsplit=1)[0] + "[seeds]\n")
+    assert problems == ["seeds: must have 1..32 seeds, got 0"]
+
+
+SEED_BODY = "grow_s = 1\nyield_coins = 1\nsteal_share_pct = 1\nsteal_cap_pct = 1\n"
+
+
+def test_parse_rules_too_many_seeds_is_reported() -> None:
+    seeds = "".join(
+        f"[seeds.s{chr(97 + n // 26)}{chr(97 + n % 26)}]\n{SEED_BODY}" for n in range(33)
+    )
+    assert _problems(FARM.replace("[seeds.turnip]", seeds + "[seeds.turnip]")) == [
+        "seeds: must have 1..32 seeds, got 34"
+    ]
+
+
+def test_parse_rules_reports_every_farm_problem_at_once() -> None:
+    text = FARM.replace("plots = 6", "plots = 0").replace('mode = "share"', 'mode = "x"')
+    text = text.replace("steal_share_pct = 10", "steal_share_pct = 50")
+    text = text.replace('"22:00", "08:00"', '"25:00", "08:61"')
+    text += f"[seeds.Bad]\n{SEED_BODY}"
+    assert _problems(text) == [
+        "farm.plots: must be an integer in 1..24, got 0",
+        "farm.water.mode: must be one of 'share', 'fixed', got string 'x'",
+        "seeds.turnip.steal_share_pct: must be at most steal_cap_pct (30), got 50",
+        "seeds.Bad: seed names must be 1..24 characters of a-z and '_'",
+        "notify.quiet_hours[0]: must be a local time \"HH:MM\" (00:00..23:59), got string '25:00'",
+        "notify.quiet_hours[1]: must be a local time \"HH:MM\" (00:00..23:59), got string '08:61'",
+    ]
