@@ -7,7 +7,6 @@ A request id's reply is stored by the same commit, so a retry replays it exactly
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -22,7 +21,7 @@ from server.ledger import Entry, Transfer, Wallet
 from server.protocol import ProtocolError, Request
 from server.rulebook import Rulebook
 from server.settings import Settings
-from server.store import Store
+from server.store import Arg, Store
 
 COMMIT_ATTEMPTS_MAX = 5
 LEDGER_PAGE_DEFAULT = 20
@@ -47,9 +46,11 @@ class Services:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """A player's state hash and balance as one round trip read them."""
+
     ver: int
     fields: dict[bytes, bytes]
-    wallet: Wallet
+    balance: int
 
     def component(self, name: str) -> Any:
         raw = self.fields.get(name.encode())
@@ -102,13 +103,13 @@ def reply_key(keys: PlayerKeys, request: Request) -> str:
 
 
 async def load(store: Store, keys: PlayerKeys, reply: str | None) -> tuple[Snapshot, Any]:
-    """The player's state and wallet (and a cached reply) in one round trip."""
-    calls = [store.call("HGETALL", keys.state), store.call("HGETALL", keys.wallet)]
+    """The player's state and balance (and a cached reply) in one round trip."""
+    commands: list[tuple[Arg, ...]] = [("HGETALL", keys.state), ("HGET", keys.wallet, "bal")]
     if reply:
-        calls.append(store.call("HGETALL", reply))
-    got = await asyncio.gather(*calls)
+        commands.append(("HGETALL", reply))
+    got = await store.call_many(*commands)
     state = cast(dict[bytes, bytes], got[0])
-    snapshot = Snapshot(int(state.get(b"ver", 0)), state, Wallet.from_hash(got[1]))
+    snapshot = Snapshot(int(state.get(b"ver", 0)), state, int(got[1] or 0))
     return snapshot, (got[2] if reply else None)
 
 
@@ -175,7 +176,7 @@ def decide_sign_in(
         "already": outcome.already,
     }
     if outcome.credit is None:
-        return Change({**result, "balance": snapshot.wallet.balance})
+        return Change({**result, "balance": snapshot.balance})
     credit = outcome.credit
     transfer = Transfer(
         credit.transfer_id,
@@ -192,13 +193,17 @@ def decide_sign_in(
 async def op_state(
     services: Services, keys: PlayerKeys, request: Request, args: dict[str, Any]
 ) -> dict[str, Any]:
-    snapshot, _ = await load(services.store, keys, None)
+    state_raw, wallet_raw = await services.store.call_many(
+        ("HGETALL", keys.state), ("HGETALL", keys.wallet)
+    )
+    wallet = Wallet.from_hash(wallet_raw)
+    snapshot = Snapshot(int(state_raw.get(b"ver", 0)), state_raw, wallet.balance)
     rules = services.rulebook.rules
     view = sign_in_view(_signin_state(snapshot), rules, services.clock.now_ms())
     return {
         "player": keys.player_id,
-        "balance": snapshot.wallet.balance,
-        "batches": snapshot.wallet.by_batch(),
+        "balance": wallet.balance,
+        "batches": wallet.by_batch(),
         "streak": view.streak,
         "signed_in_today": view.signed_today,
         "next_sign_in_coins": view.next_coins,

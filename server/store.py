@@ -34,6 +34,7 @@ FLUSHES_IN_FLIGHT_MAX = 8
 COMMAND_NAMES_MAX = 256  # command names whose packing and reply callback are remembered
 
 Arg = str | bytes | int
+Pending = tuple[tuple[Arg, ...], "asyncio.Future[Any] | None", int]
 Callback = Callable[..., Any]
 PackCommand = Callable[[tuple[Arg, ...]], bytes]
 
@@ -61,7 +62,9 @@ class Store:
         self.cluster = isinstance(redis, RedisCluster)
         self.scripts: dict[str, Script] = all_scripts()
         self.publish_command = "SPUBLISH" if self.cluster else "PUBLISH"
-        self._pending: list[tuple[tuple[Arg, ...], asyncio.Future[Any]]] = []
+        # (command, future, group size): a group's future sits on its last command and gets
+        # the list of the group's replies; the other commands of the group carry None.
+        self._pending: list[Pending] = []
         self._flush_scheduled = False
         self._in_flight = asyncio.Semaphore(FLUSHES_IN_FLIGHT_MAX)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -73,9 +76,20 @@ class Store:
             await self.redis.script_load(script.source)
 
     def call(self, *args: Arg) -> asyncio.Future[Any]:
+        return self._queue([args])
+
+    def call_many(self, *commands: tuple[Arg, ...]) -> asyncio.Future[list[Any]]:
+        """Several commands in the same batch, one future for the list of their replies."""
+        return self._queue(list(commands))
+
+    def _queue(self, commands: list[tuple[Arg, ...]]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((args, future))
+        if len(commands) == 1:
+            self._pending.append((commands[0], future, 1))
+        else:
+            self._pending += [(args, None, 0) for args in commands[:-1]]
+            self._pending.append((commands[-1], future, len(commands)))
         if len(self._pending) >= BATCH_COMMANDS_MAX:
             self._flush()
         elif not self._flush_scheduled:
@@ -96,10 +110,10 @@ class Store:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[tuple[tuple[Arg, ...], asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[Pending]) -> None:
         async with self._in_flight:
             try:
-                results = await self._execute([args for args, _ in batch])
+                results = await self._execute([args for args, _, _ in batch])
                 missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
                 if missing:
                     await self.load_scripts()
@@ -107,13 +121,19 @@ class Store:
                     for i, result in zip(missing, again, strict=True):
                         results[i] = result
             except Exception as exc:  # noqa: BLE001 - every waiter must hear of it
-                for _, future in batch:
-                    if not future.done():
+                for _, future, _ in batch:
+                    if future is not None and not future.done():
                         future.set_exception(exc)
                 return
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
+        for at, (_, future, size) in enumerate(batch):
+            if future is None or future.done():
                 continue
+            if size == 1:
+                result = results[at]
+            else:
+                result = results[at + 1 - size : at + 1]
+                errors = [r for r in result if isinstance(r, ResponseError)]
+                result = errors[0] if errors else result
             if isinstance(result, ResponseError):
                 future.set_exception(result)
             else:
