@@ -27,6 +27,7 @@ from server.protocol import (
     reply_error,
     reply_ok,
 )
+from server.sender import Sender
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,45 +77,29 @@ class Connection:
         self.dispatcher = dispatcher
         self.fanout = fanout
         self.settings = settings
-        self.queue: asyncio.Queue[bytes | str | None] = asyncio.Queue(settings.send_queue_max)
-        self.close_code: int | None = None
+        self.sender = Sender(self._send_frame, websocket.close, settings.send_queue_max)
         self.bucket = TokenBucket(settings.requests_per_s_max, settings.request_burst_max)
         self.strikes = 0
 
-    def offer(self, frame: bytes | str) -> None:
-        """Queue a frame; a client too slow to drain its queue is disconnected."""
-        if self.close_code is not None:
-            return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.shut(CLOSE_SLOW_CONSUMER)
+    @property
+    def close_code(self) -> int | None:
+        return self.sender.close_code
+
+    async def _send_frame(self, frame: bytes | str) -> None:
+        if isinstance(frame, bytes):
+            await self.websocket.send({"type": "websocket.send", "bytes": frame})
+        else:
+            await self.websocket.send({"type": "websocket.send", "text": frame})
 
     def offer_push(self, frame: bytes) -> None:
-        self.offer(self.codec.push(frame))
+        """From the fan-out: a client too slow to drain its queue is disconnected."""
+        self.sender.offer(self.codec.push(frame), CLOSE_SLOW_CONSUMER)
 
     def send_message(self, message: dict[str, Any]) -> None:
-        self.offer(self.codec.encode(message))
+        self.sender.offer(self.codec.encode(message), CLOSE_SLOW_CONSUMER)
 
-    def shut(self, code: int) -> None:
-        if self.close_code is None:
-            self.close_code = code
-            # The close must go out even when the queue is full: make room by dropping the
-            # oldest frame. The client reconnects with since_seq and gets pushes back.
-            while self.queue.full():
-                self.queue.get_nowait()
-            self.queue.put_nowait(None)
-
-    async def writer(self) -> None:
-        while True:
-            frame = await self.queue.get()
-            if frame is None:
-                await self.websocket.close(self.close_code or 1000)
-                return
-            if isinstance(frame, bytes):
-                await self.websocket.send_bytes(frame)
-            else:
-                await self.websocket.send_text(frame)
+    async def reply(self, message: dict[str, Any]) -> None:
+        await self.sender.send(self.codec.encode(message), CLOSE_SLOW_CONSUMER)
 
     async def resume(self, since_seq: int) -> None:
         """Replay the pushes after `since_seq` from the inbox, or say a snapshot is needed.
@@ -139,7 +124,7 @@ class Connection:
                 self.offer_push(frame)
 
     async def serve(self, since_seq: int | None) -> None:
-        writer = asyncio.create_task(self.writer())
+        writer = asyncio.create_task(self.sender.run())
         await self.fanout.attach(self.keys.push_channel, self.offer_push)
         try:
             if since_seq is not None:
@@ -165,20 +150,20 @@ class Connection:
             if not self.bucket.take():
                 self.strikes += 1  # consecutive refusals: a client that backs off is forgiven
                 if self.strikes > self.settings.rate_strikes_max:
-                    self.shut(CLOSE_RATE_LIMITED)
+                    self.sender.shut(CLOSE_RATE_LIMITED)
                     return
-                self.send_message(reply_error(None, "RATE_LIMITED", "too many requests; slow down"))
+                await self.reply(reply_error(None, "RATE_LIMITED", "too many requests; slow down"))
                 continue
             self.strikes = 0
             size_bytes = len(data) if isinstance(data, bytes) else len(data.encode())
             if size_bytes > frame_bytes_max:
-                self.send_message(
+                await self.reply(
                     reply_error(
                         None, "FRAME_TOO_LARGE", f"frames are limited to {frame_bytes_max} bytes"
                     )
                 )
                 continue
-            self.send_message(await self.answer(data))
+            await self.reply(await self.answer(data))
 
     async def answer(self, data: bytes | str) -> dict[str, Any]:
         request_id: int | str | None = None
