@@ -55,19 +55,26 @@ local player_id = ARGV[10]
 local publish = ARGV[11]
 local n_timers = tonumber(ARGV[12])
 
-local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
+local counters = redis.call('HMGET', KEYS[1], 'ver', 'pseq')
+local ver = tonumber(counters[1] or '0')
+local pseq = tonumber(counters[2] or '0')
 local wallet = redis.call('HGETALL', KEYS[2])
-local bal = 0
+local bal, seq, head = 0, 0, ''
 local batches = {}
 for i = 1, #wallet, 2 do
   local f = wallet[i]
   if f == 'bal' then
     bal = tonumber(wallet[i + 1])
+  elseif f == 'seq' then
+    seq = tonumber(wallet[i + 1])
+  elseif f == 'head' then
+    head = wallet[i + 1]
   elseif string.sub(f, 1, 2) == 'b:' then
     batches[#batches + 1] = {tonumber(string.sub(f, 3)), tonumber(wallet[i + 1])}
   end
 end
 local balance_before = bal
+local touched = {}  -- batch -> true: the batch fields this commit rewrites
 
 if expected_ver >= 0 and ver ~= expected_ver then
   return {'CONFLICT', bal, ver, 0, {}}
@@ -100,6 +107,7 @@ for t = 0, n_transfers - 1 do
     if kind == 'c' then
       bal = bal + amount
       local found = false
+      touched[tonumber(batch)] = true
       for _, b in ipairs(batches) do
         if b[1] == tonumber(batch) then b[2] = b[2] + amount; found = true end
       end
@@ -120,6 +128,7 @@ for t = 0, n_transfers - 1 do
           local take = math.min(left, b[2])
           b[2] = b[2] - take
           left = left - take
+          touched[b[1]] = true
           moved[#moved + 1] = b[1]
           moved[#moved + 1] = -take
         end
@@ -150,45 +159,60 @@ end
 
 -- Writes. Nothing below may fail. The version guards the state fields only: a push or a
 -- credit from elsewhere must not make a player's next rule op retry.
+local state_args = {}
 if n_fields > 0 then
   ver = ver + 1
-  redis.call('HSET', KEYS[1], 'ver', ver)
-end
-for i = 0, n_fields - 1 do
-  redis.call('HSET', KEYS[1], ARGV[13 + 2 * i], ARGV[14 + 2 * i])
+  state_args = {'ver', ver}
+  for i = 0, n_fields - 1 do
+    state_args[#state_args + 1] = ARGV[13 + 2 * i]
+    state_args[#state_args + 1] = ARGV[14 + 2 * i]
+  end
 end
 
 local push_frames = {}
 local function frame(kind, data, counted)
-  local pseq = redis.call('HINCRBY', KEYS[1], 'pseq', 1)
+  pseq = pseq + 1
   local bytes = '\131' .. cmsgpack.pack('push') .. cmsgpack.pack(kind) .. cmsgpack.pack('seq')
     .. cmsgpack.pack(pseq) .. cmsgpack.pack('data') .. data
   push_frames[#push_frames + 1] = {bytes, counted}
-  return pseq
 end
 
 if #plan > 0 then
-  local seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
-  local head = redis.call('HGET', KEYS[2], 'head') or ''
+  local first_posting = seq == 0
   local running = balance_before
+  local entries = {}
+  local txids = {}
   for _, p in ipairs(plan) do
     seq = seq + 1
     running = running + p[5]
     local entry = cmsgpack.pack({seq, tonumber(now_ms), p[1], p[4], p[5], running, p[6], p[7], head})
-    redis.call('RPUSH', KEYS[3], entry)
+    entries[#entries + 1] = entry
     head = redis.sha1hex(entry)
-    redis.call('HSET', KEYS[4], p[1], p[8] .. seq)
+    txids[#txids + 1] = p[1]
+    txids[#txids + 1] = p[8] .. seq
     redis.call('HINCRBY', KEYS[5], p[4], -p[5])
   end
+  redis.call('RPUSH', KEYS[3], unpack(entries))
+  redis.call('HSET', KEYS[4], unpack(txids))
+  local wallet_args = {'bal', bal, 'seq', seq, 'head', head}
+  local emptied = {}
   for _, b in ipairs(batches) do
-    if b[2] > 0 then
-      redis.call('HSET', KEYS[2], 'b:' .. b[1], b[2])
-    else
-      redis.call('HDEL', KEYS[2], 'b:' .. b[1])
+    if touched[b[1]] then
+      if b[2] > 0 then
+        wallet_args[#wallet_args + 1] = 'b:' .. b[1]
+        wallet_args[#wallet_args + 1] = b[2]
+      else
+        emptied[#emptied + 1] = 'b:' .. b[1]
+      end
     end
   end
-  redis.call('HSET', KEYS[2], 'bal', bal, 'seq', seq, 'head', head)
-  redis.call('SADD', KEYS[7], player_id)
+  redis.call('HSET', KEYS[2], unpack(wallet_args))
+  if #emptied > 0 then
+    redis.call('HDEL', KEYS[2], unpack(emptied))
+  end
+  if first_posting then
+    redis.call('SADD', KEYS[7], player_id)
+  end
   frame('balance', cmsgpack.pack({balance = bal, delta = bal - balance_before}), false)
 end
 
@@ -196,16 +220,22 @@ local at = base + 6 * n_transfers
 for i = 0, n_pushes - 1 do
   frame(ARGV[at + 1 + 2 * i], ARGV[at + 2 + 2 * i], true)
 end
-local pseq = 0
 local receivers = {}
 if #push_frames > 0 then
+  local bytes = {}
   for _, f in ipairs(push_frames) do
-    redis.call('RPUSH', KEYS[6], f[1])
+    bytes[#bytes + 1] = f[1]
     local got = redis.call(publish, KEYS[9], f[1])
     if f[2] then receivers[#receivers + 1] = got end
   end
-  redis.call('LTRIM', KEYS[6], -inbox_max, -1)
-  pseq = tonumber(redis.call('HGET', KEYS[1], 'pseq'))
+  if redis.call('RPUSH', KEYS[6], unpack(bytes)) > inbox_max then
+    redis.call('LTRIM', KEYS[6], -inbox_max, -1)
+  end
+  state_args[#state_args + 1] = 'pseq'
+  state_args[#state_args + 1] = pseq
+end
+if #state_args > 0 then
+  redis.call('HSET', KEYS[1], unpack(state_args))
 end
 
 for o = 0, n_orders - 1 do
@@ -222,4 +252,5 @@ if reply_body ~= '' then
   redis.call('EXPIRE', KEYS[8], tonumber(ARGV[8]))
 end
 
+if #push_frames == 0 then pseq = 0 end
 return {'ok', bal, ver, pseq, receivers}
