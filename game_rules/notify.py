@@ -147,3 +147,53 @@ def collapse_key(kind: str, owner_id: str, **parts: object) -> str:
             raise ValueError(f"{kind} key part {name} must be {kind_type.__name__}: {value!r}")
         shown.append(value.isoformat() if isinstance(value, date) else str(value))
     return ":".join([kind, owner_id, *shown])
+
+
+# --- thefts from an offline player, batched into one trigger -----------------------------
+
+THIEVES_NAMED_MAX = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TheftBatch:
+    """Thefts waiting to become one `stolen` trigger when the batch window closes."""
+
+    until_ms: int = 0  # 0: no batch is open
+    count: int = 0
+    coins: int = 0
+    thieves: tuple[str, ...] = ()  # the first few, for the notification text
+
+    def to_wire(self) -> dict[str, object]:
+        return {"u": self.until_ms, "n": self.count, "c": self.coins, "t": list(self.thieves)}
+
+    @classmethod
+    def from_wire(cls, data: object) -> TheftBatch:
+        if not isinstance(data, dict) or set(data) != {"u", "n", "c", "t"}:
+            raise ValueError(f"theft batch must be a map with keys u, n, c, t, got {data!r}")
+        numbers = [data["u"], data["n"], data["c"]]
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in numbers):
+            raise ValueError(f"theft batch numbers must be integers >= 0, got {data!r}")
+        thieves = data["t"]
+        if not isinstance(thieves, list) or not all(isinstance(t, str) for t in thieves):
+            raise ValueError(f"theft batch 't' must be a list of ids, got {thieves!r}")
+        return cls(data["u"], data["n"], data["c"], tuple(thieves))
+
+
+def add_theft(
+    batch: TheftBatch, rules: Rules, now_ms: int, thief_id: str, coins: int
+) -> tuple[TheftBatch, int | None]:
+    """Add a theft that reached no socket. Returns the batch and the ms its trigger is due
+    when a timer must be armed (the theft opened the batch, or the batch's timer was lost:
+    its window passed without it closing), else None."""
+    if batch.until_ms == 0:
+        opened = TheftBatch(now_ms + rules.notify.theft_batch_ms, 1, coins, (thief_id,))
+        return opened, opened.until_ms
+    named = thief_id in batch.thieves or len(batch.thieves) >= THIEVES_NAMED_MAX
+    thieves = batch.thieves if named else (*batch.thieves, thief_id)
+    grown = TheftBatch(batch.until_ms, batch.count + 1, batch.coins + coins, thieves)
+    return grown, (now_ms if now_ms >= batch.until_ms else None)
+
+
+def theft_summary(batch: TheftBatch) -> dict[str, object]:
+    """The trigger's data when the batch closes."""
+    return {"thefts": batch.count, "coins": batch.coins, "thieves": list(batch.thieves)}

@@ -33,6 +33,7 @@ WATER_SHARE_PCT_MAX = 90
 WATER_FIXED_S_MAX = 7 * DAY_S
 PER_DAY_MAX_CEILING = 1000  # the highest *_per_day_max a rules file may set
 SEEDS_LEN_MAX = 32
+THEFT_BATCH_S_MAX = DAY_S
 SEED_NAME_RE = re.compile(r"[a-z_]{1,24}")
 GROW_S_MAX = 30 * DAY_S
 TRIGGERS_PER_DAY_MAX_CEILING = 100
@@ -125,6 +126,7 @@ class NotifyRules:
     quiet_end: time = time(8, 0)
     triggers_per_day_max: int = 5
     streak_reminder_at: time = time(20, 0)
+    theft_batch_ms: int = 600 * MS_PER_S  # thefts within this window make one trigger
 
 
 SEEDS_DEFAULT = SeedCatalog(
@@ -348,9 +350,15 @@ def _notify(table: _Table) -> NotifyRules | None:
         value_max=TRIGGERS_PER_DAY_MAX_CEILING,
     )
     reminder = table.clock_time("streak_reminder_at", default=default.streak_reminder_at)
-    if quiet is None or triggers is None or reminder is None:
+    batch_s = table.integer(
+        "theft_batch_s",
+        default=default.theft_batch_ms // MS_PER_S,
+        value_min=1,
+        value_max=THEFT_BATCH_S_MAX,
+    )
+    if quiet is None or triggers is None or reminder is None or batch_s is None:
         return None
-    return NotifyRules(quiet[0], quiet[1], triggers, reminder)
+    return NotifyRules(quiet[0], quiet[1], triggers, reminder, batch_s * MS_PER_S)
 
 
 # --- the problem collector ------------------------------------------------------------------

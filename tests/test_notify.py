@@ -18,7 +18,14 @@ from game_rules import (
     parse_rules,
     streak_at_risk,
 )
-from game_rules.notify import local_time_ms, quiet_end_ms, streak_reminder_ms
+from game_rules.notify import (
+    TheftBatch,
+    add_theft,
+    local_time_ms,
+    quiet_end_ms,
+    streak_reminder_ms,
+    theft_summary,
+)
 
 RULES = parse_rules(
     'version = "t"\n[signin]\nrewards = [1]\n[notify]\n'
@@ -224,3 +231,51 @@ def test_notify_state_wire_round_trip(state: NotifyState) -> None:
 def test_notify_state_from_wire_malformed_is_value_error(data: object) -> None:
     with pytest.raises(ValueError):
         NotifyState.from_wire(data)
+
+
+# --- theft batches --------------------------------------------------------------------------
+
+
+def test_add_theft_opens_a_batch_and_asks_for_a_timer() -> None:
+    rules = RULES
+    batch, due_ms = add_theft(TheftBatch(), rules, 1_000, "bob", 2)
+    assert due_ms == 1_000 + rules.notify.theft_batch_ms
+    assert batch == TheftBatch(due_ms, 1, 2, ("bob",))
+
+
+def test_add_theft_to_an_open_batch_needs_no_new_timer() -> None:
+    rules = RULES
+    batch, _ = add_theft(TheftBatch(), rules, 1_000, "bob", 2)
+    batch, again = add_theft(batch, rules, 2_000, "cat", 3)
+    batch, third = add_theft(batch, rules, 3_000, "bob", 1)
+    assert again is None and third is None
+    assert theft_summary(batch) == {"thefts": 3, "coins": 6, "thieves": ["bob", "cat"]}
+
+
+def test_add_theft_after_a_lost_timer_rearms_at_once() -> None:
+    rules = RULES
+    batch, due_ms = add_theft(TheftBatch(), rules, 1_000, "bob", 2)
+    assert due_ms is not None
+    _, again = add_theft(batch, rules, due_ms + 5, "cat", 3)
+    assert again == due_ms + 5
+
+
+def test_add_theft_names_at_most_five_thieves() -> None:
+    rules = RULES
+    batch = TheftBatch()
+    for n in range(8):
+        batch, _ = add_theft(batch, rules, 1_000, f"t{n}", 1)
+    assert len(batch.thieves) == 5 and batch.count == 8
+
+
+@pytest.mark.parametrize(
+    "wire", [None, {"u": 1}, {"u": -1, "n": 0, "c": 0, "t": []}, {"u": 1, "n": 1, "c": 1, "t": [3]}]
+)
+def test_theft_batch_from_wire_refuses_malformed(wire: object) -> None:
+    with pytest.raises(ValueError):
+        TheftBatch.from_wire(wire)
+
+
+def test_theft_batch_wire_round_trip() -> None:
+    batch = TheftBatch(5, 2, 7, ("a", "b"))
+    assert TheftBatch.from_wire(batch.to_wire()) == batch
