@@ -18,10 +18,15 @@ from starlette.routing import Route, WebSocketRoute
 from server.auth import load_or_create_secret
 from server.clock import Clock, OffsetClock
 from server.fanout import Fanout
+from server.jobs import scheduler_for, timers_for
+from server.ops import dispatch_table
 from server.pipeline import Dispatcher, Services
+from server.platform import friends_import
 from server.rulebook import Rulebook, read_rules
+from server.scheduler import Scheduler
 from server.settings import Settings, load_settings
 from server.store import Store, connect
+from server.timers import Timers
 from server.ws import websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,8 @@ class Manor:
     fanout: Fanout
     dispatcher: Dispatcher
     jwt_secret: str
+    timers: Timers
+    scheduler: Scheduler
     sockets: int = 0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -123,7 +130,21 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
         rulebook = Rulebook(rules, settings.rules)
         services = Services(store, the_clock, rulebook, settings)
-        manor = Manor(settings, the_clock, rulebook, store, fanout, Dispatcher(services), secret)
+        timers = timers_for(services)
+        scheduler = scheduler_for(services, timers)
+        manor = Manor(
+            settings,
+            the_clock,
+            rulebook,
+            store,
+            fanout,
+            Dispatcher(services, dispatch_table(settings)),
+            secret,
+            timers,
+            scheduler,
+        )
+        if settings.jobs:
+            scheduler.start()
         if settings.dev_clock and isinstance(the_clock, OffsetClock):
             manor.tasks.append(asyncio.create_task(_follow_dev_clock(manor, the_clock)))
         app.state.manor = manor
@@ -131,6 +152,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         try:
             yield
         finally:
+            scheduler.stop()
             for task in manor.tasks:
                 task.cancel()
             await asyncio.gather(*manor.tasks, return_exceptions=True)
@@ -143,6 +165,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/dev/clock", dev_clock, methods=["POST"]),
+        Route("/v1/platform/friends", friends_import, methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -7,10 +7,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from redis.asyncio import Redis
 
 from game_rules import RulesError
 from server.auth import TOKEN_TTL_S_DEFAULT, AuthError, issue_token, load_or_create_secret
@@ -127,6 +130,38 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push_relay(settings: Settings, args: argparse.Namespace) -> int:
+    """Forward push triggers to a webhook until SIGINT/SIGTERM."""
+    from server.push_relay import run_relay
+
+    secret = os.environ.get("MANOR_PUSH_SECRET", "")
+    if not secret:
+        print("manor push-relay: set MANOR_PUSH_SECRET (the webhook's HMAC key)", file=sys.stderr)
+        return 2
+
+    async def run(url: str) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        redis = Redis.from_url(url)  # the trigger stream is one key: no cluster routing needed
+        try:
+            stats = await run_relay(
+                redis,
+                args.webhook,
+                secret.encode(),
+                consumer=f"{socket.gethostname()}-{os.getpid()}",
+                stop=stop,
+            )
+        finally:
+            await redis.aclose()
+        print(f"manor push-relay: {stats}")
+        return 0
+
+    with store_url(settings) as url:
+        return asyncio.run(run(url))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="manor", description="Coin Manor server and tools")
     sub = top.add_subparsers(dest="command", required=True)
@@ -147,6 +182,9 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("player")
     token.add_argument("--ttl", type=int, default=TOKEN_TTL_S_DEFAULT, help="seconds")
     token.set_defaults(run=cmd_token)
+    relay = sub.add_parser("push-relay", help="forward push triggers to a webhook (HMAC signed)")
+    relay.add_argument("--webhook", required=True, help="http(s) URL that receives the triggers")
+    relay.set_defaults(run=cmd_push_relay)
     return top
 
 

@@ -7,24 +7,23 @@ A request id's reply is stored by the same commit, so a retry replays it exactly
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import msgpack
 
-from game_rules import RuleViolation, SignInState, sign_in, sign_in_view
+from game_rules import RuleViolation
 from server.clock import Clock
 from server.commit import Commit, apply
 from server.keys import PlayerKeys
-from server.ledger import Entry, Transfer, Wallet
 from server.protocol import ProtocolError, Request
 from server.rulebook import Rulebook
 from server.settings import Settings
 from server.store import Arg, Store
 
 COMMIT_ATTEMPTS_MAX = 5
-LEDGER_PAGE_DEFAULT = 20
 
 
 class OpError(Exception):
@@ -70,16 +69,39 @@ class IntArg:
     low: int
     high: int
     default: int | None = None
+    required: bool = False
+
+    def check(self, op: str, name: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise OpError("BAD_ARGS", f"{op}: {name} must be an integer")
+        if not self.low <= value <= self.high:
+            raise OpError("BAD_ARGS", f"{op}: {name} must be in {self.low}..{self.high}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class StrArg:
+    pattern: re.Pattern[str]
+    default: str | None = None
+    required: bool = True
+
+    def check(self, op: str, name: str, value: object) -> str:
+        if not isinstance(value, str) or not self.pattern.fullmatch(value):
+            raise OpError("BAD_ARGS", f"{op}: {name} must match {self.pattern.pattern}")
+        return value
+
+
+ArgSpec = IntArg | StrArg
+OpRun = Callable[["Services", PlayerKeys, Request, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    args: dict[str, IntArg]
-    run: Callable[[Services, PlayerKeys, Request, dict[str, Any]], Awaitable[dict[str, Any]]]
-    mutates: bool = False
+    args: dict[str, ArgSpec]
+    run: OpRun
 
 
-def check_args(op: str, spec: dict[str, IntArg], args: dict[str, Any]) -> dict[str, Any]:
+def check_args(op: str, spec: dict[str, ArgSpec], args: dict[str, Any]) -> dict[str, Any]:
     unknown = set(args) - set(spec)
     if unknown:
         raise OpError("BAD_ARGS", f"{op}: unknown args {sorted(unknown)}")
@@ -87,13 +109,11 @@ def check_args(op: str, spec: dict[str, IntArg], args: dict[str, Any]) -> dict[s
     for name, arg in spec.items():
         value = args.get(name, arg.default)
         if value is None:
+            if arg.required:
+                raise OpError("BAD_ARGS", f"{op}: {name} is required")
             out[name] = None
             continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise OpError("BAD_ARGS", f"{op}: {name} must be an integer")
-        if not arg.low <= value <= arg.high:
-            raise OpError("BAD_ARGS", f"{op}: {name} must be in {arg.low}..{arg.high}")
-        out[name] = value
+        out[name] = arg.check(op, name, value)
     return out
 
 
@@ -116,7 +136,7 @@ async def load(store: Store, keys: PlayerKeys, reply: str | None) -> tuple[Snaps
 RuleOp = Callable[[Services, PlayerKeys, Snapshot, dict[str, Any], int], Change]
 
 
-def rule_op(decide: RuleOp) -> Callable[..., Awaitable[dict[str, Any]]]:
+def rule_op(decide: RuleOp) -> OpRun:
     """Wrap a synchronous decision into load -> decide -> commit, retried on conflicts."""
 
     async def run(
@@ -134,11 +154,9 @@ def rule_op(decide: RuleOp) -> Callable[..., Awaitable[dict[str, Any]]]:
                 raise OpError(exc.code, exc.message) from None
             if change.commit is None:
                 return change.result
-            commit = Commit(
+            commit = replace(
+                change.commit,
                 expected_ver=snapshot.ver,
-                fields=change.commit.fields,
-                transfers=change.commit.transfers,
-                pushes=change.commit.pushes,
                 reply_body=msgpack.packb({"op": request.op, "result": change.result}),
                 reply_ttl_s=services.settings.reply_retention_s,
             )
@@ -160,91 +178,10 @@ def replay(request: Request, cached: dict[bytes, bytes]) -> dict[str, Any]:
     return {**result, "balance": int(cached[b"bal"])}
 
 
-def _signin_state(snapshot: Snapshot) -> SignInState:
-    wire = snapshot.component("signin")
-    return SignInState() if wire is None else SignInState.from_wire(wire)
-
-
-def decide_sign_in(
-    services: Services, keys: PlayerKeys, snapshot: Snapshot, args: dict[str, Any], now_ms: int
-) -> Change:
-    outcome = sign_in(_signin_state(snapshot), services.rulebook.rules, now_ms, keys.player_id)
-    result = {
-        "coins": outcome.coins,
-        "streak": outcome.streak,
-        "day": outcome.day.isoformat(),
-        "already": outcome.already,
-    }
-    if outcome.credit is None:
-        return Change({**result, "balance": snapshot.balance})
-    credit = outcome.credit
-    transfer = Transfer(
-        credit.transfer_id,
-        "c",
-        credit.amount,
-        f"mint:{credit.source}",
-        credit.batch,
-        ref=outcome.day.isoformat(),
-    )
-    commit = Commit(fields={"signin": msgpack.packb(outcome.state.to_wire())}, transfers=[transfer])
-    return Change(result, commit)
-
-
-async def op_state(
-    services: Services, keys: PlayerKeys, request: Request, args: dict[str, Any]
-) -> dict[str, Any]:
-    state_raw, wallet_raw = await services.store.call_many(
-        ("HGETALL", keys.state), ("HGETALL", keys.wallet)
-    )
-    wallet = Wallet.from_hash(wallet_raw)
-    snapshot = Snapshot(int(state_raw.get(b"ver", 0)), state_raw, wallet.balance)
-    rules = services.rulebook.rules
-    view = sign_in_view(_signin_state(snapshot), rules, services.clock.now_ms())
-    return {
-        "player": keys.player_id,
-        "balance": wallet.balance,
-        "batches": wallet.by_batch(),
-        "streak": view.streak,
-        "signed_in_today": view.signed_today,
-        "next_sign_in_coins": view.next_coins,
-        "day": view.day.isoformat(),
-        "push_seq": int(snapshot.fields.get(b"pseq", 0)),
-        "rules_version": rules.version,
-    }
-
-
-async def op_ledger(
-    services: Services, keys: PlayerKeys, request: Request, args: dict[str, Any]
-) -> dict[str, Any]:
-    """Newest entries first; `before_seq` pages back, `next_before_seq` is None at the end."""
-    limit: int = args["limit"]
-    before: int | None = args["before_seq"]
-    seq = int(await services.store.call("HGET", keys.wallet, "seq") or 0)
-    top = seq if before is None else min(before - 1, seq)
-    if top < 1:
-        return {"entries": [], "next_before_seq": None}
-    low = max(1, top - limit + 1)
-    raw = await services.store.call("LRANGE", keys.journal, low - 1, top - 1)
-    entries = [Entry.decode(r).public() for r in reversed(raw)]
-    return {"entries": entries, "next_before_seq": low if low > 1 else None}
-
-
-def dispatch_table(settings: Settings) -> dict[str, Op]:
-    page = IntArg(1, settings.ledger_page_max, min(LEDGER_PAGE_DEFAULT, settings.ledger_page_max))
-    return {
-        "state": Op({}, op_state),
-        "sign_in": Op({}, rule_op(decide_sign_in), mutates=True),
-        "ledger": Op({"limit": page, "before_seq": IntArg(1, 2**53)}, op_ledger),
-    }
-
-
 @dataclass
 class Dispatcher:
     services: Services
-    ops: dict[str, Op] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.ops = self.ops or dispatch_table(self.services.settings)
+    ops: dict[str, Op]
 
     async def handle(self, keys: PlayerKeys, request: Request) -> dict[str, Any]:
         op = self.ops.get(request.op)

@@ -33,6 +33,8 @@ class Settings:
     rules: str = ""  # empty: the default rules shipped in game_rules
     jwt_secret: str = ""  # empty: generated once, kept in data_dir/jwt_secret
     dev_clock: bool = False  # enables POST /dev/clock (QA only; refused otherwise)
+    jobs: bool = True  # timers, outbox relay and reminders (tests drive them by hand)
+    platform_key: str = ""  # server-to-server API key; empty: the platform API is off
     workers: int = 1
     store_appendfsync: str = "always"  # embedded store: "always" or "everysec" (docs/operations.md)
     store_maxmemory_mb: int = 0  # embedded store: 0 = no limit; writes fail when full (noeviction)
@@ -134,6 +136,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         )
     if values.get("rules") and not Path(values["rules"]).is_file():
         problems.append(f"MANOR_RULES: no such file {values['rules']!r}")
+    platform_key = values.get("platform_key")
+    if platform_key and len(platform_key) < 32:
+        problems.append("MANOR_PLATFORM_KEY: must be at least 32 characters")
     secret = values.get("jwt_secret")
     if secret and len(secret) < 32:
         problems.append("MANOR_JWT_SECRET: must be at least 32 characters")

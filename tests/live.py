@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from server.app import create_app
 from server.auth import issue_token
@@ -28,6 +29,12 @@ class Live:
     url: str
     http: str
     settings: Settings
+    app: Starlette
+
+    @property
+    def manor(self) -> Any:
+        """The app's running services (store, timers, clock...)."""
+        return self.app.state.manor
 
     def token(self, player: str, ttl_s: int = 3600) -> str:
         return issue_token(SECRET, player, int(time.time()), ttl_s)
@@ -41,11 +48,13 @@ async def serve(
     redis_url: str, data_dir: Path, clock: Clock | None = None, **overrides: Any
 ) -> AsyncIterator[Live]:
     port = free_port()
+    overrides.setdefault("jobs", False)  # tests fire timers and relays by hand
     settings = Settings(
         redis_url=redis_url, data_dir=data_dir, jwt_secret=SECRET, port=port, **overrides
     )
+    app = create_app(settings, clock)
     config = uvicorn.Config(
-        create_app(settings, clock),
+        app,
         host="127.0.0.1",
         port=port,
         ws="websockets-sansio",
@@ -63,7 +72,7 @@ async def serve(
             raise RuntimeError("uvicorn did not start")
         await asyncio.sleep(0.01)
     try:
-        yield Live(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", settings)
+        yield Live(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", settings, app)
     finally:
         server.should_exit = True
         await task

@@ -1,0 +1,40 @@
+"""The background work of a server process: timers, the outbox relay, daily reminders."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from server import outbox, triggers
+from server.lease import Leases
+from server.ops.account import remind_streaks
+from server.ops.farm import fire_ripe, fire_thefts
+from server.pipeline import Services
+from server.scheduler import Scheduler
+from server.timers import Timers
+
+TIMER_TICK_S = 1.0
+OUTBOX_RELAY_S = 2.0
+
+
+def timers_for(services: Services) -> Timers:
+    return Timers(
+        services.store,
+        {
+            "ripe": partial(fire_ripe, services),
+            "thefts": partial(fire_thefts, services),
+            "notify": partial(triggers.fire_deferred, services),
+        },
+    )
+
+
+def scheduler_for(services: Services, timers: Timers) -> Scheduler:
+    scheduler = Scheduler(Leases(services.store))
+    clock = services.clock
+    scheduler.every("timers", TIMER_TICK_S, lambda: timers.tick(clock.now_ms()))
+    scheduler.every("outbox", OUTBOX_RELAY_S, lambda: outbox.relay(services.store, clock.now_ms()))
+    rules = services.rulebook.rules
+    at = rules.notify.streak_reminder_at
+    scheduler.daily(
+        "streak_reminder", at.hour, at.minute, rules.timezone, lambda: remind_streaks(services)
+    )
+    return scheduler

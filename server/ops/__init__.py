@@ -1,0 +1,16 @@
+"""The ops of WebSocket API v1, one module per noun; `dispatch_table` joins them."""
+
+from __future__ import annotations
+
+from server.ops import account, farm, friends, visit
+from server.pipeline import Op
+from server.settings import Settings
+
+
+def dispatch_table(settings: Settings) -> dict[str, Op]:
+    table: dict[str, Op] = {}
+    for module in (account, farm, friends, visit):
+        for name, op in module.ops(settings).items():
+            assert name not in table, f"op {name} defined twice"
+            table[name] = op
+    return table
