@@ -24,6 +24,7 @@ class Sender:
         self.sending = False
         self.close_code: int | None = None
         self._wake = asyncio.Event()
+        self.closing = asyncio.Event()  # set once a close is decided
 
     def offer(self, frame: Frame, on_full_close: int) -> None:
         """Queue a frame for the writer; close with `on_full_close` when the queue is full."""
@@ -56,6 +57,7 @@ class Sender:
             if drop_backlog:
                 self.backlog.clear()
             self._wake.set()
+            self.closing.set()
 
     async def run(self) -> None:
         """The writer: drains the backlog whenever woken; sends the close last."""

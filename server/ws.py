@@ -33,6 +33,7 @@ from server.settings import Settings
 log = logging.getLogger(__name__)
 
 SEQ_PATTERN = re.compile(r"[0-9]{1,15}")
+CLOSE_GRACE_S = 5.0  # how long a socket we close may take to accept the close frame
 
 
 def bearer_token(websocket: WebSocket) -> str | None:
@@ -124,19 +125,32 @@ class Connection:
                 self.offer_push(frame)
 
     async def serve(self, since_seq: int | None) -> None:
+        """Read requests and write frames until either side ends the socket.
+
+        A socket we close (flood, slow consumer) gets CLOSE_GRACE_S to take the close
+        frame; a client that reads nothing never gets it, and is cut off instead.
+        """
         writer = asyncio.create_task(self.sender.run())
         await self.fanout.attach(self.keys.push_channel, self.offer_push)
+        reader = asyncio.create_task(self.read_all(since_seq))
+        closing = asyncio.create_task(self.sender.closing.wait())
+        try:
+            await asyncio.wait({reader, writer, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if self.close_code is not None and not writer.done():
+                await asyncio.wait({writer}, timeout=CLOSE_GRACE_S)
+        finally:
+            await self.fanout.detach(self.keys.push_channel, self.offer_push)
+            for task in (reader, writer, closing):
+                task.cancel()
+            await asyncio.gather(reader, writer, closing, return_exceptions=True)
+
+    async def read_all(self, since_seq: int | None) -> None:
         try:
             if since_seq is not None:
                 await self.resume(since_seq)
             await self.read_loop()
         except WebSocketDisconnect:
             pass
-        finally:
-            await self.fanout.detach(self.keys.push_channel, self.offer_push)
-            if self.close_code is None:
-                writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
 
     async def read_loop(self) -> None:
         frame_bytes_max = self.settings.frame_bytes_max

@@ -256,3 +256,36 @@ async def test_platform_import_checks_key_and_body(
         assert (await bob.call("steal", player="ann", plot=0))["coins"] == 2
         await ann.close()
         await bob.close()
+
+
+async def test_steal_killed_between_take_and_credit_is_completed_by_the_relay(
+    live: Live, redis: Redis, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thief's process dies after the crop gave the coins (B), before the credit (C)."""
+    from server import outbox
+
+    await befriend(live, clock, ("ann", "bob"))
+    ann, bob = await live.connect("ann"), await live.connect("bob")
+    await ann.call("plant", plot=0, seed="pumpkin")  # 45 coins, 4 per thief
+    clock.advance(8 * HOUR_MS)
+
+    async def dies(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("the process died here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(outbox, "complete", dies)
+        assert await error_code(bob, "steal", player="ann", plot=0) == "INTERNAL"
+    flights = await audit(redis)
+    assert flights.problems == [] and flights.in_flight["steal"] == 4
+    assert (await bob.call("state"))["balance"] == 0
+    assert await error_code(bob, "steal", player="ann", plot=0) == "ALREADY_STOLEN"
+    clock.advance(10_000)
+    assert await outbox.relay(live.manor.store, clock.now_ms()) == 1
+    assert (await bob.call("state"))["balance"] == 4
+    flights = await audit(redis)
+    assert flights.problems == [] and flights.in_flight["steal"] == 0
+    assert flights.credited["steal"] == 4
+    assert (await ann.call("harvest", plot=0))["coins"] == 41
+    assert (await verify(redis)).ok
+    await ann.close()
+    await bob.close()

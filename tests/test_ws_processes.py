@@ -82,3 +82,25 @@ async def test_reconnect_with_since_seq_replays_missed_pushes(live: Live) -> Non
     resync = await ahead.next_push()
     assert resync["push"] == "resync" and resync["data"] == {"snapshot_needed": True}
     await ahead.close()
+
+
+async def test_thief_on_one_process_victim_pushed_on_another(
+    live: Live, redis: Redis, redis_server: EmbeddedStore, tmp_path: Path
+) -> None:
+    clock = live.manor.clock
+    async with server_process(redis_server.url, tmp_path) as other_url:
+        victim_phone = await ManorClient.connect(other_url, live.token("vic"))
+        victim, thief = await live.connect("vic"), await live.connect("tom")
+        await victim.call("friend_request", player="tom")
+        await thief.call("friend_accept", player="vic")
+        clock.advance(2 * 86_400_000)
+        await victim.call("plant", plot=0, seed="turnip")
+        clock.advance(4 * 3_600_000)
+        await victim_phone.call("state")  # attached on the other process
+        stolen = await thief.call("steal", player="vic", plot=0)
+        push = await victim_phone.next_push()
+        while push["push"] != "stolen":
+            push = await victim_phone.next_push()
+        assert push["data"] == {"by": "tom", "plot": 0, "coins": stolen["coins"]}
+        for client in (victim_phone, victim, thief):
+            await client.close()

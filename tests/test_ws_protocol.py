@@ -160,3 +160,46 @@ async def test_json_and_msgpack_sockets_get_the_same_reply(live: Live) -> None:
     assert json.loads(json.dumps(raw)) == raw and raw["id"] == "s-1"
     await packed.close()
     await text.close()
+
+
+async def test_a_client_that_stops_reading_is_cut_off(
+    redis: Redis, redis_server: EmbeddedStore, tmp_path: Path
+) -> None:
+    """Pushes pile up for a client that reads nothing: the bounded queue fills and the
+    server drops the socket (close 4410, then cut off) instead of growing memory."""
+    import socket
+
+    from server.keys import PlayerKeys
+
+    async with serve(redis_server.url, tmp_path, send_queue_max=8) as live:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a phone on a bad network
+        raw.setblocking(False)
+        port = int(live.http.rsplit(":", 1)[1])
+        await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=raw)
+        writer.write(
+            f"GET /v1/ws?token={live.token('zed')} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: manor.v1.msgpack\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101")
+        channel = PlayerKeys("zed").push_channel
+        fanout = live.manor.fanout
+        for _ in range(100):
+            if fanout.sinks_of(channel):
+                break
+            await asyncio.sleep(0.02)
+        assert live.manor.sockets == 1
+        frame = pack({"push": "noise", "seq": 0, "data": {"pad": "x" * 60_000}})
+        for _ in range(300):  # 18 MB, far past what the socket buffers hold
+            await redis.publish(channel, frame)
+        for _ in range(400):  # the close grace is 5 s
+            if live.manor.sockets == 0:
+                break
+            await asyncio.sleep(0.025)
+        assert live.manor.sockets == 0
+        assert fanout.sinks_of(channel) == 0
+        writer.close()
