@@ -19,9 +19,9 @@ from game_rules import RulesError
 from server.auth import TOKEN_TTL_S_DEFAULT, AuthError, issue_token, load_or_create_secret
 from server.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
 from server.ledger import verify
+from server.outbox import audit
 from server.rulebook import read_rules
 from server.settings import Settings, SettingsError, load_settings
-from server.store import connect
 
 
 def _store_folder(settings: Settings) -> Path:
@@ -101,20 +101,28 @@ def cmd_rules_check(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
     async def run(url: str) -> int:
-        redis = connect(url)
+        redis = Redis.from_url(url)
         try:
-            report = await verify(redis, args.user)  # type: ignore[arg-type]
+            report = await verify(redis, args.user)
+            flights = None if args.user else await audit(redis)
         finally:
             await redis.aclose()
-        for problem in report.problems:
+        problems = report.problems + ([] if flights is None else flights.problems)
+        for problem in problems:
             print(f"BAD: {problem}", file=sys.stderr)
         scope = f"player {args.user}" if args.user else "all players"
         print(
             f"ledger verify ({scope}): {report.players} players, {report.entries} entries, "
             f"players hold {report.player_sum}, system accounts {report.system_sum}: "
-            f"{'ok' if report.ok else 'FAILED'}"
+            f"{'ok' if report.ok and not problems else 'FAILED'}"
         )
-        return 0 if report.ok else 1
+        if flights is not None:
+            for source in flights.ordered:
+                print(
+                    f"outbox {source}: ordered {flights.ordered[source]}, credited "
+                    f"{flights.credited[source]}, in flight {flights.in_flight[source]}"
+                )
+        return 0 if report.ok and not problems else 1
 
     with store_url(settings) as url:
         return asyncio.run(run(url))
