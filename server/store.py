@@ -80,6 +80,15 @@ class Store:
 
     def call_many(self, *commands: tuple[Arg, ...]) -> asyncio.Future[list[Any]]:
         """Several commands in the same batch, one future for the list of their replies."""
+        if len(commands) == 1:  # a group of one is still a list
+            one = self._queue(list(commands))
+            many: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            one.add_done_callback(
+                lambda f: (
+                    many.set_exception(e) if (e := f.exception()) else many.set_result([f.result()])
+                )
+            )
+            return many
         return self._queue(list(commands))
 
     def _queue(self, commands: list[tuple[Arg, ...]]) -> asyncio.Future[Any]:
