@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 
 from bench.echo_app import create_echo_app
 from bench.timelapse import TimeLapseClock
+from server import store
 from server.app import create_app
 from server.settings import Settings
 
@@ -37,8 +38,14 @@ def signin_settings(redis_url: str, data_dir: Path) -> Settings:
 def build_app(args: argparse.Namespace) -> Starlette:
     if args.app == "echo":
         return create_echo_app()
+    # Experiments with the store's pipelining (docs/benchmark.md); 0 keeps its defaults.
+    if args.store_write_min:
+        store.WRITE_COMMANDS_MIN = args.store_write_min
+    if args.store_links:
+        store.LINKS = args.store_links
     settings = signin_settings(args.redis_url, Path(args.data_dir))
-    return create_app(settings, clock=TimeLapseClock(args.day_ms))
+    # --day-ms 0: the app's own clock (the steady phase: mostly `already` sign-ins)
+    return create_app(settings, clock=TimeLapseClock(args.day_ms) if args.day_ms else None)
 
 
 def run(app: Starlette, port: int) -> None:
@@ -61,7 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     top.add_argument("--port", type=int, required=True)
     top.add_argument("--redis-url", default="")
     top.add_argument("--data-dir", default=".")
-    top.add_argument("--day-ms", type=float, default=5.0, help="real ms per business day")
+    top.add_argument(
+        "--day-ms", type=float, default=5.0, help="real ms per business day; 0: the normal clock"
+    )
+    top.add_argument("--store-write-min", type=int, default=0, help="store.WRITE_COMMANDS_MIN")
+    top.add_argument("--store-links", type=int, default=0, help="store.LINKS")
     top.add_argument("--profile", default="", help="write a cProfile of the run to this file")
     args = top.parse_args(argv)
     app = build_app(args)

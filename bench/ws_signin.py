@@ -3,8 +3,10 @@
 Phases, each with its own server process and a separate client process (bench/loadgen.py):
   echo            bench/echo_app.py under the uvicorn options of `manor serve`
   signin_always   server.app.create_app + embedded store, appendfsync always (the default)
-  signin_everysec the same with appendfsync everysec (skip with --no-everysec)
-The sign-in server runs a time-lapse clock so nearly every sign-in credits coins.
+  signin_everysec the same with appendfsync everysec
+  signin_steady   the same as signin_always on a normal clock: after each player's first
+                  sign-in of the day, replies are `already` (one load round trip, no commit)
+The credit phases run a time-lapse clock so nearly every sign-in credits coins.
 Figures are printed and written to bench/results/<UTC timestamp>.json.
 """
 
@@ -24,7 +26,7 @@ from server.embedded import EmbeddedStore
 
 RESULTS_DIR = REPO / "bench" / "results"
 PHASE_SLACK_S = 60.0  # connect, drain and exit on top of warm-up + window
-PHASES = ("echo", "signin_always", "signin_everysec")
+PHASES = ("echo", "signin_always", "signin_everysec", "signin_steady")
 
 
 def loadgen_options(args: argparse.Namespace, port: int, op: str) -> list[str]:
@@ -73,7 +75,8 @@ def run_echo(args: argparse.Namespace) -> dict[str, Any]:
     return summarize(report, server.pid, None)
 
 
-def run_signin(args: argparse.Namespace, appendfsync: str) -> dict[str, Any]:
+def run_signin(args: argparse.Namespace, appendfsync: str, steady: bool = False) -> dict[str, Any]:
+    """The real app; `steady`: on a normal clock (mostly `already`), else time-lapse."""
     with tempfile.TemporaryDirectory(prefix="manor-bench-") as tmp:
         store = EmbeddedStore(Path(tmp) / "store", appendfsync=appendfsync)
         try:
@@ -81,9 +84,13 @@ def run_signin(args: argparse.Namespace, appendfsync: str) -> dict[str, Any]:
             assert store.process is not None
             redis_pid = store.process.pid
             port = free_port()
-            options = ["--redis-url", redis_url, "--data-dir", tmp, "--day-ms", str(args.day_ms)]
+            day_ms = 0.0 if steady else args.day_ms
+            options = ["--redis-url", redis_url, "--data-dir", tmp, "--day-ms", str(day_ms)]
+            options += ["--store-write-min", str(args.store_write_min)]
+            options += ["--store-links", str(args.store_links)]
             if args.profile_dir:
-                profile = Path(args.profile_dir) / f"signin_{appendfsync}.pstats"
+                name = "steady" if steady else appendfsync
+                profile = Path(args.profile_dir) / f"signin_{name}.pstats"
                 options += ["--profile", str(profile.resolve())]
             with bench_server("signin", port, options) as server:
                 client = loadgen_options(args, port, "sign_in")
@@ -92,7 +99,11 @@ def run_signin(args: argparse.Namespace, appendfsync: str) -> dict[str, Any]:
                 report = run_loadgen(client, args.warmup_s + args.duration_s + PHASE_SLACK_S)
         finally:
             store.stop()
-    return {**summarize(report, server.pid, redis_pid), "appendfsync": appendfsync}
+    return {
+        **summarize(report, server.pid, redis_pid),
+        "appendfsync": appendfsync,
+        "clock": "system" if steady else "time-lapse",
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -140,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(PHASES),
         help=f"comma-separated subset of {','.join(PHASES)} (the ratio needs echo)",
     )
+    top.add_argument("--store-write-min", type=int, default=0, help="0: the store's default")
+    top.add_argument("--store-links", type=int, default=0, help="0: the store's default")
     top.add_argument("--profile-dir", default="", help="cProfile the sign-in servers into it")
     args = top.parse_args(argv)
     wanted = [name.strip() for name in args.phases.split(",") if name.strip()]
@@ -156,9 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     phases: dict[str, dict[str, Any]] = {}
     for name in PHASES:
         if name in wanted:
-            phases[name] = (
-                run_echo(args) if name == "echo" else run_signin(args, name.removeprefix("signin_"))
-            )
+            if name == "echo":
+                phases[name] = run_echo(args)
+            elif name == "signin_steady":
+                phases[name] = run_signin(args, "always", steady=True)
+            else:
+                phases[name] = run_signin(args, name.removeprefix("signin_"))
             print_phase(name, phases[name])
     echo_rps = phases["echo"]["round_trips_per_s"] if "echo" in phases else 0.0
     ratios = {

@@ -3,6 +3,10 @@
 One pub/sub connection per process, one channel per connected player: a commit publishes
 on the player's channel (in the player's slot), and whichever process holds a socket of
 that player gets the frame. Frames stay msgpack bytes until a JSON socket needs text.
+
+The connection is our own asyncio.Protocol with the store's hiredis reader (see
+server/store.py): a message is dispatched to its sinks inside `data_received`, without
+redis-py's PubSub (a retrying `get_message` call and a dict per message).
 """
 
 from __future__ import annotations
@@ -11,37 +15,133 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from typing import cast
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+
+from server.store import _MORE, Endpoint, _pack_command
 
 log = logging.getLogger(__name__)
 
 Sink = Callable[[bytes], None]
 CHANNELS_MAX = 200_000  # players with a socket on this process
+CHANNELS_PER_SUBSCRIBE_MAX = 1_000  # a resubscribe sends its channels in commands this big
 RECONNECT_PAUSE_S = 0.5
+
+
+class _Wire(asyncio.Protocol):
+    """One pub/sub connection; `ready` resolves when the process channel is subscribed."""
+
+    def __init__(self, fanout: Fanout) -> None:
+        self.fanout = fanout
+        self.reader = fanout.endpoint.reader()
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.hello: list[bytes] = []
+        self.lost = False
+        self.established = False  # subscribed; until then _connect handles a failure
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        channels = [self.fanout.process_channel, *self.fanout._sinks]
+        self.transport.write(
+            b"".join(
+                [
+                    *self.hello,
+                    *(
+                        _pack_command(
+                            ("SUBSCRIBE", *channels[at : at + CHANNELS_PER_SUBSCRIBE_MAX])
+                        )
+                        for at in range(0, len(channels), CHANNELS_PER_SUBSCRIBE_MAX)
+                    ),
+                ]
+            )
+        )
+
+    def write(self, packed: bytes) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.write(packed)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while not self.lost:
+            try:
+                reply = self.reader.gets()
+            except Exception as exc:  # noqa: BLE001 - hiredis.ProtocolError: start over
+                self.fail(exc)
+                return
+            if reply is _MORE:
+                return
+            if type(reply) is list and len(reply) == 3:
+                kind = reply[0]
+                if kind == b"message":
+                    self.fanout.deliver(reply[1], reply[2])
+                elif kind == b"subscribe" and not self.ready.done():
+                    self.ready.set_result(None)  # the first channel is the process channel
+            elif isinstance(reply, Exception):  # AUTH or SELECT refused, or worse
+                self.fail(reply)
+                return
+
+    def fail(self, error: Exception) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(error)
+        if self.transport is not None:
+            self.transport.abort()
+        else:
+            self.lost = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"pub/sub connection lost: {exc!r}"))
+        self.fanout.lost(self, exc)
 
 
 class Fanout:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._pubsub: PubSub | None = None
+        self.endpoint = Endpoint(redis)
+        self._wire: _Wire | None = None
         self._sinks: dict[str, set[Sink]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._reconnect: asyncio.Task[None] | None = None
+        self._closed = False
         self.process_channel = f"m:proc:{uuid.uuid4().hex}"  # keeps the connection subscribed
         self.delivered = 0
 
     async def start(self) -> None:
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(self.process_channel)
-        self._reader = asyncio.create_task(self._read(), name="fanout-reader")
+        await self._connect()
+
+    async def _connect(self) -> None:
+        """Connect and subscribe to every channel with sinks (the process channel first)."""
+        wire = _Wire(self)
+        # RESP2 whatever the URL says: messages are plain arrays, not RESP3 pushes.
+        wire.hello = [_pack_command(args) for args in await self.endpoint.hello(2)]
+        # From here attach/detach go to this wire: before connection_made they only change
+        # _sinks, which connection_made subscribes to; after it they write to the socket.
+        self._wire = wire
+        try:
+            await self.endpoint.open(wire)
+            async with asyncio.timeout(self.endpoint.connect_s):
+                await wire.ready
+            if wire.lost:
+                raise ConnectionError("pub/sub connection lost while subscribing")
+        except BaseException:
+            if self._wire is wire:
+                self._wire = None
+            wire.lost = True
+            if wire.transport is not None:
+                wire.transport.abort()
+            raise
+        wire.established = True
 
     async def close(self) -> None:
-        if self._reader:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-        if self._pubsub:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        self._closed = True
+        if self._reconnect:
+            self._reconnect.cancel()
+            await asyncio.gather(self._reconnect, return_exceptions=True)
+        if self._wire is not None and self._wire.transport is not None:
+            self._wire.transport.close()
+        self._wire = None
 
     @property
     def channels(self) -> int:
@@ -49,13 +149,13 @@ class Fanout:
 
     async def attach(self, channel: str, sink: Sink) -> None:
         """Deliver the channel's frames to `sink` until detached."""
-        assert self._pubsub is not None
         sinks = self._sinks.get(channel)
         if sinks is None:
             if len(self._sinks) >= CHANNELS_MAX:
                 raise RuntimeError("fanout: too many channels on this process")
             self._sinks[channel] = {sink}
-            await self._pubsub.subscribe(channel)
+            if self._wire is not None:  # else the resubscribe includes it
+                self._wire.write(_pack_command(("SUBSCRIBE", channel)))
         else:
             sinks.add(sink)
 
@@ -66,36 +166,31 @@ class Fanout:
         sinks.discard(sink)
         if not sinks:
             del self._sinks[channel]
-            if self._pubsub is not None:
-                await self._pubsub.unsubscribe(channel)
+            if self._wire is not None:
+                self._wire.write(_pack_command(("UNSUBSCRIBE", channel)))
 
-    async def _read(self) -> None:
-        assert self._pubsub is not None
-        while True:
+    def deliver(self, channel: bytes, data: bytes) -> None:
+        for sink in tuple(self._sinks.get(channel.decode(), ())):
             try:
-                message = await self._pubsub.get_message(timeout=None)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a dropped connection must not end fan-out
-                log.exception("fanout: pub/sub read failed; resubscribing")
-                await self._resubscribe()
+                sink(data)
+            except Exception:  # one socket's failure must not end fan-out
+                log.exception("fanout: a sink failed")
                 continue
-            if message is None or message["type"] != "message":
-                continue
-            channel = message["channel"].decode()
-            for sink in tuple(self._sinks.get(channel, ())):
-                sink(message["data"])
-                self.delivered += 1
+            self.delivered += 1
+
+    def lost(self, wire: _Wire, exc: Exception | None) -> None:
+        if wire is not self._wire or not wire.established or self._closed:
+            return
+        self._wire = None
+        log.warning("fanout: pub/sub connection lost (%r); resubscribing", exc)
+        self._reconnect = asyncio.get_running_loop().create_task(self._resubscribe())
 
     async def _resubscribe(self) -> None:
         """Until it works: pushes missed meanwhile are in each player's inbox."""
-        while True:
+        while not self._closed:
             await asyncio.sleep(RECONNECT_PAUSE_S)
             try:
-                if self._pubsub is not None:
-                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                await self._pubsub.subscribe(self.process_channel, *self._sinks)
+                await self._connect()
                 return
             except asyncio.CancelledError:
                 raise

@@ -29,6 +29,7 @@ from server.protocol import (
 )
 from server.sender import Sender
 from server.settings import Settings
+from server.store import StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,10 @@ class Connection:
             )
         except OpError as exc:
             return reply_error(request_id, exc.code, exc.message)
+        except StoreBusy:
+            return reply_error(
+                request_id, "BUSY", "the server is overloaded; retry with the same id"
+            )
         except Exception:  # one bad request must not end the socket
             log.exception("op failed: player %s request %r", self.keys.player_id, request_id)
             return reply_error(request_id, "INTERNAL", "the server failed; retry with the same id")
