@@ -15,10 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from game_rules import business_day
 from server.auth import load_or_create_secret
 from server.clock import Clock, OffsetClock
 from server.fanout import Fanout
 from server.jobs import scheduler_for, timers_for
+from server.ledger import batch_int
 from server.ops import dispatch_table
 from server.pipeline import Dispatcher, Services
 from server.platform import friends_import
@@ -129,6 +131,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         the_clock = clock or OffsetClock()
         secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
         rulebook = Rulebook(rules, settings.rules)
+        store.today_of = lambda now_ms: batch_int(business_day(now_ms, rulebook.rules.tz))
         services = Services(store, the_clock, rulebook, settings)
         timers = timers_for(services)
         scheduler = scheduler_for(services, timers)

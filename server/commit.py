@@ -21,6 +21,20 @@ COMMIT_STATUSES = (
 
 
 @dataclass(frozen=True, slots=True)
+class HoldOp:
+    """A checkout hold step: `reserve` locks coins until `expires_ms`; `post` (with the
+    debit transfer in the same commit) or `void` releases them, each at most once."""
+
+    op: str
+    order_id: str
+    coins: int = 0
+    expires_ms: int = 0
+
+    def argv(self) -> tuple[str, str, int, int]:
+        return (self.op, self.order_id, self.coins, self.expires_ms)
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
     expected_ver: int = -1  # -1: no version check (platform and operator credits)
     fields: dict[str, bytes] = field(default_factory=dict)
@@ -28,6 +42,8 @@ class Commit:
     pushes: Sequence[tuple[str, bytes]] = ()  # (type, msgpack map)
     orders: Sequence[tuple[str, int, bytes]] = ()  # outbox (source, coins, msgpack order)
     timers: Sequence[tuple[str, int]] = ()  # (member, due_ms) armed in the bucket's timers
+    holds: Sequence[HoldOp] = ()  # checkout holds: reserve, post, void
+    debt_add: int = 0  # coins a refund could not take back (paid first from later credits)
     reply_body: bytes = b""  # with a request id: the reply to replay on a retry
     reply_ttl_s: int = 86_400
 
@@ -39,6 +55,8 @@ class CommitResult:
     ver: int
     pseq: int
     receivers: tuple[int, ...] = ()  # per extra push: subscribers that got it
+    held: int = 0  # coins locked by checkout holds after the commit
+    debt: int = 0  # coins owed after the commit
 
     @property
     def written(self) -> bool:
@@ -61,6 +79,9 @@ async def apply(
         keys.player_id,
         store.publish_command,
         len(commit.timers),
+        len(commit.holds),
+        store.today_of(now_ms),
+        commit.debt_add,
     ]
     for name, value in commit.fields.items():
         args += (name, value)
@@ -72,6 +93,8 @@ async def apply(
         args += (source, amount, order)
     for member, due_ms in commit.timers:
         args += (member, due_ms)
+    for hold in commit.holds:
+        args += hold.argv()
     script_keys = (
         keys.state,
         keys.wallet,
@@ -85,8 +108,17 @@ async def apply(
         keys.outbox,
         keys.stats,
         keys.timers,
+        keys.holds,
     )
-    status, balance, ver, pseq, receivers = await store.script("commit", script_keys, args)
+    status, balance, ver, pseq, receivers, held, debt = await store.script(
+        "commit", script_keys, args
+    )
     return CommitResult(
-        status.decode(), int(balance), int(ver), int(pseq), tuple(int(r) for r in receivers)
+        status.decode(),
+        int(balance),
+        int(ver),
+        int(pseq),
+        tuple(int(r) for r in receivers),
+        int(held),
+        int(debt),
     )

@@ -28,6 +28,7 @@ class PlayerKeys:
     __slots__ = (
         "bucket",
         "friends",
+        "holds",
         "inbox",
         "journal",
         "outbox",
@@ -49,9 +50,10 @@ class PlayerKeys:
         self.state = f"{base}:state"  # hash: ver, rule components as msgpack
         self.wallet = f"{base}:wallet"  # hash: bal, seq, head, b:<YYYYMMDD> per batch
         self.journal = f"{base}:journal"  # list of msgpack entries, oldest first
-        self.txids = f"{base}:txids"  # hash: transfer id -> "seq:digest"
+        self.txids = f"{base}:txids"  # hash: transfer id -> "<kind>|<coins>|<account>|<seq>"
         self.inbox = f"{base}:inbox"  # list of pushes, newest last, capped
         self.friends = f"{base}:friends"  # hash: friend id -> msgpack edge
+        self.holds = f"{base}:holds"  # hash: checkout order id -> hold state (commit.lua)
         self.push_channel = f"{base}:push"
         self.sys = sys_accounts(self.bucket)
         self.outbox = outbox(self.bucket)

@@ -1,9 +1,9 @@
--- commit.lua: apply one rule outcome for one player atomically: state + ledger + inbox +
--- publish + outbox.
+-- commit.lua: apply one rule outcome for one player atomically: state + ledger + holds +
+-- inbox + publish + outbox + timers.
 --
 -- KEYS (all carry the player's bucket tag, so one hash slot):
 --   1 state     hash  ver, pseq, rule components (msgpack blobs)
---   2 wallet    hash  bal, seq, head, b:<YYYYMMDD> coins per expiry batch
+--   2 wallet    hash  bal, seq, head, held, debt, b:<YYYYMMDD> coins per expiry batch
 --   3 journal   list  msgpack entries, oldest first
 --   4 txids     hash  transfer id -> "<kind>|<amount>|<account>|<seq>"
 --   5 sys       hash  system account (bucket-local) -> balance, may be negative
@@ -14,6 +14,7 @@
 --  10 outbox    list  credit orders for players in other slots (steal, water), see outbox.py
 --  11 stats     hash  <source>:ordered coins ever put in the outbox, for the in-flight invariant
 --  12 timers    zset  timers of the bucket scored by due ms, see timers.py
+--  13 holds     hash  checkout order id -> "pending|<coins>|<expires_ms>", "posted" or "voided"
 -- ARGV:
 --   1 now_ms          integer, epoch milliseconds: the ts of every journal entry
 --   2 expected_ver    integer; -1 skips the version check (platform and operator credits)
@@ -27,21 +28,28 @@
 --  10 player_id       added to the bucket's players set on the first posting
 --  11 publish         "PUBLISH", or "SPUBLISH" on Redis Cluster (sharded pub/sub)
 --  12 n_timers        timers to arm (or move: the member names the timer)
+--  13 n_holds         checkout hold operations
+--  14 today           YYYYMMDD, the business day: batches whose last valid day is before it
+--                     expire to sink:expire in this commit; 0 = no expiry check
+--  15 debt_add        coins a refund could not take back, owed from the next credits
 --   then n_fields     x (field, value)
 --   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref)
 --   then n_pushes     x (type, data as a msgpack map)
 --   then n_orders     x (source, amount coins > 0, order as msgpack)
 --   then n_timers     x (member, due_ms)
--- Returns {status, balance_coins, ver, pseq, receivers}; receivers lists, per extra push, how
--- many subscribers got it (0: no socket anywhere, the shell may send a push trigger).
--- status is "ok", "exists" (every transfer was already posted: nothing written),
+--   then n_holds      x (op "reserve"|"post"|"void", order id, coins, expires_ms)
+-- Returns {status, balance_coins, ver, pseq, receivers, held_coins, debt_coins}; receivers
+-- lists, per extra push, how many subscribers got it (0: no socket anywhere).
+-- status is "ok", "exists" (every transfer and hold op was already done: nothing written),
 -- "CONFLICT" (version moved: reload and retry), "TRANSFER_MISMATCH" (an id reused with another
--- kind/amount/account), "INSUFFICIENT_FUNDS" (a debit larger than the balance) or
--- "BAD_TRANSFER" (a malformed or repeated transfer or order: a bug in the caller).
+-- kind/amount/account), "INSUFFICIENT_FUNDS" (a debit or hold larger than the coins not held),
+-- "HOLD_NOT_FOUND", "HOLD_POSTED", "HOLD_VOIDED", "HOLD_MISMATCH" (a hold op that its order's
+-- state refuses) or "BAD_TRANSFER" (malformed input: a bug in the caller).
 -- Only "ok" writes anything.
 --
 -- Every check runs before the first write: Redis does not roll back a failed script.
--- No game rule lives here: amounts, batches and ids come from game_rules via the shell.
+-- No game rule lives here: amounts, batches and ids come from game_rules via the shell;
+-- the script only keeps the books (FIFO by expiry, holds, debt first, expiry by date).
 
 local now_ms = ARGV[1]
 local expected_ver = tonumber(ARGV[2])
@@ -54,56 +62,154 @@ local inbox_max = tonumber(ARGV[9])
 local player_id = ARGV[10]
 local publish = ARGV[11]
 local n_timers = tonumber(ARGV[12])
+local n_holds = tonumber(ARGV[13])
+local today = tonumber(ARGV[14])
+local debt_add = tonumber(ARGV[15])
+
+local fields_at = 15
+local transfers_at = fields_at + 2 * n_fields
+local pushes_at = transfers_at + 6 * n_transfers
+local orders_at = pushes_at + 2 * n_pushes
+local timers_at = orders_at + 3 * n_orders
+local holds_at = timers_at + 2 * n_timers
 
 local counters = redis.call('HMGET', KEYS[1], 'ver', 'pseq')
 local ver = tonumber(counters[1] or '0')
 local pseq = tonumber(counters[2] or '0')
 local wallet = redis.call('HGETALL', KEYS[2])
-local bal, seq, head = 0, 0, ''
+local bal, seq, head, held, debt = 0, 0, '', 0, 0
 local batches = {}
 for i = 1, #wallet, 2 do
-  local f = wallet[i]
-  if f == 'bal' then
-    bal = tonumber(wallet[i + 1])
-  elseif f == 'seq' then
-    seq = tonumber(wallet[i + 1])
-  elseif f == 'head' then
-    head = wallet[i + 1]
+  local f, v = wallet[i], wallet[i + 1]
+  if f == 'bal' then bal = tonumber(v)
+  elseif f == 'seq' then seq = tonumber(v)
+  elseif f == 'head' then head = v
+  elseif f == 'held' then held = tonumber(v)
+  elseif f == 'debt' then debt = tonumber(v)
   elseif string.sub(f, 1, 2) == 'b:' then
-    batches[#batches + 1] = {tonumber(string.sub(f, 3)), tonumber(wallet[i + 1])}
+    batches[#batches + 1] = {tonumber(string.sub(f, 3)), tonumber(v)}
   end
 end
-local balance_before = bal
+table.sort(batches, function(a, b) return a[1] < b[1] end)
+local balance_before, held_before, debt_before = bal, held, debt
 local touched = {}  -- batch -> true: the batch fields this commit rewrites
 
-if expected_ver >= 0 and ver ~= expected_ver then
-  return {'CONFLICT', bal, ver, 0, {}}
+local function refuse(status)
+  return {status, balance_before, ver, 0, {}, held_before, debt_before}
 end
 
--- Plan every transfer against a copy of the balances (checks only, no writes).
-table.sort(batches, function(a, b) return a[1] < b[1] end)
-local base = 12 + 2 * n_fields
+if expected_ver >= 0 and ver ~= expected_ver then
+  return refuse('CONFLICT')
+end
+if not today or not debt_add or debt_add < 0 or debt_add % 1 ~= 0 then
+  return refuse('BAD_TRANSFER')
+end
+
+-- Plan everything against copies of the balances (checks only, no writes).
 local plan = {}
+local function spend(amount)
+  -- Take `amount` from the batches that expire first; the list of batches moved.
+  local moved, left = {}, amount
+  for _, b in ipairs(batches) do
+    if left > 0 and b[2] > 0 then
+      local take = math.min(left, b[2])
+      b[2] = b[2] - take
+      left = left - take
+      touched[b[1]] = true
+      moved[#moved + 1] = b[1]
+      moved[#moved + 1] = -take
+    end
+  end
+  return moved
+end
+local function debit_entry(id, amount, account, ref)
+  bal = bal - amount
+  local fp = 'd|' .. amount .. '|' .. account .. '|'
+  plan[#plan + 1] = {id, amount, account, -amount, spend(amount), ref, fp}
+end
+
+-- Holds: reserve locks coins (not a posting); post and void release them.
+local hold_writes = {}
+local fresh_holds = 0
+for h = 0, n_holds - 1 do
+  local op, order = ARGV[holds_at + 1 + 4 * h], ARGV[holds_at + 2 + 4 * h]
+  local coins, expires_ms = tonumber(ARGV[holds_at + 3 + 4 * h]), ARGV[holds_at + 4 + 4 * h]
+  local now_state = hold_writes[order] or redis.call('HGET', KEYS[13], order)
+  local pending_coins = nil
+  if now_state and string.sub(now_state, 1, 8) == 'pending|' then
+    pending_coins = tonumber(string.match(now_state, '^pending|(%d+)|'))
+  end
+  if op == 'reserve' then
+    if not coins or coins <= 0 or coins % 1 ~= 0 or not tonumber(expires_ms) then
+      return refuse('BAD_TRANSFER')
+    end
+    local wanted = 'pending|' .. coins .. '|' .. expires_ms
+    if now_state == wanted then
+      -- the same reserve again: nothing to do
+    elseif now_state == 'posted' then return refuse('HOLD_POSTED')
+    elseif now_state == 'voided' then return refuse('HOLD_VOIDED')
+    elseif now_state then return refuse('HOLD_MISMATCH')
+    else
+      if coins > bal - held then return refuse('INSUFFICIENT_FUNDS') end
+      held = held + coins
+      hold_writes[order] = wanted
+      fresh_holds = fresh_holds + 1
+    end
+  elseif op == 'post' or op == 'void' then
+    local done = (op == 'post') and 'posted' or 'voided'
+    if now_state == done then
+      -- already posted / voided: nothing to do
+    elseif now_state == 'posted' then return refuse('HOLD_POSTED')
+    elseif now_state == 'voided' then return refuse('HOLD_VOIDED')
+    elseif not pending_coins then return refuse('HOLD_NOT_FOUND')
+    else
+      if op == 'post' and coins and coins > pending_coins then return refuse('HOLD_MISMATCH') end
+      held = held - pending_coins
+      hold_writes[order] = done
+      fresh_holds = fresh_holds + 1
+    end
+  else
+    return refuse('BAD_TRANSFER')
+  end
+end
+
+-- Expiry: batches whose last valid day has passed go to the expiry sink, except coins that
+-- a checkout hold still locks (they are spent by its post, or expire after its void).
+if today > 0 then
+  for _, b in ipairs(batches) do
+    if b[1] < today and b[2] > 0 then
+      local gone = math.min(b[2], bal - held)
+      if gone > 0 then
+        b[2] = b[2] - gone
+        bal = bal - gone
+        touched[b[1]] = true
+        local id = 'expire:' .. player_id .. ':' .. b[1] .. ':' .. now_ms
+        plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, 'expired', 'd|' .. gone .. '|sink:expire|'}
+      end
+    end
+  end
+end
+
 local fresh = 0
 local in_call = {}
+local credits = {}
 for t = 0, n_transfers - 1 do
-  local at = base + 6 * t
+  local at = transfers_at + 6 * t
   local id, kind, amount = ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
   local account, batch, ref = ARGV[at + 4], ARGV[at + 5], ARGV[at + 6]
   local fp = kind .. '|' .. ARGV[at + 3] .. '|' .. account .. '|'
   if in_call[id] or not amount or amount <= 0 or amount % 1 ~= 0 or (kind ~= 'c' and kind ~= 'd')
       or (kind == 'c' and not tonumber(batch)) then
-    return {'BAD_TRANSFER', balance_before, ver, 0, {}}
+    return refuse('BAD_TRANSFER')
   end
   in_call[id] = true
   local seen = redis.call('HGET', KEYS[4], id)
   if seen then
     if string.sub(seen, 1, #fp) ~= fp then
-      return {'TRANSFER_MISMATCH', balance_before, ver, 0, {}}
+      return refuse('TRANSFER_MISMATCH')
     end
   else
     fresh = fresh + 1
-    local moved = {}
     if kind == 'c' then
       bal = bal + amount
       local found = false
@@ -115,46 +221,42 @@ for t = 0, n_transfers - 1 do
         batches[#batches + 1] = {tonumber(batch), amount}
         table.sort(batches, function(a, b) return a[1] < b[1] end)
       end
-      moved = {tonumber(batch), amount}
+      plan[#plan + 1] = {id, amount, account, amount, {tonumber(batch), amount}, ref, fp}
+      credits[#credits + 1] = {id, amount}
     else
-      if amount > bal then
-        return {'INSUFFICIENT_FUNDS', balance_before, ver, 0, {}}
+      if amount > bal - held then
+        return refuse('INSUFFICIENT_FUNDS')
       end
       bal = bal - amount
-      -- Spend the batch that expires first.
-      local left = amount
-      for _, b in ipairs(batches) do
-        if left > 0 and b[2] > 0 then
-          local take = math.min(left, b[2])
-          b[2] = b[2] - take
-          left = left - take
-          touched[b[1]] = true
-          moved[#moved + 1] = b[1]
-          moved[#moved + 1] = -take
-        end
-      end
-      amount = -amount
+      plan[#plan + 1] = {id, amount, account, -amount, spend(amount), ref, fp}
     end
-    plan[#plan + 1] = {id, kind, ARGV[at + 3], account, amount, moved, ref, fp}
   end
 end
 
-local orders_at = base + 6 * n_transfers + 2 * n_pushes
+-- Debt: new credits repay it first (a refund could not take back coins already spent).
+for _, c in ipairs(credits) do
+  local repay = math.min(debt, c[2])
+  if repay > 0 then
+    debt = debt - repay
+    debit_entry(c[1] .. ':debt', repay, 'clawback', 'debt repaid')
+  end
+end
+debt = debt + debt_add
+
 for o = 0, n_orders - 1 do
   local amount = tonumber(ARGV[orders_at + 2 + 3 * o])
   if not amount or amount <= 0 or amount % 1 ~= 0 then
-    return {'BAD_TRANSFER', balance_before, ver, 0, {}}
+    return refuse('BAD_TRANSFER')
   end
 end
-local timers_at = orders_at + 3 * n_orders
 for t = 0, n_timers - 1 do
   if not tonumber(ARGV[timers_at + 2 + 2 * t]) then
-    return {'BAD_TRANSFER', balance_before, ver, 0, {}}
+    return refuse('BAD_TRANSFER')
   end
 end
 
-if n_transfers > 0 and fresh == 0 then
-  return {'exists', bal, ver, 0, {}}
+if (n_transfers > 0 or n_holds > 0) and fresh == 0 and fresh_holds == 0 then
+  return {'exists', balance_before, ver, 0, {}, held_before, debt_before}
 end
 
 -- Writes. Nothing below may fail. The version guards the state fields only: a push or a
@@ -164,8 +266,8 @@ if n_fields > 0 then
   ver = ver + 1
   state_args = {'ver', ver}
   for i = 0, n_fields - 1 do
-    state_args[#state_args + 1] = ARGV[13 + 2 * i]
-    state_args[#state_args + 1] = ARGV[14 + 2 * i]
+    state_args[#state_args + 1] = ARGV[fields_at + 1 + 2 * i]
+    state_args[#state_args + 1] = ARGV[fields_at + 2 + 2 * i]
   end
 end
 
@@ -177,24 +279,26 @@ local function frame(kind, data, counted)
   push_frames[#push_frames + 1] = {bytes, counted}
 end
 
+local wallet_args = {}
 if #plan > 0 then
   local first_posting = seq == 0
   local running = balance_before
   local entries = {}
   local txids = {}
   for _, p in ipairs(plan) do
+    -- p = {id, amount, account, signed amount, batches moved, ref, fingerprint}
     seq = seq + 1
-    running = running + p[5]
-    local entry = cmsgpack.pack({seq, tonumber(now_ms), p[1], p[4], p[5], running, p[6], p[7], head})
+    running = running + p[4]
+    local entry = cmsgpack.pack({seq, tonumber(now_ms), p[1], p[3], p[4], running, p[5], p[6], head})
     entries[#entries + 1] = entry
     head = redis.sha1hex(entry)
     txids[#txids + 1] = p[1]
-    txids[#txids + 1] = p[8] .. seq
-    redis.call('HINCRBY', KEYS[5], p[4], -p[5])
+    txids[#txids + 1] = p[7] .. seq
+    redis.call('HINCRBY', KEYS[5], p[3], -p[4])
   end
   redis.call('RPUSH', KEYS[3], unpack(entries))
   redis.call('HSET', KEYS[4], unpack(txids))
-  local wallet_args = {'bal', bal, 'seq', seq, 'head', head}
+  wallet_args = {'bal', bal, 'seq', seq, 'head', head}
   local emptied = {}
   for _, b in ipairs(batches) do
     if touched[b[1]] then
@@ -206,7 +310,6 @@ if #plan > 0 then
       end
     end
   end
-  redis.call('HSET', KEYS[2], unpack(wallet_args))
   if #emptied > 0 then
     redis.call('HDEL', KEYS[2], unpack(emptied))
   end
@@ -215,10 +318,23 @@ if #plan > 0 then
   end
   frame('balance', cmsgpack.pack({balance = bal, delta = bal - balance_before}), false)
 end
+if held ~= held_before then
+  wallet_args[#wallet_args + 1] = 'held'
+  wallet_args[#wallet_args + 1] = held
+end
+if debt ~= debt_before then
+  wallet_args[#wallet_args + 1] = 'debt'
+  wallet_args[#wallet_args + 1] = debt
+end
+if #wallet_args > 0 then
+  redis.call('HSET', KEYS[2], unpack(wallet_args))
+end
+for order, value in pairs(hold_writes) do
+  redis.call('HSET', KEYS[13], order, value)
+end
 
-local at = base + 6 * n_transfers
 for i = 0, n_pushes - 1 do
-  frame(ARGV[at + 1 + 2 * i], ARGV[at + 2 + 2 * i], true)
+  frame(ARGV[pushes_at + 1 + 2 * i], ARGV[pushes_at + 2 + 2 * i], true)
 end
 local receivers = {}
 if #push_frames > 0 then
@@ -253,4 +369,4 @@ if reply_body ~= '' then
 end
 
 if #push_frames == 0 then pseq = 0 end
-return {'ok', bal, ver, pseq, receivers}
+return {'ok', bal, ver, pseq, receivers, held, debt}
