@@ -221,3 +221,124 @@ async def test_commit_arms_and_moves_timers(store: Store, redis: Redis) -> None:
     await apply(store, keys, Commit(timers=[("ripe|lee|0|1", 5000)]), NOW_MS)
     await apply(store, keys, Commit(timers=[("ripe|lee|0|1", 4000)]), NOW_MS)
     assert await redis.zrange(keys.timers, 0, -1, withscores=True) == [(b"ripe|lee|0|1", 4000.0)]
+
+
+# --- checkout holds, expiry, debt ----------------------------------------------------------
+
+from server.commit import HoldOp  # noqa: E402
+
+
+def reserve(order: str, coins: int, expires_ms: int = NOW_MS + 900_000) -> Commit:
+    return Commit(holds=[HoldOp("reserve", order, coins, expires_ms)])
+
+
+def post(order: str, coins: int) -> Commit:
+    return Commit(holds=[HoldOp("post", order, coins)], transfers=[debit(f"redeem:{order}", coins)])
+
+
+def void(order: str) -> Commit:
+    return Commit(holds=[HoldOp("void", order)])
+
+
+async def funded(store: Store, player: str, coins: int = 100) -> PlayerKeys:
+    keys = PlayerKeys(player)
+    await apply(store, keys, Commit(transfers=[credit(f"seed:{player}", coins)]), NOW_MS)
+    return keys
+
+
+async def test_hold_reserve_post_once(store: Store, redis: Redis) -> None:
+    keys = await funded(store, "hal")
+    held = await apply(store, keys, reserve("o1", 60), NOW_MS)
+    assert (held.status, held.balance, held.held) == ("ok", 100, 60)
+    assert (await apply(store, keys, reserve("o1", 60), NOW_MS)).status == "exists"
+    done = await apply(store, keys, post("o1", 60), NOW_MS)
+    assert (done.status, done.balance, done.held) == ("ok", 40, 0)
+    assert (await apply(store, keys, post("o1", 60), NOW_MS)).status == "exists"
+    assert await redis.hget(keys.sys, "sink:redeem") == b"60"
+    report = await verify(redis)
+    assert report.ok, report.problems
+
+
+@pytest.mark.parametrize(
+    ("steps", "last", "status"),
+    [
+        ([], post("o1", 10), "HOLD_NOT_FOUND"),
+        ([], void("o1"), "HOLD_NOT_FOUND"),
+        ([reserve("o1", 60)], reserve("o1", 61), "HOLD_MISMATCH"),
+        ([reserve("o1", 60)], post("o1", 61), "HOLD_MISMATCH"),
+        ([reserve("o1", 60)], reserve("o2", 41), "INSUFFICIENT_FUNDS"),
+        ([reserve("o1", 60)], Commit(transfers=[debit("spend", 41)]), "INSUFFICIENT_FUNDS"),
+        ([reserve("o1", 60), post("o1", 60)], void("o1"), "HOLD_POSTED"),
+        ([reserve("o1", 60), post("o1", 60)], reserve("o1", 60), "HOLD_POSTED"),
+        ([reserve("o1", 60), void("o1")], post("o1", 60), "HOLD_VOIDED"),
+        ([reserve("o1", 60), void("o1")], void("o1"), "exists"),
+    ],
+)
+async def test_hold_refusals_leave_no_write(
+    store: Store, redis: Redis, steps: list[Commit], last: Commit, status: str
+) -> None:
+    keys = await funded(store, "hil")
+    for step in steps:
+        assert (await apply(store, keys, step, NOW_MS)).status == "ok"
+    before = await snapshot(redis)
+    assert (await apply(store, keys, last, NOW_MS)).status == status
+    assert await snapshot(redis) == before
+
+
+async def test_hold_void_gives_the_coins_back_to_spend(store: Store, redis: Redis) -> None:
+    keys = await funded(store, "vic")
+    await apply(store, keys, reserve("o1", 90), NOW_MS)
+    assert (await apply(store, keys, Commit(transfers=[debit("spend", 20)]), NOW_MS)).status == (
+        "INSUFFICIENT_FUNDS"
+    )
+    assert (await apply(store, keys, void("o1"), NOW_MS)).held == 0
+    spent = await apply(store, keys, Commit(transfers=[debit("spend", 20)]), NOW_MS)
+    assert (spent.status, spent.balance) == ("ok", 80)
+
+
+async def test_holds_racing_spends_never_overdraw(store: Store, redis: Redis) -> None:
+    keys = await funded(store, "ray", 100)
+    commits = [reserve(f"o{n}", 30) for n in range(4)] + [
+        Commit(transfers=[debit(f"s{n}", 30)]) for n in range(4)
+    ]
+    results = await asyncio.gather(*(apply(store, keys, c, NOW_MS) for c in commits))
+    assert sorted(r.status for r in results).count("ok") == 3
+    wallet = await redis.hgetall(keys.wallet)
+    assert int(wallet[b"bal"]) - int(wallet.get(b"held", 0)) >= 0
+    assert (await verify(redis)).ok
+
+
+async def test_commit_expires_batches_past_their_day(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("exa")
+    await apply(
+        store, keys, Commit(transfers=[credit("old", 30, JUNE), credit("new", 20, DEC)]), NOW_MS
+    )
+    await apply(store, keys, reserve("o1", 25), NOW_MS)
+    store.today_of = lambda now_ms: 20270630  # the last valid day: nothing expires yet
+    assert (await apply(store, keys, Commit(), NOW_MS)).balance == 50
+    store.today_of = lambda now_ms: 20270701
+    swept = await apply(store, keys, Commit(), NOW_MS)
+    assert (swept.balance, swept.held) == (45, 25)  # 5 expired; the 25 a hold locks did not
+    last = Entry.decode((await redis.lrange(keys.journal, -1, -1))[0])
+    assert (last.account, last.amount, last.batches) == ("sink:expire", -5, (20270630, -5))
+    assert await redis.hget(keys.sys, "sink:expire") == b"5"
+    again = await apply(store, keys, Commit(), NOW_MS)
+    assert again.balance == 45 and len(await redis.lrange(keys.journal, 0, -1)) == 3
+    report = await verify(redis)
+    assert report.ok, report.problems
+
+
+async def test_debt_is_repaid_from_the_next_credit(store: Store, redis: Redis) -> None:
+    keys = await funded(store, "deb", 10)
+    claw = Commit(transfers=[debit("claw:o1", 10, "clawback")], debt_add=6)
+    taken = await apply(store, keys, claw, NOW_MS)
+    assert (taken.balance, taken.debt) == (0, 6)
+    paid = await apply(store, keys, Commit(transfers=[credit("signin:deb:1", 4)]), NOW_MS)
+    assert (paid.balance, paid.debt) == (0, 2)
+    paid = await apply(store, keys, Commit(transfers=[credit("signin:deb:2", 5)]), NOW_MS)
+    assert (paid.balance, paid.debt) == (3, 0)
+    ids = [Entry.decode(r).transfer_id for r in await redis.lrange(keys.journal, 0, -1)]
+    assert ids[-2:] == ["signin:deb:2", "signin:deb:2:debt"]
+    assert await redis.hget(keys.sys, "clawback") == b"16"
+    report = await verify(redis)
+    assert report.ok, report.problems

@@ -174,11 +174,15 @@ for h = 0, n_holds - 1 do
 end
 
 -- Expiry: batches whose last valid day has passed go to the expiry sink, except coins that
--- a checkout hold still locks (they are spent by its post, or expire after its void).
+-- a checkout hold still locks: a post spends the oldest batches first, so the held coins are
+-- the oldest ones; they are spent by the post, or expire after a void.
 if today > 0 then
+  local locked = held
   for _, b in ipairs(batches) do
-    if b[1] < today and b[2] > 0 then
-      local gone = math.min(b[2], bal - held)
+    local kept = math.min(locked, b[2])
+    locked = locked - kept
+    if b[1] < today and b[2] > kept then
+      local gone = b[2] - kept
       if gone > 0 then
         b[2] = b[2] - gone
         bal = bal - gone
