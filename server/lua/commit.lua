@@ -14,7 +14,8 @@
 --  10 outbox    list  credit orders for players in other slots (steal, water), see outbox.py
 --  11 stats     hash  <source>:ordered coins ever put in the outbox, for the in-flight invariant
 --  12 timers    zset  timers of the bucket scored by due ms, see timers.py
---  13 holds     hash  checkout order id -> "pending|<coins>|<expires_ms>", "posted" or "voided"
+--  13 holds     hash  checkout order id -> "pending|<coins>|<expires_ms>", "posted|<ms>" or
+--                     "voided|<ms>" (tombstones answer repeats; compaction prunes old ones)
 -- ARGV:
 --   1 now_ms          integer, epoch milliseconds: the ts of every journal entry
 --   2 expected_ver    integer; -1 skips the version check (platform and operator credits)
@@ -135,6 +136,10 @@ for h = 0, n_holds - 1 do
   local op, order = ARGV[holds_at + 1 + 4 * h], ARGV[holds_at + 2 + 4 * h]
   local coins, expires_ms = tonumber(ARGV[holds_at + 3 + 4 * h]), ARGV[holds_at + 4 + 4 * h]
   local now_state = hold_writes[order] or redis.call('HGET', KEYS[13], order)
+  if now_state then  -- "posted|<ms>" -> "posted": the time is only for compaction
+    local word = string.match(now_state, '^(%a+)|')
+    if word == 'posted' or word == 'voided' then now_state = word end
+  end
   local pending_coins = nil
   if now_state and string.sub(now_state, 1, 8) == 'pending|' then
     pending_coins = tonumber(string.match(now_state, '^pending|(%d+)|'))
@@ -165,7 +170,7 @@ for h = 0, n_holds - 1 do
     else
       if op == 'post' and coins and coins > pending_coins then return refuse('HOLD_MISMATCH') end
       held = held - pending_coins
-      hold_writes[order] = done
+      hold_writes[order] = done .. '|' .. now_ms
       fresh_holds = fresh_holds + 1
     end
   else
