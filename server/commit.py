@@ -44,6 +44,7 @@ class Commit:
     timers: Sequence[tuple[str, int]] = ()  # (member, due_ms) armed in the bucket's timers
     holds: Sequence[HoldOp] = ()  # checkout holds: reserve, post, void
     debt_add: int = 0  # coins a refund could not take back (paid first from later credits)
+    records: Sequence[tuple[str, bytes, bytes]] = ()  # (field, expected or b"", new): CAS
     reply_body: bytes = b""  # with a request id: the reply to replay on a retry
     reply_ttl_s: int = 86_400
 
@@ -82,6 +83,7 @@ async def apply(
         len(commit.holds),
         store.today_of(now_ms),
         commit.debt_add,
+        len(commit.records),
     ]
     for name, value in commit.fields.items():
         args += (name, value)
@@ -95,6 +97,8 @@ async def apply(
         args += (member, due_ms)
     for hold in commit.holds:
         args += hold.argv()
+    for field, expected, value in commit.records:
+        args += (field, expected, value)
     script_keys = (
         keys.state,
         keys.wallet,
@@ -109,6 +113,7 @@ async def apply(
         keys.stats,
         keys.timers,
         keys.holds,
+        keys.records,
     )
     status, balance, ver, pseq, receivers, held, debt = await store.script(
         "commit", script_keys, args

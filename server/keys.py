@@ -34,6 +34,7 @@ class PlayerKeys:
         "outbox",
         "player_id",
         "push_channel",
+        "records",
         "state",
         "stats",
         "sys",
@@ -54,6 +55,7 @@ class PlayerKeys:
         self.inbox = f"{base}:inbox"  # list of pushes, newest last, capped
         self.friends = f"{base}:friends"  # hash: friend id -> msgpack edge
         self.holds = f"{base}:holds"  # hash: checkout order id -> hold state (commit.lua)
+        self.records = f"{base}:records"  # hash: platform records, e.g. order:<id> (msgpack)
         self.push_channel = f"{base}:push"
         self.sys = sys_accounts(self.bucket)
         self.outbox = outbox(self.bucket)

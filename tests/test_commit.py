@@ -342,3 +342,17 @@ async def test_debt_is_repaid_from_the_next_credit(store: Store, redis: Redis) -
     assert await redis.hget(keys.sys, "clawback") == b"16"
     report = await verify(redis)
     assert report.ok, report.problems
+
+
+async def test_records_are_compare_and_set(store: Store, redis: Redis) -> None:
+    keys = PlayerKeys("rec")
+    first = Commit(records=[("order:1", b"", b"v1")])
+    assert (await apply(store, keys, first, NOW_MS)).status == "ok"
+    before = await snapshot(redis)
+    assert (await apply(store, keys, first, NOW_MS)).status == "RECORD_CONFLICT"
+    stale = Commit(records=[("order:1", b"v0", b"v2")], transfers=[credit("t", 1)])
+    assert (await apply(store, keys, stale, NOW_MS)).status == "RECORD_CONFLICT"
+    assert await snapshot(redis) == before
+    fresh = Commit(records=[("order:1", b"v1", b"v2")])
+    assert (await apply(store, keys, fresh, NOW_MS)).status == "ok"
+    assert await redis.hget(keys.records, "order:1") == b"v2"

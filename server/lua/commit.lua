@@ -16,6 +16,7 @@
 --  12 timers    zset  timers of the bucket scored by due ms, see timers.py
 --  13 holds     hash  checkout order id -> "pending|<coins>|<expires_ms>", "posted|<ms>" or
 --                     "voided|<ms>" (tombstones answer repeats; compaction prunes old ones)
+--  14 records   hash  platform records (an order's reward lines and refunds), compare-and-set
 -- ARGV:
 --   1 now_ms          integer, epoch milliseconds: the ts of every journal entry
 --   2 expected_ver    integer; -1 skips the version check (platform and operator credits)
@@ -33,19 +34,22 @@
 --  14 today           YYYYMMDD, the business day: batches whose last valid day is before it
 --                     expire to sink:expire in this commit; 0 = no expiry check
 --  15 debt_add        coins a refund could not take back, owed from the next credits
+--  16 n_records       records to compare-and-set
 --   then n_fields     x (field, value)
 --   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref)
 --   then n_pushes     x (type, data as a msgpack map)
 --   then n_orders     x (source, amount coins > 0, order as msgpack)
 --   then n_timers     x (member, due_ms)
 --   then n_holds      x (op "reserve"|"post"|"void", order id, coins, expires_ms)
+--   then n_records    x (field, expected value or "" for absent, new value)
 -- Returns {status, balance_coins, ver, pseq, receivers, held_coins, debt_coins}; receivers
 -- lists, per extra push, how many subscribers got it (0: no socket anywhere).
 -- status is "ok", "exists" (every transfer and hold op was already done: nothing written),
 -- "CONFLICT" (version moved: reload and retry), "TRANSFER_MISMATCH" (an id reused with another
 -- kind/amount/account), "INSUFFICIENT_FUNDS" (a debit or hold larger than the coins not held),
 -- "HOLD_NOT_FOUND", "HOLD_POSTED", "HOLD_VOIDED", "HOLD_MISMATCH" (a hold op that its order's
--- state refuses) or "BAD_TRANSFER" (malformed input: a bug in the caller).
+-- state refuses), "RECORD_CONFLICT" (a record changed since it was read: reload and retry)
+-- or "BAD_TRANSFER" (malformed input: a bug in the caller).
 -- Only "ok" writes anything.
 --
 -- Every check runs before the first write: Redis does not roll back a failed script.
@@ -66,13 +70,15 @@ local n_timers = tonumber(ARGV[12])
 local n_holds = tonumber(ARGV[13])
 local today = tonumber(ARGV[14])
 local debt_add = tonumber(ARGV[15])
+local n_records = tonumber(ARGV[16])
 
-local fields_at = 15
+local fields_at = 16
 local transfers_at = fields_at + 2 * n_fields
 local pushes_at = transfers_at + 6 * n_transfers
 local orders_at = pushes_at + 2 * n_pushes
 local timers_at = orders_at + 3 * n_orders
 local holds_at = timers_at + 2 * n_timers
+local records_at = holds_at + 4 * n_holds
 
 local counters = redis.call('HMGET', KEYS[1], 'ver', 'pseq')
 local ver = tonumber(counters[1] or '0')
@@ -104,6 +110,12 @@ if expected_ver >= 0 and ver ~= expected_ver then
 end
 if not today or not debt_add or debt_add < 0 or debt_add % 1 ~= 0 then
   return refuse('BAD_TRANSFER')
+end
+for r = 0, n_records - 1 do
+  local current = redis.call('HGET', KEYS[14], ARGV[records_at + 1 + 3 * r]) or ''
+  if current ~= ARGV[records_at + 2 + 3 * r] then
+    return refuse('RECORD_CONFLICT')
+  end
 end
 
 -- Plan everything against copies of the balances (checks only, no writes).
@@ -340,6 +352,9 @@ if #wallet_args > 0 then
 end
 for order, value in pairs(hold_writes) do
   redis.call('HSET', KEYS[13], order, value)
+end
+for r = 0, n_records - 1 do
+  redis.call('HSET', KEYS[14], ARGV[records_at + 1 + 3 * r], ARGV[records_at + 3 + 3 * r])
 end
 
 for i = 0, n_pushes - 1 do
