@@ -62,6 +62,12 @@ def batch_expires_at_ms(batch: date, tz: ZoneInfo) -> int:
     return day_start_ms(batch + _ONE_DAY, tz)
 
 
+def days_until(day: date, now_ms: int, tz: ZoneInfo) -> int:
+    """Whole business days from today (at `now_ms` in `tz`) to `day`: 0 on the day itself,
+    negative once it has passed. Counted in calendar dates, so a DST day is still one day."""
+    return (day - business_day(now_ms, tz)).days
+
+
 def _to_ms(moment: datetime) -> int:
     # astimezone first: subtracting two datetimes that share a tzinfo ignores their offsets.
     return (moment.astimezone(UTC) - _EPOCH) // _ONE_MS

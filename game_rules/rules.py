@@ -37,6 +37,17 @@ THEFT_BATCH_S_MAX = DAY_S
 SEED_NAME_RE = re.compile(r"[a-z_]{1,24}")
 GROW_S_MAX = 30 * DAY_S
 TRIGGERS_PER_DAY_MAX_CEILING = 100
+WARN_DAYS_DEFAULT = 7
+WARN_DAYS_MAX = 60
+COINS_PER_YUAN_MAX = 10_000
+HOLD_TIMEOUT_S_MAX = DAY_S
+PAID_FEN_MAX = 10**10  # 100 million yuan: the largest amount of one order or item
+ITEM_COINS_MAX_CEILING = 1_000_000
+REVIEW_TIERS_LEN_MAX = 16
+PARTNERS_LEN_MAX = 16
+PARTNER_NAME_RE = SEED_NAME_RE
+RATIO_TERM_MAX = 1000  # numerator and denominator of an exchange ratio
+POINTS_PER_EXCHANGE_MAX_CEILING = 1_000_000
 WaterMode = Literal["share", "fixed"]
 WATER_MODES: tuple[WaterMode, ...] = ("share", "fixed")
 _HHMM_RE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
@@ -56,6 +67,7 @@ class ExpiryRules:
 
     period_end_months: tuple[int, ...] = PERIOD_END_MONTHS_DEFAULT
     years_later: int = EXPIRY_YEARS_LATER_DEFAULT
+    warn_days: int = WARN_DAYS_DEFAULT  # warn when a batch's last valid day is this close
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +141,74 @@ class NotifyRules:
     theft_batch_ms: int = 600 * MS_PER_S  # thefts within this window make one trigger
 
 
+@dataclass(frozen=True, slots=True)
+class CheckoutRules:
+    """Coins at checkout: coins_per_yuan coins are worth one yuan (100 fen); coins pay at
+    most order_share_max_pct of an order; a reserve not posted within hold_timeout_ms is
+    voided."""
+
+    coins_per_yuan: int = 100
+    order_share_max_pct: int = 50
+    hold_timeout_ms: int = 900 * MS_PER_S
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRewardRules:
+    """Shopping feedback: an order paying at least paid_fen_min earns, per item,
+    reward_pct of the item's paid amount in coins (floor), at most item_coins_max."""
+
+    paid_fen_min: int = 5000
+    reward_pct: int = 10
+    item_coins_max: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRewardRules:
+    """Coins for a review by the order's paid amount: the last tier whose
+    paid_fen_at_least is <= the amount. Tiers ascend strictly and the first starts at 0."""
+
+    tiers: tuple[tuple[int, int], ...] = ((0, 10), (10_000, 20))  # (paid_fen_at_least, coins)
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerRules:
+    """One partner's points: coins = floor(points * coins_per_point_num / coins_per_point_den),
+    at most points_per_exchange_max points per exchange, any number of exchanges."""
+
+    name: str
+    coins_per_point_num: int
+    coins_per_point_den: int
+    points_per_exchange_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerCatalog(Mapping[str, PartnerRules]):
+    """The exchange partners by name, in file order: an immutable, hashable mapping."""
+
+    partners: tuple[PartnerRules, ...]
+
+    def __getitem__(self, name: str) -> PartnerRules:
+        for partner in self.partners:
+            if partner.name == name:
+                return partner
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (partner.name for partner in self.partners)
+
+    def __len__(self) -> int:
+        return len(self.partners)
+
+
+# China Mobile points into coins at 1:1.5, at most 100 points per exchange (seeds/002).
+PARTNERS_DEFAULT = PartnerCatalog((PartnerRules("china_mobile", 3, 2, 100),))
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRules:
+    partners: PartnerCatalog = PARTNERS_DEFAULT  # may be empty: no exchange at all
+
+
 SEEDS_DEFAULT = SeedCatalog(
     (
         SeedRules("turnip", 4 * 3600 * MS_PER_S, 20, 10, 30),
@@ -149,6 +229,11 @@ class Rules:
     seeds: SeedCatalog  # a Mapping[str, SeedRules], never empty
     notify: NotifyRules
     digest: str  # first DIGEST_HEX_LEN hex chars of sha256(file text): which file is live
+    # After digest, with defaults, so that every existing construction keeps working.
+    checkout: CheckoutRules = CheckoutRules()
+    order_reward: OrderRewardRules = OrderRewardRules()
+    review_reward: ReviewRewardRules = ReviewRewardRules()
+    exchange: ExchangeRules = ExchangeRules()
 
 
 def parse_rules(text: str, source: str = "<rules>") -> Rules:
@@ -168,6 +253,9 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
     # No [seeds] at all: the default catalog. A [seeds] table without seeds is a problem.
     seeds = root.section("seeds", _seeds) if root.has("seeds") else SEEDS_DEFAULT
     notify = root.section("notify", _notify)
+    checkout = root.section("checkout", _checkout)
+    rewards = root.section("rewards", _rewards)
+    exchange = root.section("exchange", _exchange)
     root.close()
 
     if problems:
@@ -176,6 +264,7 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
     assert version is not None and timezone is not None and tz is not None
     assert signin is not None and expiry is not None
     assert farm is not None and seeds is not None and notify is not None
+    assert checkout is not None and rewards is not None and exchange is not None
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_HEX_LEN]
     return Rules(
         version=version,
@@ -187,6 +276,10 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
         seeds=seeds,
         notify=notify,
         digest=digest,
+        checkout=checkout,
+        order_reward=rewards[0],
+        review_reward=rewards[1],
+        exchange=exchange,
     )
 
 
@@ -234,9 +327,12 @@ def _expiry(table: _Table) -> ExpiryRules | None:
         value_min=0,
         value_max=EXPIRY_YEARS_LATER_MAX,
     )
-    if months is None or years_later is None:
+    warn_days = table.integer(
+        "warn_days", default=WARN_DAYS_DEFAULT, value_min=0, value_max=WARN_DAYS_MAX
+    )
+    if months is None or years_later is None or warn_days is None:
         return None
-    return ExpiryRules(months, years_later)
+    return ExpiryRules(months, years_later, warn_days)
 
 
 def _farm(table: _Table) -> FarmRules | None:
@@ -361,6 +457,109 @@ def _notify(table: _Table) -> NotifyRules | None:
     return NotifyRules(quiet[0], quiet[1], triggers, reminder, batch_s * MS_PER_S)
 
 
+def _checkout(table: _Table) -> CheckoutRules | None:
+    default = CheckoutRules()
+    coins_per_yuan = table.integer(
+        "coins_per_yuan",
+        default=default.coins_per_yuan,
+        value_min=1,
+        value_max=COINS_PER_YUAN_MAX,
+    )
+    # 0 turns paying with coins off; 100 would let coins pay a whole order.
+    share_pct = table.integer(
+        "order_share_max_pct", default=default.order_share_max_pct, value_min=0, value_max=100
+    )
+    hold_s = table.integer(
+        "hold_timeout_s",
+        default=default.hold_timeout_ms // MS_PER_S,
+        value_min=1,
+        value_max=HOLD_TIMEOUT_S_MAX,
+    )
+    if coins_per_yuan is None or share_pct is None or hold_s is None:
+        return None
+    return CheckoutRules(coins_per_yuan, share_pct, hold_s * MS_PER_S)
+
+
+def _rewards(table: _Table) -> tuple[OrderRewardRules, ReviewRewardRules] | None:
+    order = table.section("order", _order_reward)
+    review = table.section("review", _review_reward)
+    if order is None or review is None:
+        return None
+    return order, review
+
+
+def _order_reward(table: _Table) -> OrderRewardRules | None:
+    default = OrderRewardRules()
+    paid_fen_min = table.integer(
+        "paid_fen_min", default=default.paid_fen_min, value_min=0, value_max=PAID_FEN_MAX
+    )
+    reward_pct = table.integer("reward_pct", default=default.reward_pct, value_min=0, value_max=100)
+    item_coins_max = table.integer(
+        "item_coins_max",
+        default=default.item_coins_max,
+        value_min=0,
+        value_max=ITEM_COINS_MAX_CEILING,
+    )
+    if paid_fen_min is None or reward_pct is None or item_coins_max is None:
+        return None
+    return OrderRewardRules(paid_fen_min, reward_pct, item_coins_max)
+
+
+def _review_reward(table: _Table) -> ReviewRewardRules | None:
+    tiers = table.int_pairs(
+        "tiers",
+        default=ReviewRewardRules().tiers,
+        len_max=REVIEW_TIERS_LEN_MAX,
+        ranges=((0, PAID_FEN_MAX), (1, REWARD_COINS_MAX)),
+    )
+    if tiers is None:
+        return None
+    shown = [list(tier) for tier in tiers]
+    if tiers[0][0] != 0:
+        table.problem("tiers", f"the first tier must start at 0 fen, got {shown}")
+        return None
+    if any(a[0] >= b[0] for a, b in itertools.pairwise(tiers)):
+        table.problem("tiers", f"paid_fen_at_least must be strictly increasing, got {shown}")
+        return None
+    return ReviewRewardRules(tiers)
+
+
+def _exchange(table: _Table) -> ExchangeRules | None:
+    # No [exchange.partners] at all: the default partners. An empty table: no partners.
+    partners = table.section("partners", _partners) if table.has("partners") else PARTNERS_DEFAULT
+    return None if partners is None else ExchangeRules(partners)
+
+
+def _partners(table: _Table) -> PartnerCatalog | None:
+    names = table.keys()
+    ok = True
+    if len(names) > PARTNERS_LEN_MAX:
+        table.problem_here(f"must have 0..{PARTNERS_LEN_MAX} partners, got {len(names)}")
+        ok = False
+    partners: list[PartnerRules] = []
+    for name in names:
+        if not PARTNER_NAME_RE.fullmatch(name):
+            table.problem(name, "partner names must be 1..24 characters of a-z and '_'")
+            ok = False
+        partner = table.section(name, _partner)
+        if partner is None:
+            ok = False
+        else:
+            partners.append(partner)
+    return PartnerCatalog(tuple(partners)) if ok else None
+
+
+def _partner(table: _Table) -> PartnerRules | None:
+    num = table.integer("coins_per_point_num", value_min=1, value_max=RATIO_TERM_MAX)
+    den = table.integer("coins_per_point_den", value_min=1, value_max=RATIO_TERM_MAX)
+    points_max = table.integer(
+        "points_per_exchange_max", value_min=1, value_max=POINTS_PER_EXCHANGE_MAX_CEILING
+    )
+    if num is None or den is None or points_max is None:
+        return None
+    return PartnerRules(table.name, num, den, points_max)
+
+
 # --- the problem collector ------------------------------------------------------------------
 
 _T = TypeVar("_T")
@@ -459,6 +658,39 @@ class _Table:
         for index, item in enumerate(value):
             ok = _check_int(self, f"{key}[{index}]", item, value_min, value_max) is not None and ok
         return tuple(value) if ok else None
+
+    def int_pairs(
+        self,
+        key: str,
+        *,
+        len_max: int,
+        ranges: tuple[tuple[int, int], tuple[int, int]],
+        default: object = _REQUIRED,
+    ) -> tuple[tuple[int, int], ...] | None:
+        """An array of 1..len_max [a, b] integer pairs, a in ranges[0] and b in ranges[1]."""
+        value = self._get(key, default)
+        if value is _REQUIRED:
+            self.problem(key, "required, missing")
+            return None
+        if isinstance(value, tuple):
+            value = [list(pair) for pair in value]  # a default
+        if not isinstance(value, list):
+            self.problem(key, f"must be an array of [integer, integer] pairs, got {_show(value)}")
+            return None
+        if not 1 <= len(value) <= len_max:
+            self.problem(key, f"must have 1..{len_max} entries, got {len(value)}")
+            return None
+        pairs: list[tuple[int, int]] = []
+        for index, item in enumerate(value):
+            where = f"{key}[{index}]"
+            if not isinstance(item, list) or len(item) != 2:
+                self.problem(where, f"must be an [integer, integer] pair, got {_show(item)}")
+                continue
+            first = _check_int(self, f"{where}[0]", item[0], *ranges[0])
+            second = _check_int(self, f"{where}[1]", item[1], *ranges[1])
+            if first is not None and second is not None:
+                pairs.append((first, second))
+        return tuple(pairs) if len(pairs) == len(value) else None
 
     def choice(
         self, key: str, options: tuple[_S, ...], *, default: object = _REQUIRED

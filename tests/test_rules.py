@@ -9,9 +9,15 @@ from importlib.resources import files
 import pytest
 
 from game_rules import (
+    CheckoutRules,
+    ExchangeRules,
     ExpiryRules,
     FarmRules,
     NotifyRules,
+    OrderRewardRules,
+    PartnerCatalog,
+    PartnerRules,
+    ReviewRewardRules,
     RulesError,
     SeedRules,
     SignInRules,
@@ -19,7 +25,12 @@ from game_rules import (
     WaterRules,
     parse_rules,
 )
-from game_rules.rules import REWARD_COINS_MAX, SEEDS_DEFAULT, SIGNIN_REWARDS_LEN_MAX
+from game_rules.rules import (
+    PARTNERS_DEFAULT,
+    REWARD_COINS_MAX,
+    SEEDS_DEFAULT,
+    SIGNIN_REWARDS_LEN_MAX,
+)
 
 GOOD = """\
 version = "test"
@@ -498,4 +509,362 @@ def test_parse_rules_reports_every_farm_problem_at_once() -> None:
         "seeds.Bad: seed names must be 1..24 characters of a-z and '_'",
         "notify.quiet_hours[0]: must be a local time \"HH:MM\" (00:00..23:59), got string '25:00'",
         "notify.quiet_hours[1]: must be a local time \"HH:MM\" (00:00..23:59), got string '08:61'",
+    ]
+
+
+# --- checkout, rewards, exchange, expiry warnings -----------------------------------------------
+
+COMMERCE = """\
+version = "test"
+[signin]
+rewards = [10]
+[expiry]
+warn_days = 7
+[checkout]
+coins_per_yuan = 100
+order_share_max_pct = 50
+hold_timeout_s = 900
+[rewards.order]
+paid_fen_min = 5000
+reward_pct = 10
+item_coins_max = 1000
+[rewards.review]
+tiers = [[0, 10], [10000, 20]]
+[exchange.partners.china_mobile]
+coins_per_point_num = 3
+coins_per_point_den = 2
+points_per_exchange_max = 100
+"""
+CHINA_MOBILE = PartnerRules("china_mobile", 3, 2, 100)
+
+
+@pytest.mark.parametrize("name", ["default.toml", "demo.toml"])
+def test_parse_rules_shipped_file_commerce_numbers(name: str) -> None:
+    rules = parse_rules(_shipped(name))
+    hold_ms = 900_000 if name == "default.toml" else 60_000
+    assert rules.checkout == CheckoutRules(100, 50, hold_ms)
+    assert rules.order_reward == OrderRewardRules(5000, 10, 1000)
+    assert rules.review_reward == ReviewRewardRules(((0, 10), (10_000, 20)))
+    assert rules.exchange == ExchangeRules(PartnerCatalog((CHINA_MOBILE,)))
+    assert rules.expiry.warn_days == 7
+    hash(rules)
+
+
+def test_parse_rules_minimal_file_uses_commerce_defaults() -> None:
+    rules = parse_rules('version = "v"\n[signin]\nrewards = [5]\n')
+    default = parse_rules(_shipped("default.toml"))
+    assert rules.checkout == CheckoutRules() == default.checkout
+    assert rules.order_reward == OrderRewardRules() == default.order_reward
+    assert rules.review_reward == ReviewRewardRules() == default.review_reward
+    assert rules.exchange == ExchangeRules() == default.exchange
+    assert rules.exchange.partners == PARTNERS_DEFAULT
+    assert rules.expiry == ExpiryRules((6, 12), 1, 7)
+
+
+def test_parse_rules_partner_catalog_is_an_immutable_mapping() -> None:
+    partners = parse_rules(COMMERCE).exchange.partners
+    assert dict(partners) == {"china_mobile": CHINA_MOBILE}
+    assert partners.get("unicom") is None
+    with pytest.raises(KeyError):
+        partners["unicom"]
+    with pytest.raises(TypeError):
+        partners["unicom"] = CHINA_MOBILE  # type: ignore[index]
+
+
+def test_parse_rules_empty_partner_table_means_no_exchange() -> None:
+    text = COMMERCE.split("[exchange.partners.china_mobile]", maxsplit=1)[0]
+    rules = parse_rules(text + "[exchange.partners]\n")
+    assert len(rules.exchange.partners) == 0
+    assert parse_rules(text + "[exchange]\n").exchange.partners == PARTNERS_DEFAULT
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "check"),
+    [
+        ("warn_days = 7", "warn_days = 0", lambda r: r.expiry.warn_days == 0),
+        ("warn_days = 7", "warn_days = 60", lambda r: r.expiry.warn_days == 60),
+        ("coins_per_yuan = 100", "coins_per_yuan = 1", lambda r: r.checkout.coins_per_yuan == 1),
+        (
+            "coins_per_yuan = 100",
+            "coins_per_yuan = 10000",
+            lambda r: r.checkout.coins_per_yuan == 10_000,
+        ),
+        ("share_max_pct = 50", "share_max_pct = 0", lambda r: r.checkout.order_share_max_pct == 0),
+        (
+            "share_max_pct = 50",
+            "share_max_pct = 100",
+            lambda r: r.checkout.order_share_max_pct == 100,
+        ),
+        (
+            "hold_timeout_s = 900",
+            "hold_timeout_s = 1",
+            lambda r: r.checkout.hold_timeout_ms == 1000,
+        ),
+        (
+            "hold_timeout_s = 900",
+            "hold_timeout_s = 86400",
+            lambda r: r.checkout.hold_timeout_ms == 86_400_000,
+        ),
+        ("paid_fen_min = 5000", "paid_fen_min = 0", lambda r: r.order_reward.paid_fen_min == 0),
+        ("reward_pct = 10", "reward_pct = 0", lambda r: r.order_reward.reward_pct == 0),
+        ("reward_pct = 10", "reward_pct = 100", lambda r: r.order_reward.reward_pct == 100),
+        (
+            "item_coins_max = 1000",
+            "item_coins_max = 0",
+            lambda r: r.order_reward.item_coins_max == 0,
+        ),
+        ("[[0, 10], [10000, 20]]", "[[0, 1]]", lambda r: r.review_reward.tiers == ((0, 1),)),
+        (
+            "[[0, 10], [10000, 20]]",
+            "[[0, 10], [1, 5], [2, 30]]",
+            lambda r: r.review_reward.tiers == ((0, 10), (1, 5), (2, 30)),
+        ),
+        (
+            "coins_per_point_den = 2",
+            "coins_per_point_den = 1000",
+            lambda r: r.exchange.partners["china_mobile"].coins_per_point_den == 1000,
+        ),
+        (
+            "points_per_exchange_max = 100",
+            "points_per_exchange_max = 1",
+            lambda r: r.exchange.partners["china_mobile"].points_per_exchange_max == 1,
+        ),
+        (
+            "[exchange.partners.china_mobile]",
+            "[exchange.partners.unicom]\ncoins_per_point_num = 1\ncoins_per_point_den = 1\n"
+            "points_per_exchange_max = 5\n[exchange.partners.china_mobile]",
+            lambda r: list(r.exchange.partners) == ["unicom", "china_mobile"],
+        ),
+    ],
+)
+def test_parse_rules_commerce_edges_are_accepted(old: str, new: str, check: object) -> None:
+    assert old in COMMERCE
+    rules = parse_rules(COMMERCE.replace(old, new, 1))
+    assert callable(check) and check(rules)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "warn_days = 7",
+            "warn_days = -1",
+            "expiry.warn_days: must be an integer in 0..60, got -1",
+        ),
+        (
+            "warn_days = 7",
+            "warn_days = 61",
+            "expiry.warn_days: must be an integer in 0..60, got 61",
+        ),
+        ("warn_days = 7", "warn_days = 7.0", "expiry.warn_days: must be an integer, got float"),
+        (
+            "coins_per_yuan = 100",
+            "coins_per_yuan = 0",
+            "checkout.coins_per_yuan: must be an integer in 1..10000, got 0",
+        ),
+        (
+            "coins_per_yuan = 100",
+            "coins_per_yuan = 10001",
+            "checkout.coins_per_yuan: must be an integer in 1..10000",
+        ),
+        (
+            "coins_per_yuan = 100",
+            "coins_per_yuan = 1.5",
+            "checkout.coins_per_yuan: must be an integer, got float 1.5",
+        ),
+        (
+            "order_share_max_pct = 50",
+            "order_share_max_pct = 101",
+            "checkout.order_share_max_pct: must be an integer in 0..100, got 101",
+        ),
+        (
+            "order_share_max_pct = 50",
+            "order_share_max_pct = -1",
+            "checkout.order_share_max_pct: must be an integer in 0..100",
+        ),
+        (
+            "hold_timeout_s = 900",
+            "hold_timeout_s = 0",
+            "checkout.hold_timeout_s: must be an integer in 1..86400, got 0",
+        ),
+        (
+            "hold_timeout_s = 900",
+            'hold_timeout_s = "15m"',
+            "checkout.hold_timeout_s: must be an integer, got string",
+        ),
+        (
+            "paid_fen_min = 5000",
+            "paid_fen_min = -1",
+            "rewards.order.paid_fen_min: must be an integer in 0..10000000000, got -1",
+        ),
+        (
+            "paid_fen_min = 5000",
+            "paid_fen_min = 50.0",
+            "rewards.order.paid_fen_min: must be an integer, got float",
+        ),
+        (
+            "reward_pct = 10",
+            "reward_pct = 101",
+            "rewards.order.reward_pct: must be an integer in 0..100, got 101",
+        ),
+        (
+            "item_coins_max = 1000",
+            "item_coins_max = -1",
+            "rewards.order.item_coins_max: must be an integer in 0..1000000",
+        ),
+        (
+            "[[0, 10], [10000, 20]]",
+            "[[10000, 20], [0, 10]]",
+            "rewards.review.tiers: the first tier must start at 0 fen, got [[10000, 20], [0, 10]]",
+        ),
+        (
+            "[[0, 10], [10000, 20]]",
+            "[[1, 10], [10000, 20]]",
+            "rewards.review.tiers: the first tier must start at 0 fen",
+        ),
+        (
+            "[[0, 10], [10000, 20]]",
+            "[[0, 10], [10000, 20], [10000, 30]]",
+            "rewards.review.tiers: paid_fen_at_least must be strictly increasing, got",
+        ),
+        (
+            "[[0, 10], [10000, 20]]",
+            "[[0, 10], [20000, 20], [10000, 30]]",
+            "rewards.review.tiers: paid_fen_at_least must be strictly increasing",
+        ),
+        ("[[0, 10], [10000, 20]]", "[]", "rewards.review.tiers: must have 1..16 entries, got 0"),
+        (
+            "[[0, 10], [10000, 20]]",
+            str([[n, 1] for n in range(17)]),
+            "rewards.review.tiers: must have 1..16 entries, got 17",
+        ),
+        (
+            "[[0, 10], [10000, 20]]",
+            "[0, 10]",
+            "rewards.review.tiers[0]: must be an [integer, integer] pair, got integer 0",
+        ),
+        (
+            "[[0, 10], [10000, 20]]",
+            "[[0, 10, 1]]",
+            "rewards.review.tiers[0]: must be an [integer, integer] pair, got array",
+        ),
+        (
+            "[[0, 10], [10000, 20]]",
+            "[[0, 0]]",
+            "rewards.review.tiers[0][1]: must be an integer in 1..100000, got 0",
+        ),
+        (
+            "[[0, 10], [10000, 20]]",
+            "[[0, 10], [-5, 20]]",
+            "rewards.review.tiers[1][0]: must be an integer in 0..10000000000, got -5",
+        ),
+        (
+            "[[0, 10], [10000, 20]]",
+            '[[0, 10], [10000, "20"]]',
+            "rewards.review.tiers[1][1]: must be an integer, got string",
+        ),
+        (
+            "tiers = [[0, 10], [10000, 20]]",
+            'tiers = "10-20"',
+            "rewards.review.tiers: must be an array of [integer, integer] pairs, got string",
+        ),
+        (
+            "coins_per_point_den = 2",
+            "coins_per_point_den = 0",
+            "exchange.partners.china_mobile.coins_per_point_den: must be an integer in 1..1000, "
+            "got 0",
+        ),
+        (
+            "coins_per_point_num = 3",
+            "coins_per_point_num = 0",
+            "exchange.partners.china_mobile.coins_per_point_num: must be an integer in 1..1000",
+        ),
+        (
+            "coins_per_point_num = 3",
+            "coins_per_point_num = 1.5",
+            "exchange.partners.china_mobile.coins_per_point_num: must be an integer, got float",
+        ),
+        (
+            "coins_per_point_num = 3\n",
+            "",
+            "exchange.partners.china_mobile.coins_per_point_num: required, missing",
+        ),
+        (
+            "points_per_exchange_max = 100",
+            "points_per_exchange_max = 0",
+            "exchange.partners.china_mobile.points_per_exchange_max: must be an integer in 1..",
+        ),
+        (
+            "[exchange.partners.china_mobile]",
+            '[exchange.partners."China-Mobile"]',
+            "exchange.partners.China-Mobile: partner names must be 1..24 characters",
+        ),
+        (
+            "[exchange.partners.china_mobile]",
+            "[exchange]\npartners = 3\n[x]",
+            "exchange.partners: must be a table, got integer 3",
+        ),
+        ("[rewards.order]", "[rewards]\norder = 5\n[x]", "rewards.order: must be a table"),
+    ],
+)
+def test_parse_rules_commerce_bad_value_is_reported(old: str, new: str, expected: str) -> None:
+    assert old in COMMERCE
+    problems = _problems(COMMERCE.replace(old, new, 1))
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+@pytest.mark.parametrize("section", ["checkout", "rewards", "exchange"])
+def test_parse_rules_commerce_section_not_a_table_is_reported(section: str) -> None:
+    problems = _problems(f'version = "v"\n{section} = 1\n[signin]\nrewards = [1]\n')
+    assert problems == [f"{section}: must be a table, got integer 1"]
+
+
+def test_parse_rules_too_many_partners_is_reported() -> None:
+    body = "coins_per_point_num = 1\ncoins_per_point_den = 1\npoints_per_exchange_max = 1\n"
+    partners = "".join(f"[exchange.partners.p{chr(97 + n)}]\n{body}" for n in range(16))
+    assert _problems(COMMERCE + partners) == ["exchange.partners: must have 0..16 partners, got 17"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "warn_days = 7",
+            "warn_day = 7",
+            "expiry.warn_day: unknown key (did you mean 'warn_days'?)",
+        ),
+        ("coins_per_yuan = 100", "coin_per_yuan = 100", "checkout.coin_per_yuan: unknown key"),
+        ("hold_timeout_s = 900", "hold_timeout_ms = 900", "checkout.hold_timeout_ms: unknown key"),
+        ("[rewards.order]", "[rewards.orders]\n[rewards.order]", "rewards.orders: unknown key"),
+        ("reward_pct = 10", "reward_pct = 10\nbonus = 1", "rewards.order.bonus: unknown key"),
+        ("tiers = ", "tier = ", "rewards.review.tier: unknown key (did you mean 'tiers'?)"),
+        (
+            "coins_per_point_den = 2",
+            "coins_per_point_den = 2\nratio = 1.5",
+            "exchange.partners.china_mobile.ratio: unknown key",
+        ),
+        ("[exchange.partners.", "[exchange]\nlimit = 1\n[exchange.partners.", "exchange.limit"),
+    ],
+)
+def test_parse_rules_commerce_unknown_key_is_reported(old: str, new: str, expected: str) -> None:
+    assert old in COMMERCE
+    problems = _problems(COMMERCE.replace(old, new, 1))
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_parse_rules_reports_every_commerce_problem_at_once() -> None:
+    text = COMMERCE.replace("warn_days = 7", "warn_days = 99")
+    text = text.replace("coins_per_yuan = 100", "coins_per_yuan = 0")
+    text = text.replace("order_share_max_pct = 50", "order_share_max_pct = 150\nshare = 1")
+    text = text.replace("reward_pct = 10", "reward_pct = -1")
+    text = text.replace("[[0, 10], [10000, 20]]", "[[5, 10], [1, 20]]")
+    text = text.replace("coins_per_point_den = 2", "coins_per_point_den = 0")
+    assert _problems(text) == [
+        "expiry.warn_days: must be an integer in 0..60, got 99",
+        "checkout.coins_per_yuan: must be an integer in 1..10000, got 0",
+        "checkout.order_share_max_pct: must be an integer in 0..100, got 150",
+        "checkout.share: unknown key",
+        "rewards.order.reward_pct: must be an integer in 0..100, got -1",
+        "rewards.review.tiers: the first tier must start at 0 fen, got [[5, 10], [1, 20]]",
+        "exchange.partners.china_mobile.coins_per_point_den: must be an integer in 1..1000, got 0",
     ]
