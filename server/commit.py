@@ -97,8 +97,8 @@ async def apply(
         args += (member, due_ms)
     for hold in commit.holds:
         args += hold.argv()
-    for field, expected, value in commit.records:
-        args += (field, expected, value)
+    for name, expected, value in commit.records:
+        args += (name, expected, value)
     script_keys = (
         keys.state,
         keys.wallet,
