@@ -23,10 +23,10 @@ from server.jobs import scheduler_for, timers_for
 from server.ledger import batch_int
 from server.ops import dispatch_table
 from server.pipeline import Dispatcher, Services
-from server.platform import friends_import
+from server.platform import routes as platform_routes
 from server.rulebook import Rulebook, read_rules
 from server.scheduler import Scheduler
-from server.settings import Settings, load_settings
+from server.settings import Settings, load_settings, parse_api_keys
 from server.store import Store, connect
 from server.timers import Timers
 from server.ws import websocket_endpoint
@@ -51,6 +51,7 @@ class Manor:
     jwt_secret: str
     timers: Timers
     scheduler: Scheduler
+    api_keys: dict[str, tuple[str, frozenset[str]]]
     sockets: int = 0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             secret,
             timers,
             scheduler,
+            parse_api_keys(settings.api_keys, settings.platform_key),
         )
         if settings.jobs:
             scheduler.start()
@@ -168,7 +170,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/dev/clock", dev_clock, methods=["POST"]),
-        Route("/v1/platform/friends", friends_import, methods=["POST"]),
+        *platform_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -1,10 +1,10 @@
-"""The background work of a server process: timers, the outbox relay, daily reminders."""
+"""The background work of a server process: timers, the outbox relay, daily jobs."""
 
 from __future__ import annotations
 
 from functools import partial
 
-from server import outbox, triggers
+from server import commerce, outbox, triggers
 from server.lease import Leases
 from server.ops.account import remind_streaks
 from server.ops.farm import fire_ripe, fire_thefts
@@ -14,6 +14,8 @@ from server.timers import Timers
 
 TIMER_TICK_S = 1.0
 OUTBOX_RELAY_S = 2.0
+EXPIRY_SWEEP_MINUTE = 5  # 00:05 local: just past the boundary
+EXPIRY_WARNING_HOUR = 10  # 10:00 local: not in anyone's quiet hours
 
 
 def timers_for(services: Services) -> Timers:
@@ -23,6 +25,7 @@ def timers_for(services: Services) -> Timers:
             "ripe": partial(fire_ripe, services),
             "thefts": partial(fire_thefts, services),
             "notify": partial(triggers.fire_deferred, services),
+            "hold": partial(commerce.fire_hold, services),
         },
     )
 
@@ -36,5 +39,20 @@ def scheduler_for(services: Services, timers: Timers) -> Scheduler:
     at = rules.notify.streak_reminder_at
     scheduler.daily(
         "streak_reminder", at.hour, at.minute, rules.timezone, lambda: remind_streaks(services)
+    )
+    # Expiry happens on every touch too; the sweep catches wallets nobody touches.
+    scheduler.daily(
+        "expiry_sweep",
+        0,
+        EXPIRY_SWEEP_MINUTE,
+        rules.timezone,
+        lambda: commerce.sweep_expiry(services),
+    )
+    scheduler.daily(
+        "expiry_warning",
+        EXPIRY_WARNING_HOUR,
+        0,
+        rules.timezone,
+        lambda: commerce.warn_expiring(services),
     )
     return scheduler

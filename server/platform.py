@@ -1,68 +1,330 @@
-"""Server-to-server HTTP API for the app's platform (API key): friend edge import."""
+"""Server-to-server HTTP API for the app's platform: API keys with scopes.
+
+Each endpoint is declared once (path, scope, body fields, result fields); the same table
+validates requests and builds the OpenAPI document (server/openapi.py), so the document
+cannot drift from what the server accepts.
+"""
 
 from __future__ import annotations
 
 import hmac
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
+from game_rules.commerce import ID_RE, Item
+from server import commerce
 from server.auth import PLAYER_ID_PATTERN
 from server.ops.friends import import_edges
+from server.pipeline import Services
 
 FRIEND_IMPORT_EDGES_MAX = 1000
+ORDER_LINES_MAX = 200
+BODY_BYTES_MAX = 65_536
+FEN_MAX = 10**10
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One JSON body field: a kind names its type and limits (see `check`)."""
+
+    kind: str  # "player", "id", "fen", "coins", "points", "lines", "edges", "name"
+    required: bool = True
+    doc: str = ""
 
 
-def _authorized(request: Request) -> JSONResponse | None:
-    key = request.app.state.manor.settings.platform_key
-    if not key:
-        return _error(403, "PLATFORM_DISABLED", "set MANOR_PLATFORM_KEY to enable the platform API")
-    header = request.headers.get("authorization", "")
-    given = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    if not hmac.compare_digest(given.encode(), key.encode()):
-        return _error(401, "UNAUTHORIZED", "Authorization: Bearer <platform key>")
-    return None
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    path: str
+    scope: str
+    summary: str
+    body: dict[str, Field]
+    result: dict[str, str]  # field -> JSON type, for the OpenAPI document
+    run: Callable[[Services, dict[str, Any]], Awaitable[dict[str, Any]]]
+    errors: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _edges(body: Any, now_ms: int) -> list[tuple[str, str, int]]:
-    if not isinstance(body, dict) or not isinstance(body.get("edges"), list):
-        raise ValueError('body must be {"edges": [{"a", "b", "since_ms"?}, ...]}')
-    edges = body["edges"]
-    if len(edges) > FRIEND_IMPORT_EDGES_MAX:
-        raise ValueError(f"at most {FRIEND_IMPORT_EDGES_MAX} edges per call")
+class BadBody(ValueError):
+    pass
+
+
+def _int(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadBody(f"{name}: an integer in {low}..{high}")
+    return value
+
+
+def _id(name: str, value: object, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise BadBody(f"{name}: must match {pattern.pattern}")
+    return value
+
+
+def _lines(name: str, value: object, key: str) -> list[tuple[str, int]]:
+    if not isinstance(value, list) or not 1 <= len(value) <= ORDER_LINES_MAX:
+        raise BadBody(f"{name}: a list of 1..{ORDER_LINES_MAX} lines")
+    out = []
+    for n, line in enumerate(value):
+        if not isinstance(line, dict) or set(line) != {"item_id", key}:
+            raise BadBody(f"{name}[{n}]: a map with item_id and {key}")
+        out.append(
+            (
+                _id(f"{name}[{n}].item_id", line["item_id"], ID_RE),
+                _int(f"{name}[{n}].{key}", line[key], 0, FEN_MAX),
+            )
+        )
+    return out
+
+
+def check(spec: dict[str, Field], body: object) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadBody("the body must be a JSON object")
+    unknown = set(body) - set(spec)
+    if unknown:
+        raise BadBody(f"unknown fields {sorted(unknown)}")
+    out: dict[str, Any] = {}
+    for name, f in spec.items():
+        if name not in body:
+            if f.required:
+                raise BadBody(f"{name}: required")
+            continue
+        value = body[name]
+        if f.kind == "player":
+            out[name] = _id(name, value, PLAYER_ID_PATTERN)
+        elif f.kind in ("id", "name"):
+            out[name] = _id(name, value, ID_RE)
+        elif f.kind == "fen" or f.kind in ("coins", "points"):
+            out[name] = _int(name, value, 1, FEN_MAX)
+        elif f.kind == "paid_lines":
+            out[name] = _lines(name, value, "paid_fen")
+        elif f.kind == "refund_lines":
+            out[name] = _lines(name, value, "refunded_fen")
+        elif f.kind == "edges":
+            out[name] = value  # checked by _edges, which needs the clock
+        else:
+            raise AssertionError(f"unknown field kind {f.kind}")
+    return out
+
+
+def _edges(value: object, now_ms: int) -> list[tuple[str, str, int]]:
+    if not isinstance(value, list) or len(value) > FRIEND_IMPORT_EDGES_MAX:
+        raise BadBody(f"edges: a list of at most {FRIEND_IMPORT_EDGES_MAX}")
     pairs = []
-    for n, edge in enumerate(edges):
+    for n, edge in enumerate(value):
         if not isinstance(edge, dict) or set(edge) - {"a", "b", "since_ms"}:
-            raise ValueError(f"edges[{n}]: a map with a, b and optional since_ms")
-        a, b, since_ms = edge.get("a"), edge.get("b"), edge.get("since_ms", now_ms)
-        if not all(isinstance(p, str) and PLAYER_ID_PATTERN.fullmatch(p) for p in (a, b)):
-            raise ValueError(f"edges[{n}]: a and b must be player ids")
+            raise BadBody(f"edges[{n}]: a map with a, b and optional since_ms")
+        a = _id(f"edges[{n}].a", edge.get("a"), PLAYER_ID_PATTERN)
+        b = _id(f"edges[{n}].b", edge.get("b"), PLAYER_ID_PATTERN)
         if a == b:
-            raise ValueError(f"edges[{n}]: a player cannot befriend themselves")
-        if (
-            isinstance(since_ms, bool)
-            or not isinstance(since_ms, int)
-            or not 0 <= since_ms <= now_ms
-        ):
-            raise ValueError(f"edges[{n}]: since_ms must be an epoch ms not in the future")
-        assert isinstance(a, str) and isinstance(b, str)
+            raise BadBody(f"edges[{n}]: a player cannot befriend themselves")
+        since_ms = _int(f"edges[{n}].since_ms", edge.get("since_ms", now_ms), 0, now_ms)
         pairs.append((a, b, since_ms))
     return pairs
 
 
-async def friends_import(request: Request) -> JSONResponse:
-    """POST /v1/platform/friends: make each pair friends on both sides (idempotent)."""
-    refused = _authorized(request)
-    if refused is not None:
-        return refused
-    manor = request.app.state.manor
-    try:
-        pairs = _edges(await request.json(), manor.clock.now_ms())
-    except ValueError as exc:
-        return _error(400, "BAD_ARGS", str(exc))
-    return JSONResponse({"imported": await import_edges(manor.store, pairs)})
+# --- the endpoints ---------------------------------------------------------------------------
+
+
+async def _friends(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    pairs = _edges(body["edges"], services.clock.now_ms())
+    return {"imported": await import_edges(services.store, pairs)}
+
+
+async def _order_paid(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    items = [Item(item_id, fen) for item_id, fen in body["items"]]
+    return await commerce.order_paid(services, body["player"], body["order_id"], items)
+
+
+async def _order_refund(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    return await commerce.order_refund(
+        services, body["player"], body["order_id"], body["refund_id"], body["items"]
+    )
+
+
+async def _review(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    return await commerce.review(
+        services, body["player"], body["review_id"], body["order_paid_fen"]
+    )
+
+
+async def _quote(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    return await commerce.quote(services, body["player"], body["order_fen"])
+
+
+async def _reserve(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    return await commerce.reserve(
+        services, body["player"], body["order_id"], body["order_fen"], body["coins"]
+    )
+
+
+async def _post(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    return await commerce.settle(services, body["player"], body["order_id"], "post")
+
+
+async def _void(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    return await commerce.settle(services, body["player"], body["order_id"], "void")
+
+
+async def _exchange(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    return await commerce.exchange(
+        services, body["player"], body["partner"], body["txn_id"], body["points"]
+    )
+
+
+P = Field("player", doc="the player id")
+ORDER = Field("id", doc="the platform's order id")
+ENDPOINTS = (
+    Endpoint(
+        "/v1/platform/friends",
+        "friends",
+        "Import friend edges from the social graph",
+        {"edges": Field("edges", doc="[{a, b, since_ms?}], at most 1000")},
+        {"imported": "integer"},
+        _friends,
+    ),
+    Endpoint(
+        "/v1/platform/orders/paid",
+        "orders",
+        "A paid order earns coins (idempotent)",
+        {"player": P, "order_id": ORDER, "items": Field("paid_lines", doc="[{item_id, paid_fen}]")},
+        {"order_id": "string", "coins": "integer", "already": "boolean", "balance": "integer"},
+        _order_paid,
+        ("BAD_ORDER", "ORDER_MISMATCH"),
+    ),
+    Endpoint(
+        "/v1/platform/orders/refund",
+        "orders",
+        "A refund takes back what the refunded money earned; spent coins become debt",
+        {
+            "player": P,
+            "order_id": ORDER,
+            "refund_id": Field("id"),
+            "items": Field("refund_lines", doc="[{item_id, refunded_fen}]"),
+        },
+        {"order_id": "string", "refund_id": "string", "coins": "integer", "already": "boolean"},
+        _order_refund,
+        ("ORDER_NOT_FOUND", "BAD_REFUND", "REFUND_MISMATCH"),
+    ),
+    Endpoint(
+        "/v1/platform/reviews",
+        "reviews",
+        "A review earns coins by the order's amount",
+        {"player": P, "review_id": Field("id"), "order_paid_fen": Field("fen")},
+        {"review_id": "string", "coins": "integer", "already": "boolean", "balance": "integer"},
+        _review,
+        ("BAD_REVIEW", "TRANSFER_MISMATCH"),
+    ),
+    Endpoint(
+        "/v1/platform/checkout/quote",
+        "checkout",
+        "How many coins this order may use (100 coins = 1 yuan, at most 50%)",
+        {"player": P, "order_fen": Field("fen")},
+        {
+            "order_fen": "integer",
+            "coins_max": "integer",
+            "value_fen": "integer",
+            "balance": "integer",
+            "available": "integer",
+        },
+        _quote,
+        ("BAD_ORDER",),
+    ),
+    Endpoint(
+        "/v1/platform/checkout/reserve",
+        "checkout",
+        "Hold coins for an order until post, void or the timeout",
+        {"player": P, "order_id": ORDER, "order_fen": Field("fen"), "coins": Field("coins")},
+        {"order_id": "string", "coins": "integer", "expires_ms": "integer", "already": "boolean"},
+        _reserve,
+        ("COINS_OVER_CAP", "INSUFFICIENT_FUNDS", "HOLD_MISMATCH", "HOLD_POSTED", "HOLD_VOIDED"),
+    ),
+    Endpoint(
+        "/v1/platform/checkout/post",
+        "checkout",
+        "Capture the held coins (once)",
+        {"player": P, "order_id": ORDER},
+        {"order_id": "string", "state": "string", "already": "boolean"},
+        _post,
+        ("HOLD_NOT_FOUND", "HOLD_VOIDED", "HOLD_EXPIRED"),
+    ),
+    Endpoint(
+        "/v1/platform/checkout/void",
+        "checkout",
+        "Release the held coins (once)",
+        {"player": P, "order_id": ORDER},
+        {"order_id": "string", "state": "string", "already": "boolean"},
+        _void,
+        ("HOLD_NOT_FOUND", "HOLD_POSTED"),
+    ),
+    Endpoint(
+        "/v1/platform/exchange",
+        "exchange",
+        "Partner points become coins (China Mobile 1:1.5, at most 100 points per call)",
+        {"player": P, "partner": Field("name"), "txn_id": Field("id"), "points": Field("points")},
+        {
+            "partner": "string",
+            "txn_id": "string",
+            "points": "integer",
+            "coins": "integer",
+            "already": "boolean",
+            "balance": "integer",
+        },
+        _exchange,
+        ("UNKNOWN_PARTNER", "POINTS_OVER_LIMIT", "BAD_POINTS", "TRANSFER_MISMATCH"),
+    ),
+)
+
+
+# --- keys and the HTTP glue --------------------------------------------------------------------
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _caller(request: Request, scope: str) -> JSONResponse | None:
+    keys: dict[str, tuple[str, frozenset[str]]] = request.app.state.manor.api_keys
+    if not keys:
+        return error(403, "PLATFORM_DISABLED", "set MANOR_PLATFORM_KEY or MANOR_API_KEYS")
+    header = request.headers.get("authorization", "")
+    given = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    for key, (_, scopes) in keys.items():
+        if hmac.compare_digest(given.encode(), key.encode()):
+            if scope not in scopes:
+                return error(403, "FORBIDDEN", f"this key lacks the {scope} scope")
+            return None
+    return error(401, "UNAUTHORIZED", "Authorization: Bearer <API key>")
+
+
+def route(endpoint: Endpoint) -> Route:
+    async def handle(request: Request) -> JSONResponse:
+        refused = _caller(request, endpoint.scope)
+        if refused is not None:
+            return refused
+        raw = await request.body()
+        if len(raw) > BODY_BYTES_MAX:
+            return error(413, "BODY_TOO_LARGE", f"bodies are limited to {BODY_BYTES_MAX} bytes")
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return error(400, "BAD_ARGS", "the body is not JSON")
+        try:
+            body = check(endpoint.body, parsed)
+            result = await endpoint.run(request.app.state.manor.dispatcher.services, body)
+        except BadBody as exc:
+            return error(400, "BAD_ARGS", str(exc))
+        except commerce.Refused as exc:
+            return error(exc.status, exc.code, exc.message)
+        return JSONResponse(result)
+
+    return Route(endpoint.path, handle, methods=["POST"])
+
+
+def routes() -> list[Route]:
+    return [route(endpoint) for endpoint in ENDPOINTS]

@@ -34,7 +34,9 @@ class Settings:
     jwt_secret: str = ""  # empty: generated once, kept in data_dir/jwt_secret
     dev_clock: bool = False  # enables POST /dev/clock (QA only; refused otherwise)
     jobs: bool = True  # timers, outbox relay and reminders (tests drive them by hand)
-    platform_key: str = ""  # server-to-server API key; empty: the platform API is off
+    platform_key: str = ""  # server-to-server API key with every scope; empty: none
+    api_keys: str = ""  # per caller: "caller=key:scope,scope;..." (see parse_api_keys)
+    admin_key: str = ""  # operators' HTTP API (/v1/admin/...); empty: the admin API is off
     workers: int = 1
     store_appendfsync: str = "always"  # embedded store: "always" or "everysec" (docs/operations.md)
     store_maxmemory_mb: int = 0  # embedded store: 0 = no limit; writes fail when full (noeviction)
@@ -76,6 +78,28 @@ def _parse_bool(raw: str) -> bool:
     if lowered in ("0", "false", "no", "off", ""):
         return False
     raise ValueError(f"expected 1/0/true/false, got {raw!r}")
+
+
+SCOPES = ("friends", "orders", "reviews", "checkout", "exchange")
+
+
+def parse_api_keys(text: str, platform_key: str = "") -> dict[str, tuple[str, frozenset[str]]]:
+    """`caller=key:scope,scope;...` -> {key: (caller, scopes)}. MANOR_PLATFORM_KEY, if set,
+    is a caller named `platform` with every scope. ValueError names the bad entry."""
+    keys: dict[str, tuple[str, frozenset[str]]] = {}
+    if platform_key:
+        keys[platform_key] = ("platform", frozenset(SCOPES))
+    for n, entry in enumerate(e.strip() for e in text.split(";") if e.strip()):
+        caller, _, rest = entry.partition("=")
+        key, _, scopes_text = rest.partition(":")
+        scopes = frozenset(s.strip() for s in scopes_text.split(",") if s.strip())
+        if not caller or len(key) < 32 or not scopes or scopes - set(SCOPES):
+            raise ValueError(
+                f"entry {n + 1}: caller=key:scope,... with a key of 32+ characters and "
+                f"scopes from {', '.join(SCOPES)}"
+            )
+        keys[key] = (caller, scopes)
+    return keys
 
 
 def _converter(default: object) -> Callable[[str], Any]:
@@ -139,6 +163,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     platform_key = values.get("platform_key")
     if platform_key and len(platform_key) < 32:
         problems.append("MANOR_PLATFORM_KEY: must be at least 32 characters")
+    try:
+        parse_api_keys(values.get("api_keys", ""))
+    except ValueError as exc:
+        problems.append(f"MANOR_API_KEYS: {exc}")
+    admin_key = values.get("admin_key")
+    if admin_key and len(admin_key) < 32:
+        problems.append("MANOR_ADMIN_KEY: must be at least 32 characters")
     secret = values.get("jwt_secret")
     if secret and len(secret) < 32:
         problems.append("MANOR_JWT_SECRET: must be at least 32 characters")

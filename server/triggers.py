@@ -23,7 +23,12 @@ from server.timers import member
 TRIGGER_DATA_BYTES_MAX = 400  # the data rides in a timer member while deferred
 
 # push kind -> the rules' notification kind (its cap and quiet hours)
-NOTIFY_KINDS = {"crop_ripe": "ripe", "stolen": "stolen", "streak_reminder": "streak"}
+NOTIFY_KINDS = {
+    "crop_ripe": "ripe",
+    "stolen": "stolen",
+    "streak_reminder": "streak",
+    "coins_expiring": "expiry",
+}
 
 
 async def send(
