@@ -237,3 +237,37 @@ async def test_expiry_warns_once_then_sweeps_at_the_boundary(
     assert await redis.hget(PlayerKeys("gus").wallet, "bal") == b"0"
     assert await redis.hget(PlayerKeys("gus").sys, "sink:expire") == b"20"
     await phone.close()
+
+
+async def test_a_timeout_firing_during_a_post_settles_the_hold_once(
+    api: tuple[Live, httpx.AsyncClient], clock: FrozenClock, redis: Redis
+) -> None:
+    import asyncio
+
+    from server import commerce
+    from server.keys import PlayerKeys
+
+    live, http = api
+    services = live.manor.dispatcher.services
+    await paid(http, "hal", "o1", 10_000)  # 1000 coins
+    outcomes = []
+    for n in range(6):
+        order = f"c{n}"
+        await call(
+            http, "checkout/reserve", player="hal", order_id=order, order_fen=10_000, coins=50
+        )
+        clock.advance(899_999)  # the last ms before the timeout
+        post, timer = await asyncio.gather(
+            commerce.settle(services, "hal", order, "post"),
+            commerce.fire_hold(services, ["hal", order], clock.now_ms(), clock.now_ms()),
+            return_exceptions=True,
+        )
+        assert timer is None  # the timer swallows HOLD_POSTED
+        outcomes.append("posted" if isinstance(post, dict) else post.code)  # type: ignore[union-attr]
+        state = await redis.hget(PlayerKeys("hal").holds, order)
+        assert state is not None and state.split(b"|")[0] in (b"posted", b"voided")
+    posted = outcomes.count("posted")
+    assert set(outcomes) <= {"posted", "HOLD_VOIDED"}
+    wallet = await redis.hgetall(PlayerKeys("hal").wallet)
+    assert int(wallet[b"bal"]) == 1000 - 50 * posted
+    assert int(wallet.get(b"held", 0)) == 0
