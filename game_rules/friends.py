@@ -176,3 +176,16 @@ def _checked(mine: Edge | None, theirs: Edge | None) -> tuple[Status | None, Sta
     if pair not in _VALID_PAIRS:
         raise ValueError(f"inconsistent friend edges: mine {mine!r}, theirs {theirs!r}")
     return pair
+
+
+def repaired(mine: Edge | None, theirs: Edge | None) -> Edges:
+    """A pair as the rules can read it. The two edges live in two players' slots and are
+    written one after the other, so a crash can leave half a pair (mine "friends", theirs
+    missing). Such a pair reads as strangers, except that a block on either side stands:
+    nobody is befriended or unblocked by a crash."""
+    statuses = (None if mine is None else mine.status, None if theirs is None else theirs.status)
+    if statuses in _VALID_PAIRS:
+        return Edges(mine, theirs)
+    keep_mine = mine if mine is not None and mine.status == "blocked" else None
+    keep_theirs = theirs if theirs is not None and theirs.status == "blocked" else None
+    return Edges(keep_mine, keep_theirs)

@@ -133,7 +133,9 @@ def _edges(value: object, now_ms: int) -> list[tuple[str, str, int]]:
 
 async def _friends(services: Services, body: dict[str, Any]) -> dict[str, Any]:
     pairs = _edges(body["edges"], services.clock.now_ms())
-    return {"imported": await import_edges(services.store, pairs)}
+    rules = services.rulebook.rules
+    imported, skipped = await import_edges(services.store, pairs, rules.farm.friends_max)
+    return {"imported": imported, "skipped": skipped}
 
 
 async def _order_paid(services: Services, body: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +187,7 @@ ENDPOINTS = (
         "friends",
         "Import friend edges from the social graph",
         {"edges": Field("edges", doc="[{a, b, since_ms?}], at most 1000")},
-        {"imported": "integer"},
+        {"imported": "integer", "skipped": "array"},
         _friends,
     ),
     Endpoint(

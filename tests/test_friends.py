@@ -277,3 +277,23 @@ def test_edge_wire_round_trip() -> None:
 def test_edge_from_wire_malformed_is_value_error(data: object) -> None:
     with pytest.raises(ValueError):
         Edge.from_wire(data)
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs", "expected"),
+    [
+        (Edge("friends", 1), None, (None, None)),
+        (None, Edge("incoming", 1), (None, None)),
+        (Edge("outgoing", 1), Edge("friends", 1), (None, None)),
+        (Edge("blocked", 1), Edge("friends", 1), (Edge("blocked", 1), None)),
+        (Edge("friends", 1), Edge("blocked", 2), (None, Edge("blocked", 2))),
+        (Edge("friends", 1), Edge("friends", 2), (Edge("friends", 1), Edge("friends", 2))),
+        (None, None, (None, None)),
+    ],
+)
+def test_repaired_reads_half_pairs_as_strangers_but_keeps_blocks(
+    mine: Edge | None, theirs: Edge | None, expected: tuple[Edge | None, Edge | None]
+) -> None:
+    from game_rules.friends import repaired
+
+    assert tuple(repaired(mine, theirs)) == expected

@@ -248,7 +248,7 @@ async def test_platform_import_checks_key_and_body(
             since_ms = clock.now_ms() - 3 * DAY_MS
             edges = {"edges": [{"a": "ann", "b": "bob", "since_ms": since_ms}]}
             done = await http.post(url, json=edges, headers=auth)
-            assert done.json() == {"imported": 1}
+            assert done.json() == {"imported": 1, "skipped": []}
         ann = await live.connect("ann")
         await ann.call("plant", plot=0, seed="turnip")
         clock.advance(4 * HOUR_MS)
@@ -289,3 +289,37 @@ async def test_steal_killed_between_take_and_credit_is_completed_by_the_relay(
     assert (await verify(redis)).ok
     await ann.close()
     await bob.close()
+
+
+async def test_half_a_friend_pair_left_by_a_crash_reads_as_strangers(
+    live: Live, redis: Redis
+) -> None:
+    """The two edges are written one after the other; a crash between them is repaired."""
+    from game_rules.friends import Edge
+    from server.ops.components import pack
+
+    await redis.hset(PlayerKeys("ann").friends, "bob", pack(Edge("friends", 1).to_wire()))
+    ann = await live.connect("ann")
+    assert (await ann.call("friend_request", player="bob"))["status"] == "outgoing"
+    assert await error_code(ann, "visit", player="ann") == "SELF_TARGET"
+    await ann.close()
+
+
+async def test_platform_import_keeps_a_block(
+    redis: Redis, redis_server: Any, tmp_path: Any, clock: FrozenClock
+) -> None:
+    from tests.live import serve
+
+    async with serve(redis_server.url, tmp_path, clock, platform_key=PLATFORM_KEY) as live:
+        cat = await live.connect("cat")
+        await cat.call("friend_block", player="dan")
+        auth = {"Authorization": f"Bearer {PLATFORM_KEY}"}
+        edges = {"edges": [{"a": "dan", "b": "cat"}, {"a": "dan", "b": "eve"}]}
+        async with httpx.AsyncClient() as http:
+            done = await http.post(f"{live.http}/v1/platform/friends", json=edges, headers=auth)
+        assert done.json() == {
+            "imported": 1,
+            "skipped": [{"a": "dan", "b": "cat", "reason": "BLOCKED"}],
+        }
+        assert (await cat.call("friends"))["blocked"] == ["dan"]
+        await cat.close()

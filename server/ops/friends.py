@@ -2,8 +2,9 @@
 
 A pair of players has an edge on each side (each in its own player's slot); every
 transition rewrites both in one batch. The two writes are not one atomic step: a crash
-between them leaves a half edge that the next transition on the pair repairs (the rules
-refuse impossible pairs, and `friend_remove` / `friend_block` clear both sides).
+between them leaves half a pair, which the next transition reads as strangers (a block
+on either side stands; see game_rules.friends.repaired) and rewrites whole. Two players
+changing the same pair at the same instant can interleave the same way: last writer wins.
 The owner's side is the authority for watering and stealing on the owner's farm.
 """
 
@@ -65,7 +66,7 @@ def transition(step: Transition, push: str | None = None) -> OpRun:
             ("HLEN", keys.friends),
             ("HLEN", other.friends),
         )
-        mine, theirs = decode_edge(mine_raw), decode_edge(theirs_raw)
+        mine, theirs = rule.repaired(decode_edge(mine_raw), decode_edge(theirs_raw))
         now_ms = services.clock.now_ms()
         try:
             pair = step(mine, theirs, now_ms, my_count, their_count, services.rulebook.rules)
@@ -169,15 +170,40 @@ async def friends(
     return {"friends": listed, **others, "friends_max": rules.farm.friends_max}
 
 
-async def import_edges(store: Store, pairs: list[tuple[str, str, int]]) -> int:
-    """Platform import: make each (a, b, since_ms) pair friends on both sides."""
+async def import_edges(
+    store: Store, pairs: list[tuple[str, str, int]], friends_max: int
+) -> tuple[int, list[dict[str, str]]]:
+    """Platform import: make each (a, b, since_ms) pair friends on both sides. A pair where
+    either player blocked the other, or one already has friends_max relations, is skipped
+    (the player's own choices outrank the social graph). Returns (imported, skipped)."""
+    if not pairs:
+        return 0, []
+    reads: list[tuple[Arg, ...]] = []
+    for a, b, _ in pairs:
+        ka, kb = PlayerKeys(a), PlayerKeys(b)
+        reads += [
+            ("HGET", ka.friends, b),
+            ("HGET", kb.friends, a),
+            ("HLEN", ka.friends),
+            ("HLEN", kb.friends),
+        ]
+    got = await store.call_many(*reads)
     commands: list[tuple[Arg, ...]] = []
-    for a, b, since_ms in pairs:
+    skipped: list[dict[str, str]] = []
+    for n, (a, b, since_ms) in enumerate(pairs):
+        mine, theirs = rule.repaired(decode_edge(got[4 * n]), decode_edge(got[4 * n + 1]))
+        statuses = {e.status for e in (mine, theirs) if e is not None}
+        if "blocked" in statuses:
+            skipped.append({"a": a, "b": b, "reason": "BLOCKED"})
+            continue
+        if statuses != {"friends"} and max(got[4 * n + 2], got[4 * n + 3]) >= friends_max:
+            skipped.append({"a": a, "b": b, "reason": "FRIENDS_LIMIT"})
+            continue
         edge = Edge("friends", since_ms)
         commands += edge_commands(PlayerKeys(a), PlayerKeys(b), Edges(edge, edge))
     if commands:
         await store.call_many(*commands)
-    return len(pairs)
+    return len(pairs) - len(skipped), skipped
 
 
 def ops(settings: Settings) -> dict[str, Op]:

@@ -51,6 +51,8 @@ async def visit(
     services: Services, keys: PlayerKeys, request: Request, args: dict[str, Any]
 ) -> dict[str, Any]:
     owner = PlayerKeys(args["player"])
+    if owner.player_id == keys.player_id:
+        raise OpError("SELF_TARGET", "that is your own farm: use the farm op")
     rules = services.rulebook.rules
     owner_state, edge_raw, my_state = await services.store.call_many(
         ("HGETALL", owner.state),
