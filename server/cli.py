@@ -1,4 +1,4 @@
-"""`manor`: serve, rules check, ledger verify, token."""
+"""`manor`: serve, rules check, ledger verify / compact, report finance, token."""
 
 from __future__ import annotations
 
@@ -102,8 +102,9 @@ def cmd_rules_check(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
     async def run(url: str) -> int:
         redis = Redis.from_url(url)
+        archives = Path(args.archives) if args.archives else None
         try:
-            report = await verify(redis, args.user)
+            report = await verify(redis, args.user, archives)
             flights = None if args.user else await audit(redis)
         finally:
             await redis.aclose()
@@ -126,6 +127,77 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
 
     with store_url(settings) as url:
         return asyncio.run(run(url))
+
+
+def cmd_ledger_compact(settings: Settings, args: argparse.Namespace) -> int:
+    from server.compaction import compact
+    from server.store import Store, connect
+
+    archive_dir = Path(args.archive_dir) if args.archive_dir else settings.data_dir / "archive"
+
+    async def run(url: str) -> int:
+        store = Store(connect(url))
+        try:
+            await store.load_scripts()
+            report = await compact(
+                store, archive_dir, time.time_ns() // 1_000_000, args.before_days
+            )
+        finally:
+            await store.close()
+        for problem in report.problems:
+            print(f"BAD: {problem}", file=sys.stderr)
+        print(
+            f"ledger compact (entries older than {args.before_days} days -> {archive_dir}): "
+            f"{report.players} players, {report.compacted} compacted, {report.entries} entries "
+            f"archived, {report.txids} transfer ids and {report.tombstones} hold tombstones "
+            f"pruned, {report.moved} moved meanwhile (next run): "
+            f"{'ok' if not report.problems else 'FAILED'}"
+        )
+        return 0 if not report.problems else 1
+
+    with store_url(settings) as url:
+        return asyncio.run(run(url))
+
+
+def cmd_report_finance(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from server.finance import FlowSums, Source, day_range_ms, ledger_entries, write_report
+
+    rules = read_rules(settings.rules)
+    try:
+        start_ms, end_ms = day_range_ms(
+            date.fromisoformat(args.date_from), date.fromisoformat(args.date_to), rules.tz
+        )
+    except ValueError as exc:
+        print(f"manor report finance: {exc}", file=sys.stderr)
+        return 2
+    archives = Path(args.archives) if args.archives else None
+
+    async def run(url: str, source: Source, sums: FlowSums) -> None:
+        redis = Redis.from_url(url)
+        try:
+            async for _, entry in ledger_entries(redis, archives, source):
+                sums.add(entry)
+        finally:
+            await redis.aclose()
+
+    source, sums = Source(), FlowSums(start_ms, end_ms)
+    with store_url(settings) as url:
+        asyncio.run(run(url, source, sums))
+    rows = sums.rows()
+    if source.checkpoints_unread:
+        print(
+            f"manor report finance: {source.checkpoints_unread} players have archived "
+            "entries that are not counted: pass --archives DIR",
+            file=sys.stderr,
+        )
+    if args.out:
+        with open(args.out, "w", newline="", encoding="utf-8") as out:
+            write_report(out, rows, source.now)
+    else:
+        write_report(sys.stdout, rows, source.now)
+    return 0
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -185,7 +257,23 @@ def parser() -> argparse.ArgumentParser:
     )
     ver = ledger.add_parser("verify", help="replay journals: balances, chains, sum = 0")
     ver.add_argument("--user", help="one player id (default: everyone)")
+    ver.add_argument("--archives", help="archive folder: replay archived entries from seq 1")
     ver.set_defaults(run=cmd_ledger_verify)
+    from server.compaction import JOURNAL_RETENTION_DAYS
+
+    compact = ledger.add_parser(
+        "compact", help="move old journal entries to archive files and a checkpoint"
+    )
+    compact.add_argument("--before-days", type=int, default=JOURNAL_RETENTION_DAYS)
+    compact.add_argument("--archive-dir", help="default: $MANOR_DATA_DIR/archive")
+    compact.set_defaults(run=cmd_ledger_compact)
+    report = sub.add_parser("report", help="reports").add_subparsers(dest="report", required=True)
+    finance = report.add_parser("finance", help="CSV: coins issued, spent, expired, clawed back")
+    finance.add_argument("--from", dest="date_from", required=True, help="YYYY-MM-DD (local)")
+    finance.add_argument("--to", dest="date_to", required=True, help="YYYY-MM-DD, inclusive")
+    finance.add_argument("--archives", help="archive folder: count archived entries too")
+    finance.add_argument("--out", help="CSV file (default: stdout)")
+    finance.set_defaults(run=cmd_report_finance)
     token = sub.add_parser("token", help="print a player token for the configured secret")
     token.add_argument("player")
     token.add_argument("--ttl", type=int, default=TOKEN_TTL_S_DEFAULT, help="seconds")

@@ -7,14 +7,20 @@ where `account` is the bucket-local system account on the other side, `amount` i
 from the player's view, `batches` is a flat `[batch, coins, ...]` list of the expiry batches
 moved, and `prev_hash` is the sha1 of the previous entry's bytes ("" for the first).
 Tampering with any entry breaks the chain at the next entry or at the wallet's head.
+
+Old entries roll into a checkpoint in the wallet (`ck_seq`, `ck_head`, `ck_bal`,
+`ck_batches`, `ck_accounts`: see server/compaction.py) and an archive file; `replay` starts
+from the checkpoint, and `verify` with an archive folder proves the chain unbroken from seq 1
+through the archive, the checkpoint and the live journal.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any, cast
 
 import msgpack
@@ -103,20 +109,53 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The replayed state after entry `seq`: where a journal trimmed by compaction starts.
+
+    `batches` maps batch (YYYYMMDD) -> coins (no empty batch); `accounts` maps each system
+    account to the signed sum this player's entries up to `seq` put on it (the system's view:
+    minus the player's amounts), so a bucket's system balances still check without archives.
+    """
+
+    seq: int = 0
+    head: str = ""
+    balance: int = 0
+    batches: dict[int, int] = field(default_factory=dict)
+    accounts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Wallet:
     balance: int = 0
     batches: dict[date, int] = field(default_factory=dict)
     seq: int = 0
     head: str = ""
+    checkpoint: Checkpoint = field(default_factory=Checkpoint)
+    held: int = 0
+    debt: int = 0
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> Wallet:
         batches = {batch_date(int(k[2:])): int(v) for k, v in raw.items() if k.startswith(b"b:")}
+        checkpoint = Checkpoint()
+        if b"ck_seq" in raw:
+            ck_batches = msgpack.unpackb(raw.get(b"ck_batches", b"\x80"), strict_map_key=False)
+            ck_accounts = msgpack.unpackb(raw.get(b"ck_accounts", b"\x80"), raw=False)
+            checkpoint = Checkpoint(
+                seq=int(raw[b"ck_seq"]),
+                head=raw.get(b"ck_head", b"").decode(),
+                balance=int(raw.get(b"ck_bal", 0)),
+                batches={int(k): int(v) for k, v in ck_batches.items()},
+                accounts={str(k): int(v) for k, v in ck_accounts.items()},
+            )
         return cls(
             balance=int(raw.get(b"bal", 0)),
             batches=dict(sorted(batches.items())),
             seq=int(raw.get(b"seq", 0)),
             head=raw.get(b"head", b"").decode(),
+            checkpoint=checkpoint,
+            held=int(raw.get(b"held", 0)),
+            debt=int(raw.get(b"debt", 0)),
         )
 
     def by_batch(self) -> list[dict[str, Any]]:
@@ -141,17 +180,17 @@ class VerifyReport:
         return not self.problems and (not self.whole or self.player_sum + self.system_sum == 0)
 
 
-def replay(
-    player_id: str, entries: Iterator[Entry], wallet: Wallet, counterparts: dict[str, int]
-) -> int:
-    """Replay one journal against its wallet; return the entry count or raise LedgerCorrupt."""
-    balance, head, count = 0, "", 0
-    batches: dict[int, int] = {}
+def advance(player_id: str, entries: Iterable[Entry], start: Checkpoint) -> Checkpoint:
+    """Replay the entries that follow `start`; the state after the last, or LedgerCorrupt
+    naming the first bad entry."""
+    balance, head, seq = start.balance, start.head, start.seq
+    batches = dict(start.batches)
+    accounts = dict(start.accounts)
     for entry in entries:
-        count += 1
+        seq += 1
         where = f"player {player_id} entry seq {entry.seq} ({entry.transfer_id})"
-        if entry.seq != count:
-            raise LedgerCorrupt(f"{where}: expected seq {count}")
+        if entry.seq != seq:
+            raise LedgerCorrupt(f"{where}: expected seq {seq}")
         if entry.prev_hash != head:
             raise LedgerCorrupt(f"{where}: chain broken (prev hash does not match entry before)")
         moved = 0
@@ -165,16 +204,67 @@ def replay(
             raise LedgerCorrupt(f"{where}: batches move {moved}, amount is {entry.amount}")
         if entry.balance_after != balance or balance < 0:
             raise LedgerCorrupt(f"{where}: balance_after {entry.balance_after}, replay {balance}")
-        counterparts[entry.account] = counterparts.get(entry.account, 0) - entry.amount
+        accounts[entry.account] = accounts.get(entry.account, 0) - entry.amount
         head = entry.hash
-    if wallet.seq != count or wallet.head != head:
+    return Checkpoint(seq, head, balance, {b: c for b, c in batches.items() if c}, accounts)
+
+
+def replay(
+    player_id: str,
+    entries: Iterator[Entry],
+    wallet: Wallet,
+    counterparts: dict[str, int],
+    start: Checkpoint | None = None,
+) -> int:
+    """Replay one journal against its wallet, from the wallet's checkpoint unless `start`
+    is given (from an archive); add what the player's entries put on each system account
+    (checkpoint included) to `counterparts`. The count of entries replayed, or LedgerCorrupt."""
+    start = wallet.checkpoint if start is None else start
+    end = advance(player_id, entries, start)
+    for account, coins in end.accounts.items():
+        counterparts[account] = counterparts.get(account, 0) + coins
+    if wallet.seq != end.seq or wallet.head != end.head:
         raise LedgerCorrupt(f"player {player_id}: wallet head/seq do not match the journal end")
     live = {batch_int(d): c for d, c in wallet.batches.items()}
-    if wallet.balance != balance or live != {b: c for b, c in batches.items() if c}:
+    if wallet.balance != end.balance or live != end.batches:
         raise LedgerCorrupt(
-            f"player {player_id}: wallet balance {wallet.balance}, replay {balance}"
+            f"player {player_id}: wallet balance {wallet.balance}, replay {end.balance}"
         )
-    return count
+    return end.seq - start.seq
+
+
+def _archived_start(
+    player_id: str, archived: dict[int, bytes], live: list[Entry], wallet: Wallet
+) -> Checkpoint:
+    """Replay a player's archived entries from seq 1 and prove they end at the wallet's
+    checkpoint; archived copies of entries still live (a crash before the trim) must be
+    byte for byte the live ones. The checkpoint to replay the live journal from."""
+    ck = wallet.checkpoint
+    live_by_seq = {e.seq: e.raw for e in live}
+    for seq in sorted(s for s in archived if s > ck.seq):
+        if live_by_seq.get(seq) != archived[seq]:
+            raise LedgerCorrupt(
+                f"player {player_id} entry seq {seq}: archived copy differs from the journal "
+                f"(or the journal lacks it)"
+            )
+    end = advance(
+        player_id,
+        (Entry.decode(archived[s]) for s in sorted(s for s in archived if s <= ck.seq)),
+        Checkpoint(),
+    )
+    where = f"player {player_id} checkpoint at seq {ck.seq}"
+    if end.seq != ck.seq:
+        raise LedgerCorrupt(f"{where}: archives end at seq {end.seq}")
+    if end.head != ck.head:
+        raise LedgerCorrupt(f"{where}: ck_head does not match the last archived entry")
+    if end.balance != ck.balance or end.batches != ck.batches:
+        raise LedgerCorrupt(
+            f"{where}: ck_bal {ck.balance} / ck_batches {ck.batches}, archives say "
+            f"{end.balance} / {end.batches}"
+        )
+    if {a: c for a, c in end.accounts.items() if c} != {a: c for a, c in ck.accounts.items() if c}:
+        raise LedgerCorrupt(f"{where}: ck_accounts {ck.accounts}, archives say {end.accounts}")
+    return end
 
 
 async def _entries(redis: Redis, keys: PlayerKeys) -> list[Entry]:
@@ -190,8 +280,15 @@ async def _entries(redis: Redis, keys: PlayerKeys) -> list[Entry]:
         start += VERIFY_PAGE_ENTRIES
 
 
-async def verify(redis: Redis, player_id: str | None = None) -> VerifyReport:
-    """Replay journals; with no player, every player of every bucket plus the system sums."""
+async def verify(
+    redis: Redis, player_id: str | None = None, archive_dir: Path | None = None
+) -> VerifyReport:
+    """Replay journals; with no player, every player of every bucket plus the system sums.
+
+    With `archive_dir`, each player's archived entries are replayed from seq 1 too and must
+    end exactly at the wallet's checkpoint (see server/compaction.py)."""
+    from server.compaction import read_archives  # compaction imports this module
+
     report = VerifyReport(whole=player_id is None)
     buckets = [PlayerKeys(player_id).bucket] if player_id else list(range(BUCKETS))
     for bucket in buckets:
@@ -200,14 +297,26 @@ async def verify(redis: Redis, player_id: str | None = None) -> VerifyReport:
         else:
             members = cast(set[bytes], await redis.smembers(players_index(bucket)))
             players = sorted(m.decode() for m in members)
+        archived: dict[str, dict[int, bytes]] = {}
+        if archive_dir is not None:
+            archived, clashes = read_archives(archive_dir, bucket)
+            report.problems += clashes
+            for stray in sorted(set(archived) - set(players)):
+                if player_id is None:
+                    report.problems.append(
+                        f"player {stray}: archived entries but no wallet in bucket {bucket}"
+                    )
         counterparts: dict[str, int] = {}
         for pid in players:
             keys = PlayerKeys(pid)
             wallet = Wallet.from_hash(cast(dict[bytes, bytes], await redis.hgetall(keys.wallet)))
             try:
-                report.entries += replay(
-                    pid, iter(await _entries(redis, keys)), wallet, counterparts
-                )
+                live = await _entries(redis, keys)
+                start = None
+                if archive_dir is not None:
+                    start = _archived_start(pid, archived.get(pid, {}), live, wallet)
+                    report.entries += start.seq
+                report.entries += replay(pid, iter(live), wallet, counterparts, start)
             except LedgerCorrupt as exc:
                 report.problems.append(str(exc))
             report.players += 1
