@@ -9,9 +9,9 @@ Every op is reported to locust as request_type "ws", name = op name. A reply wit
 `sign_in` is not an error at all (`ok: true, already: true`). Tokens are minted with
 MANOR_JWT_SECRET, which must be the server's. See load/README.md.
 
-NOTE (scenario c, not written yet): a "steal storm" -- many players stealing from one
-popular player's farm at the moment a crop ripens -- belongs with the farm ops (`plant`,
-`harvest`, `steal`) and comes with the farm issue. It is deliberately absent here.
+Scenarios: DailyPlayer (the daily loop), MidnightSpike (every player signs in as the
+business day turns; needs MANOR_DEV_CLOCK=1) and StealStorm (many thieves stealing from
+one popular player's ripe farm at once; needs MANOR_DEV_CLOCK=1 and MANOR_PLATFORM_KEY).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import os
 import secrets
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import gevent
 import msgpack
@@ -57,8 +58,21 @@ SPIKE_LEAD_S = float(os.environ.get("MANOR_LOAD_SPIKE_LEAD_S", "5"))
 SPIKE_AFTER_ITERATIONS_MAX = 5
 SPIKE_MARGIN_S = 0.25  # after the turn: other server workers poll the dev clock (0.2 s)
 DEV_CLOCK_TIMEOUT_S = 5.0
+HTTP_TIMEOUT_S = 5.0
+STAR_ID = os.environ.get("MANOR_LOAD_STAR", "load-star")
+THIEVES = int(os.environ.get("MANOR_LOAD_THIEVES", "100"))  # distinct thief ids (friends)
+STEAL_ROUNDS_MAX = int(os.environ.get("MANOR_LOAD_STEAL_ROUNDS", "3"))
+STORM_REPORT = os.environ.get("MANOR_LOAD_STORM_REPORT", "")  # JSON written at test stop
+FRIENDSHIP_AGE_MS = 2 * 86_400_000  # imported friendships are this old: past any cooldown
+IMPORT_EDGES_PER_CALL = 1000  # the platform API's limit per call
+RIPE_MARGIN_MS = 1000
+STEAL_BUSY_RETRIES = 3  # a BUSY steal is resent with the same id, as clients should
+BUSY_BACKOFF_S = 0.05  # times the attempt number
+# A steal that the rules refuse because others (or this thief) got there first: expected.
+STEAL_EXPECTED = frozenset({"STEAL_CAP_REACHED", "ALREADY_STOLEN", "DAILY_CAP_REACHED"})
 
 _player_numbers = itertools.count(int(os.environ.get("MANOR_LOAD_PLAYER_FIRST", "0")))
+_thief_numbers = itertools.count()  # thieves wrap around THIEVES ids: see thief_id
 
 
 class OpFailed(Exception):
@@ -86,13 +100,18 @@ class ManorUser(User):
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
-        self.player_id = f"load-{next(_player_numbers)}"
+        self.player_id = self.next_player_id()
         self.token = mint_token(self.player_id)
         self.socket: ClientConnection | None = None
         self.closer: contextlib.ExitStack | None = None
         self.ids: itertools.count[int] = itertools.count()
         self.push_seq = 0  # the last push seen: reconnects resume after it
         self.iterations = 0
+        self.last_code = ""  # the error code of the last `ok: false` reply, "" otherwise
+        self.retries = 0  # BUSY replies resent with the same id (see `call`)
+
+    def next_player_id(self) -> str:
+        return f"load-{next(_player_numbers)}"
 
     # -- transport ------------------------------------------------------------------------
 
@@ -151,37 +170,38 @@ class ManorUser(User):
         *,
         name: str | None = None,
         expected_codes: frozenset[str] = frozenset(),
+        busy_retries: int = 0,
     ) -> dict[str, Any] | None:
-        """Send one request and wait for its reply; None when it failed (already reported)."""
+        """Send one request and wait for its reply; None when it failed (already reported).
+
+        A `BUSY` reply is resent with the same request id up to `busy_retries` times, as
+        docs/protocol.md tells clients to; `self.retries` counts those resends."""
         name = name or op
         if self.socket is None and not self.connect():
             return None
         assert self.socket is not None
+        self.last_code = ""
         request_id = next(self.ids)
         frame = msgpack.packb({"id": request_id, "op": op, "args": args or {}})
         started_s = time.perf_counter()
         deadline_s = started_s + REPLY_TIMEOUT_S
-        try:
-            self.socket.send(frame)
-            for _ in range(FRAMES_PER_REPLY_MAX):
-                raw = self.socket.recv(timeout=max(0.0, deadline_s - time.perf_counter()))
-                message = msgpack.unpackb(raw, raw=False)
-                if "push" in message:
-                    self.push_seq = max(self.push_seq, int(message.get("seq") or 0))
-                    continue
-                if message.get("id") != request_id:
-                    raise OpFailed(f"reply for id {message.get('id')!r}, wanted {request_id}")
+        for attempt in range(busy_retries + 1):
+            try:
+                raw = self.exchange(frame, request_id, deadline_s)
+            except Exception as exc:  # noqa: BLE001 - timeouts, closes, bad frames: report, reconnect
+                self.fire(name, started_s, 0, exc)
+                self.disconnect()
+                return None
+            message = msgpack.unpackb(raw, raw=False)
+            error = message.get("error") or {}
+            if message.get("ok") or error.get("code") != "BUSY" or attempt == busy_retries:
                 break
-            else:
-                raise OpFailed(f"no reply within {FRAMES_PER_REPLY_MAX} frames")
-        except Exception as exc:  # noqa: BLE001 - timeouts, closes, bad frames: report, reconnect
-            self.fire(name, started_s, 0, exc)
-            self.disconnect()
-            return None
+            self.retries += 1
+            gevent.sleep(BUSY_BACKOFF_S * (attempt + 1))
         length = len(raw)
         if not message.get("ok"):
-            error = message.get("error") or {}
             code = str(error.get("code"))
+            self.last_code = code
             if code in expected_codes:
                 self.fire(name, started_s, length, None)
             else:
@@ -190,6 +210,22 @@ class ManorUser(User):
         result: dict[str, Any] = message["result"]
         self.fire(name, started_s, length, None)
         return result
+
+    def exchange(self, frame: bytes, request_id: int, deadline_s: float) -> bytes:
+        """Send a request frame, read past pushes, return the raw reply."""
+        assert self.socket is not None
+        self.socket.send(frame)
+        for _ in range(FRAMES_PER_REPLY_MAX):
+            raw = self.socket.recv(timeout=max(0.0, deadline_s - time.perf_counter()))
+            assert isinstance(raw, bytes)
+            message = msgpack.unpackb(raw, raw=False)
+            if "push" in message:
+                self.push_seq = max(self.push_seq, int(message.get("seq") or 0))
+                continue
+            if message.get("id") != request_id:
+                raise OpFailed(f"reply for id {message.get('id')!r}, wanted {request_id}")
+            return raw
+        raise OpFailed(f"no reply within {FRAMES_PER_REPLY_MAX} frames")
 
     def fail(self, name: str, reason: str) -> None:
         """A reply that was ok on the wire but wrong for the scenario."""
@@ -251,16 +287,22 @@ class Spike:
     error: str = ""
 
 
-def post_dev_clock(host: str, advance_ms: int) -> dict[str, Any]:
+def post_json(
+    host: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     request = urllib.request.Request(
-        host.rstrip("/") + "/dev/clock",
-        data=json.dumps({"advance_ms": advance_ms}).encode(),
-        headers={"Content-Type": "application/json"},
+        host.rstrip("/") + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=DEV_CLOCK_TIMEOUT_S) as response:
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
         answer: dict[str, Any] = json.loads(response.read())
         return answer
+
+
+def post_dev_clock(host: str, advance_ms: int) -> dict[str, Any]:
+    return post_json(host, "/dev/clock", {"advance_ms": advance_ms})
 
 
 def schedule_spike(host: str, lead_s: float) -> None:
@@ -278,32 +320,223 @@ def schedule_spike(host: str, lead_s: float) -> None:
     log.info("midnight spike: server clock moved; %s starts in %.1f s", Spike.day, lead_s)
 
 
-@events.test_start.add_listener
-def on_test_start(environment: Environment, **kwargs: Any) -> None:
-    if MidnightSpike not in (environment.user_classes or []):
-        return
-    if isinstance(environment.runner, MasterRunner):
-        return  # the worker (one: see README) moves the clock, next to its users
-    started_s = time.perf_counter()
-    try:
-        schedule_spike(environment.host or "", SPIKE_LEAD_S)
-    except Exception as exc:  # noqa: BLE001 - 403 DEV_CLOCK_OFF, refused, ...: one failure
-        Spike.error = f"POST /dev/clock failed (is MANOR_DEV_CLOCK=1?): {exc}"
-        environment.events.request.fire(
-            request_type="http",
-            name="/dev/clock",
-            response_time=(time.perf_counter() - started_s) * 1000.0,
-            response_length=0,
-            exception=exc,
-        )
-        return
+Call = Callable[..., dict[str, Any]]
+
+
+@contextlib.contextmanager
+def session(host: str, player_id: str) -> Iterator[Call]:
+    """A socket for the hooks (outside any locust user): `call(op, args)` returns the
+    result or raises OpFailed."""
+    ids = itertools.count(secrets.randbits(32) * REQUESTS_PER_SOCKET_MAX)
+    with connect(
+        ws_url(host),
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        additional_headers={"Authorization": f"Bearer {mint_token(player_id)}"},
+        open_timeout=CONNECT_TIMEOUT_S,
+        close_timeout=CLOSE_TIMEOUT_S,
+        max_size=FRAME_BYTES_MAX,
+    ) as socket:
+
+        def call(op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+            request_id = next(ids)
+            socket.send(msgpack.packb({"id": request_id, "op": op, "args": args or {}}))
+            deadline_s = time.monotonic() + REPLY_TIMEOUT_S
+            for _ in range(FRAMES_PER_REPLY_MAX):
+                raw = socket.recv(timeout=max(0.0, deadline_s - time.monotonic()))
+                message = msgpack.unpackb(raw, raw=False)
+                if "push" not in message:
+                    break
+            else:
+                raise OpFailed(f"{op}: no reply within {FRAMES_PER_REPLY_MAX} frames")
+            if message.get("id") != request_id:
+                raise OpFailed(f"{op}: reply for id {message.get('id')!r}, wanted {request_id}")
+            if not message.get("ok"):
+                error = message.get("error") or {}
+                raise OpFailed(f"{op}: {error.get('code')}: {error.get('message')}")
+            result: dict[str, Any] = message["result"]
+            return result
+
+        yield call
+
+
+def thief_id(n: int) -> str:
+    return f"load-thief-{n % THIEVES}"
+
+
+class Storm:
+    """The star's ripe farm (set by the test_start hook) and what the thieves got."""
+
+    plots: tuple[int, ...] = ()  # ripe plots, the same for every thief
+    cycles: ClassVar[dict[int, int]] = {}  # plot -> crop cycle planted by the hook
+    error: str = ""
+    outcomes: ClassVar[dict[str, int]] = {}  # "ok" or the error code -> steals
+    coins: int = 0  # coins the `steal` replies reported
+
+
+def prepare_storm(host: str) -> None:
+    """Befriend the star with THIEVES thieves (platform import, friendships two days old),
+    fill the star's farm with the fastest seed, move the server clock past its ripening."""
+    key = os.environ.get("MANOR_PLATFORM_KEY", "")
+    if not key:
+        raise RuntimeError("set MANOR_PLATFORM_KEY to the server's platform key")
+    rules = read_rules(os.environ.get("MANOR_RULES", ""))
+    seed = min(rules.seeds.values(), key=lambda s: s.grow_ms)
+    now_ms = int(post_dev_clock(host, 0)["now_ms"])
+    since_ms = max(0, now_ms - FRIENDSHIP_AGE_MS)
+    edges = [{"a": STAR_ID, "b": thief_id(n), "since_ms": since_ms} for n in range(THIEVES)]
+    for first in range(0, len(edges), IMPORT_EDGES_PER_CALL):
+        page = {"edges": edges[first : first + IMPORT_EDGES_PER_CALL]}
+        post_json(host, "/v1/platform/friends", page, {"Authorization": f"Bearer {key}"})
+    with session(host, STAR_ID) as call:
+        for view in call("farm")["plots"]:
+            plot = int(view["plot"])
+            empty = bool(view.get("empty"))
+            if not empty and view["stage"] == "ripe":
+                call("harvest", {"plot": plot})  # a ripe crop of an earlier run: start fresh
+                empty = True
+            if empty:
+                call("plant", {"plot": plot, "seed": seed.name})
+        farm = call("farm")
+        ripe_at_ms = max(int(view["ripe_at_ms"]) for view in farm["plots"])
+        post_dev_clock(host, max(0, ripe_at_ms + RIPE_MARGIN_MS - int(farm["now_ms"])))
+        gevent.sleep(SPIKE_MARGIN_S)  # other server workers poll the dev clock
+        ripe = [v for v in call("farm")["plots"] if v.get("stage") == "ripe"]
+    if not ripe:
+        raise RuntimeError(f"{STAR_ID} has no ripe crop after the clock moved")
+    Storm.plots = tuple(int(v["plot"]) for v in ripe)
+    Storm.cycles = {int(v["plot"]): int(v["cycle"]) for v in ripe}
+    Storm.outcomes.clear()
+    Storm.coins = 0
+    log.info("steal storm: %d ripe plots of %s for %d thieves", len(ripe), seed.name, THIEVES)
+
+
+def check_storm(host: str) -> str:
+    """At test stop: the coins the replies reported are the coins missing from the crops,
+    and no crop lost more than its cap. Writes MANOR_LOAD_STORM_REPORT. "" when it holds."""
+    rules = read_rules(os.environ.get("MANOR_RULES", ""))
+    with session(host, STAR_ID) as call:
+        views = {int(v["plot"]): v for v in call("farm")["plots"]}
+    on_crops, over_cap = 0, []
+    for plot, cycle in Storm.cycles.items():
+        view = views.get(plot, {})
+        if view.get("cycle") != cycle:
+            continue  # harvested by someone: not the hook's crop any more
+        on_crops += int(view["stolen_coins"])
+        seed = rules.seeds.get(str(view["seed"]))
+        cap = 0 if seed is None else int(view["yield_coins"]) * seed.steal_cap_pct // 100
+        if int(view["stolen_coins"]) > cap:
+            over_cap.append(plot)
+    report = {
+        "plots": len(Storm.cycles),
+        "outcomes": dict(sorted(Storm.outcomes.items())),
+        "coins_replied": Storm.coins,
+        "coins_taken_from_crops": on_crops,
+        "plots_over_cap": over_cap,
+    }
+    if STORM_REPORT:
+        with open(STORM_REPORT, "w", encoding="utf-8") as handle:
+            json.dump(report, handle)
+    problems = []
+    if on_crops != Storm.coins:
+        problems.append(f"replies reported {Storm.coins} coins, crops lost {on_crops}")
+    if over_cap:
+        problems.append(f"plots {over_cap} lost more than their steal cap")
+    return "; ".join(problems)
+
+
+def fire_hook(environment: Environment, name: str, started_s: float, exc: Exception | None) -> None:
     environment.events.request.fire(
         request_type="http",
-        name="/dev/clock",
+        name=name,
         response_time=(time.perf_counter() - started_s) * 1000.0,
         response_length=0,
-        exception=None,
+        exception=exc,
     )
+
+
+@events.test_start.add_listener
+def on_test_start(environment: Environment, **kwargs: Any) -> None:
+    classes = environment.user_classes or []
+    if isinstance(environment.runner, MasterRunner):
+        return  # the worker (one: see README) moves the clock, next to its users
+    # The storm first: it moves the clock by a grow time; the spike then aims at midnight.
+    if StealStorm in classes:
+        started_s = time.perf_counter()
+        try:
+            prepare_storm(environment.host or "")
+        except Exception as exc:  # noqa: BLE001 - 403 DEV_CLOCK_OFF, 401, refused, ...
+            Storm.error = f"steal storm setup failed (MANOR_DEV_CLOCK, MANOR_PLATFORM_KEY?): {exc}"
+            fire_hook(environment, "storm setup", started_s, exc)
+        else:
+            fire_hook(environment, "storm setup", started_s, None)
+    if MidnightSpike in classes:
+        started_s = time.perf_counter()
+        try:
+            schedule_spike(environment.host or "", SPIKE_LEAD_S)
+        except Exception as exc:  # noqa: BLE001 - 403 DEV_CLOCK_OFF, refused, ...: one failure
+            Spike.error = f"POST /dev/clock failed (is MANOR_DEV_CLOCK=1?): {exc}"
+            fire_hook(environment, "/dev/clock", started_s, exc)
+        else:
+            fire_hook(environment, "/dev/clock", started_s, None)
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment: Environment, **kwargs: Any) -> None:
+    if isinstance(environment.runner, MasterRunner) or not Storm.cycles:
+        return
+    started_s = time.perf_counter()
+    try:
+        problem = check_storm(environment.host or "")
+    except Exception as exc:  # noqa: BLE001 - the star's socket failed: one failure
+        fire_hook(environment, "storm check", started_s, exc)
+        return
+    fire_hook(environment, "storm check", started_s, OpFailed(problem) if problem else None)
+
+
+class StealStorm(ManorUser):
+    """A thief: visit the star, then steal from every ripe plot, in the same order as
+    every other thief, a few rounds. Needs MANOR_DEV_CLOCK=1 and MANOR_PLATFORM_KEY (the
+    test_start hook sets the farm up). STEAL_CAP_REACHED, ALREADY_STOLEN and
+    DAILY_CAP_REACHED are expected answers, not failures.
+    """
+
+    wait_time = between(0.1, 0.5)
+
+    def next_player_id(self) -> str:
+        return thief_id(next(_thief_numbers))
+
+    def on_start(self) -> None:
+        if not Storm.plots:
+            self.fail("steal", Storm.error or "the steal storm was not set up")
+            raise StopUser
+        if self.connect():
+            self.call("visit", {"player": STAR_ID})
+
+    @task
+    def raid(self) -> None:
+        self.iterations += 1
+        if self.iterations > STEAL_ROUNDS_MAX:
+            raise StopUser
+        for plot in Storm.plots:
+            retries = self.retries
+            got = self.call(
+                "steal",
+                {"player": STAR_ID, "plot": plot},
+                expected_codes=STEAL_EXPECTED,
+                busy_retries=STEAL_BUSY_RETRIES,
+            )
+            outcome = "ok" if got is not None else (self.last_code or "failed")
+            Storm.outcomes[outcome] = Storm.outcomes.get(outcome, 0) + 1
+            if self.retries > retries:
+                Storm.outcomes["BUSY, resent"] = (
+                    Storm.outcomes.get("BUSY, resent", 0) + self.retries - retries
+                )
+            if got is None:
+                continue
+            coins = int(got["coins"])
+            Storm.coins += coins
+            if coins < 1 or int(got["balance"]) < coins:
+                self.fail("steal", f"stole {coins} coins, balance {got['balance']}")
 
 
 class MidnightSpike(ManorUser):

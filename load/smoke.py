@@ -2,10 +2,12 @@
 
     python -m load.smoke [--users 20] [--spawn-rate 10] [--run-time-s 15]   (make load-smoke)
 
-Starts `manor serve` on a free loopback port with a fresh data dir and MANOR_DEV_CLOCK=1,
-runs load/locustfile.py (DailyPlayer and MidnightSpike) in a locust subprocess, stops the
-server, verifies the ledger on the same data dir, and prints a summary. Exit status 0 only
-when locust recorded no failure, the server logged no error and the ledger verifies.
+Starts `manor serve` on a free loopback port with a fresh data dir, MANOR_DEV_CLOCK=1 and
+a random MANOR_PLATFORM_KEY, runs load/locustfile.py in two locust subprocesses one after
+the other (DailyPlayer with MidnightSpike, then StealStorm), stops the server, verifies
+the ledger and the outbox on the same data dir, and prints a summary. Exit status 0 only
+when locust recorded no failure, the server logged no error, the ledger and the outbox
+audit verify, and the storm's thefts show up in the outbox audit.
 Locust runs in its own process so that gevent never monkey-patches the caller (pytest).
 """
 
@@ -41,6 +43,9 @@ SOCKETS_DRAIN_S_MAX = 3.0
 SERVER_LOG_LINES_SHOWN = 30
 SERVER_ERROR = re.compile(r"Traceback|ERROR|op failed", re.IGNORECASE)
 VERIFY_LINE = re.compile(r"(\d+) players, (\d+) entries")
+OUTBOX_LINE = re.compile(r"outbox (\w+): ordered (-?\d+), credited (-?\d+), in flight (-?\d+)")
+DAY_CLASSES = ("DailyPlayer", "MidnightSpike")
+STORM_CLASSES = ("StealStorm",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,10 @@ class SmokeResult:
     ledger_players: int = 0
     ledger_entries: int = 0
     ledger_output: str = ""
+    # per source, from the outbox audit: (ordered, credited, in flight)
+    outbox: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    storm: dict[str, Any] | None = None  # the StealStorm report; None: no storm ran
+    storm_wanted: bool = False
     sockets_left: int = -1  # what /readyz counts once every client has gone
     error: str = ""  # the run could not happen (server never ready, ...)
 
@@ -82,18 +91,39 @@ class SmokeResult:
             and not self.server_errors
             and self.ledger_ok
             and self.sockets_left == 0
+            and not self.storm_problems
         )
 
+    @property
+    def storm_problems(self) -> list[str]:
+        """The storm's thefts against the outbox audit (a fresh store: the storm's alone)."""
+        if not self.storm_wanted:
+            return []
+        if self.storm is None:
+            return ["the steal storm wrote no report"]
+        problems = []
+        taken = int(self.storm["coins_taken_from_crops"])
+        if self.storm["outcomes"].get("ok", 0) < 1:
+            problems.append("no steal succeeded")
+        if "steal" not in self.outbox:
+            problems.append("ledger verify printed no outbox audit for steal")
+        elif self.outbox["steal"][0] != taken:
+            ordered = self.outbox["steal"][0]
+            problems.append(f"outbox ordered {ordered} stolen coins, crops lost {taken}")
+        return problems
 
-def _env(data_dir: Path, port: int, secret: str, spike_lead_s: float) -> dict[str, str]:
+
+def _env(work: Path, port: int, spike_lead_s: float) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MANOR_")}
     env.update(
         MANOR_HOST="127.0.0.1",
         MANOR_PORT=str(port),
-        MANOR_DATA_DIR=str(data_dir),
-        MANOR_JWT_SECRET=secret,
+        MANOR_DATA_DIR=str(work / "data"),
+        MANOR_JWT_SECRET=secrets.token_urlsafe(32),
+        MANOR_PLATFORM_KEY=secrets.token_urlsafe(32),
         MANOR_DEV_CLOCK="1",
         MANOR_LOAD_SPIKE_LEAD_S=str(spike_lead_s),
+        MANOR_LOAD_STORM_REPORT=str(work / "storm.json"),
         PYTHONUNBUFFERED="1",
     )
     if os.environ.get("MANOR_RULES"):
@@ -170,7 +200,13 @@ def running_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
 
 
 def _run_locust(
-    env: dict[str, str], base_url: str, csv_prefix: Path, users: int, spawn_rate: int, run_s: int
+    env: dict[str, str],
+    base_url: str,
+    csv_prefix: Path,
+    classes: tuple[str, ...],
+    users: int,
+    spawn_rate: int,
+    run_s: int,
 ) -> int:
     command = [
         sys.executable,
@@ -196,6 +232,7 @@ def _run_locust(
         "--only-summary",
         "--loglevel",
         "WARNING",
+        *classes,
     ]
     try:
         done = subprocess.run(
@@ -234,31 +271,36 @@ def _op_stats(name: str, entries: list[dict[str, Any]], duration_s: float) -> Op
     )
 
 
-def _stats(json_prefix: Path) -> tuple[list[OpStats], OpStats | None]:
+def _stats(json_prefixes: list[Path]) -> tuple[list[OpStats], OpStats | None]:
     """Per op and overall, from locust's final JSON (its CSV lags up to a second)."""
-    path = Path(f"{json_prefix}.json")
-    if not path.exists():
-        return [], None
-    entries: list[dict[str, Any]] = json.loads(path.read_text())
+    entries: list[dict[str, Any]] = []
+    for prefix in json_prefixes:
+        path = Path(f"{prefix}.json")
+        if path.exists():
+            entries += json.loads(path.read_text())
     if not entries:
         return [], None
     started_s = min(e["start_time"] for e in entries)
     last_s = max(e["last_request_timestamp"] or started_s for e in entries)
     duration_s = max(last_s - started_s, 1.0)  # rps over the whole run, as locust's total
-    ops = [
-        _op_stats(e["name"], [e], duration_s) for e in sorted(entries, key=lambda e: str(e["name"]))
-    ]
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        by_name.setdefault(str(entry["name"]), []).append(entry)
+    ops = [_op_stats(name, by_name[name], duration_s) for name in sorted(by_name)]
     return ops, _op_stats("all", entries, duration_s)
 
 
-def _failures(csv_prefix: Path) -> list[str]:
-    path = Path(f"{csv_prefix}_failures.csv")
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        return [
-            f"{row['Occurrences']}x {row['Name']}: {row['Error']}" for row in csv.DictReader(handle)
-        ]
+def _failures(csv_prefixes: list[Path]) -> list[str]:
+    lines: list[str] = []
+    for prefix in csv_prefixes:
+        path = Path(f"{prefix}_failures.csv")
+        if path.exists():
+            with path.open(newline="") as handle:
+                lines += [
+                    f"{row['Occurrences']}x {row['Name']}: {row['Error']}"
+                    for row in csv.DictReader(handle)
+                ]
+    return lines
 
 
 def _verify(env: dict[str, str], result: SmokeResult) -> None:
@@ -280,6 +322,8 @@ def _verify(env: dict[str, str], result: SmokeResult) -> None:
     found = VERIFY_LINE.search(done.stdout)
     if found:
         result.ledger_players, result.ledger_entries = int(found[1]), int(found[2])
+    for line in OUTBOX_LINE.finditer(done.stdout):
+        result.outbox[line[1]] = (int(line[2]), int(line[3]), int(line[4]))
 
 
 def run_smoke(
@@ -288,20 +332,34 @@ def run_smoke(
     run_time_s: int = 15,
     spike_lead_s: float = 5.0,
     keep_dir: Path | None = None,
+    steal_users: int = 30,
+    steal_run_time_s: int = 5,
 ) -> SmokeResult:
-    """Server up, locust, server down, ledger verify. Never leaves a process behind."""
-    result = SmokeResult()
+    """Server up, locust (day, then storm), server down, ledger verify. Never leaves a
+    process behind. steal_users = 0 skips the storm."""
+    result = SmokeResult(storm_wanted=steal_users > 0)
     with tempfile.TemporaryDirectory(prefix="manor-load-") as tmp:
         work = keep_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        env = _env(work / "data", free_port(), secrets.token_urlsafe(32), spike_lead_s)
+        env = _env(work, free_port(), spike_lead_s)
         log_path = work / "server.log"
-        csv_prefix = work / "locust"
+        prefixes = [work / "locust"]
         try:
             with running_server(env, log_path) as base_url:
                 result.locust_exit = _run_locust(
-                    env, base_url, csv_prefix, users, spawn_rate, run_time_s
+                    env, base_url, prefixes[0], DAY_CLASSES, users, spawn_rate, run_time_s
                 )
+                if steal_users > 0 and result.locust_exit == 0:
+                    prefixes.append(work / "locust-storm")
+                    result.locust_exit = _run_locust(
+                        env,
+                        base_url,
+                        prefixes[1],
+                        STORM_CLASSES,
+                        steal_users,
+                        steal_users,  # all thieves at once
+                        steal_run_time_s,
+                    )
                 result.sockets_left = _sockets_left(base_url)
         except RuntimeError as exc:
             result.error = str(exc)
@@ -309,8 +367,11 @@ def run_smoke(
             if log_path.exists():
                 lines = log_path.read_text(errors="replace").splitlines()
                 result.server_errors = [line for line in lines if SERVER_ERROR.search(line)]
-        result.ops, result.total = _stats(csv_prefix)
-        result.failure_lines = _failures(csv_prefix)
+        result.ops, result.total = _stats(prefixes)
+        result.failure_lines = _failures(prefixes)
+        report = Path(env["MANOR_LOAD_STORM_REPORT"])
+        if report.exists():
+            result.storm = json.loads(report.read_text())
         _verify(env, result)
         if not result.ok and log_path.exists():
             tail = log_path.read_text(errors="replace").splitlines()[-SERVER_LOG_LINES_SHOWN:]
@@ -328,6 +389,14 @@ def summary(result: SmokeResult, elapsed_s: float) -> str:
     lines += [f"error: {result.error}"] if result.error else []
     lines += [f"failure: {line}" for line in result.failure_lines]
     lines += [f"server: {line}" for line in result.server_errors[:SERVER_LOG_LINES_SHOWN]]
+    if result.storm is not None:
+        outcomes = ", ".join(f"{code} {n}" for code, n in result.storm["outcomes"].items())
+        lines.append(
+            f"steal storm: {result.storm['plots']} ripe plots; steals: {outcomes}; "
+            f"coins replied {result.storm['coins_replied']}, "
+            f"taken from crops {result.storm['coins_taken_from_crops']}"
+        )
+    lines += [f"storm: {problem}" for problem in result.storm_problems]
     lines.append(result.ledger_output or "ledger verify: did not run")
     lines.append(
         f"load smoke: {'ok' if result.ok else 'FAILED'} in {elapsed_s:.1f} s "
@@ -347,10 +416,18 @@ def main(argv: list[str] | None = None) -> int:
         "--spike-lead-s", type=float, default=5.0, help="seconds from start to midnight"
     )
     parser.add_argument("--keep-dir", type=Path, help="keep data, logs and CSVs here")
+    parser.add_argument("--steal-users", type=int, default=30, help="thieves; 0: no storm")
+    parser.add_argument("--steal-run-time-s", type=int, default=5)
     args = parser.parse_args(argv)
     started_s = time.monotonic()
     result = run_smoke(
-        args.users, args.spawn_rate, args.run_time_s, args.spike_lead_s, args.keep_dir
+        args.users,
+        args.spawn_rate,
+        args.run_time_s,
+        args.spike_lead_s,
+        args.keep_dir,
+        args.steal_users,
+        args.steal_run_time_s,
     )
     print(summary(result, time.monotonic() - started_s))
     return 0 if result.ok else 1
