@@ -16,11 +16,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from game_rules import business_day
+from server import admin, openapi
 from server.auth import load_or_create_secret
 from server.clock import Clock, OffsetClock
 from server.fanout import Fanout
 from server.jobs import scheduler_for, timers_for
 from server.ledger import batch_int
+from server.metrics import Metrics, instrument, metrics_endpoint
 from server.ops import dispatch_table
 from server.pipeline import Dispatcher, Services
 from server.platform import routes as platform_routes
@@ -52,6 +54,7 @@ class Manor:
     timers: Timers
     scheduler: Scheduler
     api_keys: dict[str, tuple[str, frozenset[str]]]
+    metrics: Metrics
     sockets: int = 0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -121,6 +124,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     if not settings.redis_url:
         raise ValueError("create_app needs a Redis URL; `manor serve` provides the embedded one")
     rules = read_rules(settings.rules)
+    metrics = Metrics(dispatch_table(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -147,7 +151,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             timers,
             scheduler,
             parse_api_keys(settings.api_keys, settings.platform_key),
+            metrics,
         )
+        # A reload on any process reaches this one through the fan-out's pub/sub connection.
+        await fanout.attach(admin.RULES_CHANNEL, admin.reload_follower(rulebook))
         if settings.jobs:
             scheduler.start()
         if settings.dev_clock and isinstance(the_clock, OffsetClock):
@@ -170,7 +177,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/dev/clock", dev_clock, methods=["POST"]),
-        *platform_routes(),
+        Route("/metrics", metrics_endpoint),
+        Route("/v1/openapi.json", openapi.endpoint),
+        *instrument([*platform_routes(), *admin.routes()], metrics),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from game_rules import Rules, parse_rules
+from game_rules import Rules, RulesError, parse_rules
 
 DEFAULT_RULES = "default.toml"
 
@@ -18,6 +18,14 @@ def read_rules(path: str = "") -> Rules:
     return parse_rules(text, source=f"game_rules/{DEFAULT_RULES}")
 
 
+def check_rules(path: str = "") -> Rules:
+    """`read_rules`, with a file that cannot be read reported as a RulesError too."""
+    try:
+        return read_rules(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError([f"cannot read the rules file: {exc}"], path or DEFAULT_RULES) from exc
+
+
 class Rulebook:
     """Holds the current rules; a reload swaps them whole or not at all."""
 
@@ -25,6 +33,12 @@ class Rulebook:
         self.rules = rules
         self.path = path
 
+    @property
+    def source(self) -> str:
+        return self.path or f"game_rules/{DEFAULT_RULES}"
+
     def reload(self) -> Rules:
-        self.rules = read_rules(self.path)
-        return self.rules
+        """Read the file again; on any problem (RulesError) the old rules stay in force."""
+        rules = check_rules(self.path)  # raises before anything changes
+        self.rules = rules
+        return rules

@@ -37,6 +37,9 @@ class Settings:
     platform_key: str = ""  # server-to-server API key with every scope; empty: none
     api_keys: str = ""  # per caller: "caller=key:scope,scope;..." (see parse_api_keys)
     admin_key: str = ""  # operators' HTTP API (/v1/admin/...); empty: the admin API is off
+    # GET /metrics needs `Bearer <metrics_key>` when set; empty: open (keep it on a private
+    # network). Not the admin key: a scraper must not hold a key that can mint coins.
+    metrics_key: str = ""
     workers: int = 1
     store_appendfsync: str = "always"  # embedded store: "always" or "everysec" (docs/operations.md)
     store_maxmemory_mb: int = 0  # embedded store: 0 = no limit; writes fail when full (noeviction)
@@ -170,6 +173,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     admin_key = values.get("admin_key")
     if admin_key and len(admin_key) < 32:
         problems.append("MANOR_ADMIN_KEY: must be at least 32 characters")
+    metrics_key = values.get("metrics_key")
+    if metrics_key and len(metrics_key) < 32:
+        problems.append("MANOR_METRICS_KEY: must be at least 32 characters")
     secret = values.get("jwt_secret")
     if secret and len(secret) < 32:
         problems.append("MANOR_JWT_SECRET: must be at least 32 characters")

@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from server.auth import AuthError, verify_token
 from server.fanout import Fanout
 from server.keys import PlayerKeys
+from server.metrics import UNKNOWN_OP, Metrics
 from server.pipeline import Dispatcher, OpError
 from server.protocol import (
     CLOSE_RATE_LIMITED,
@@ -72,6 +73,7 @@ class Connection:
         dispatcher: Dispatcher,
         fanout: Fanout,
         settings: Settings,
+        metrics: Metrics | None = None,
     ) -> None:
         self.websocket = websocket
         self.codec = codec
@@ -82,6 +84,7 @@ class Connection:
         self.sender = Sender(self._send_frame, websocket.close, settings.send_queue_max)
         self.bucket = TokenBucket(settings.requests_per_s_max, settings.request_burst_max)
         self.strikes = 0
+        self.metrics = metrics
 
     @property
     def close_code(self) -> int | None:
@@ -181,25 +184,30 @@ class Connection:
             await self.reply(await self.answer(data))
 
     async def answer(self, data: bytes | str) -> dict[str, Any]:
+        started_s = time.perf_counter()
+        op = UNKNOWN_OP
         request_id: int | str | None = None
         try:
             request = parse_request(self.codec.decode(data))
             request_id = request.id
-            result = await self.dispatcher.handle(self.keys, request)
-            return reply_ok(request.id, result)
+            op = request.op
+            reply = reply_ok(request.id, await self.dispatcher.handle(self.keys, request))
         except ProtocolError as exc:
-            return reply_error(
+            reply = reply_error(
                 exc.request_id if exc.request_id is not None else request_id, exc.code, exc.message
             )
         except OpError as exc:
-            return reply_error(request_id, exc.code, exc.message)
+            reply = reply_error(request_id, exc.code, exc.message)
         except StoreBusy:
-            return reply_error(
+            reply = reply_error(
                 request_id, "BUSY", "the server is overloaded; retry with the same id"
             )
         except Exception:  # one bad request must not end the socket
             log.exception("op failed: player %s request %r", self.keys.player_id, request_id)
-            return reply_error(request_id, "INTERNAL", "the server failed; retry with the same id")
+            reply = reply_error(request_id, "INTERNAL", "the server failed; retry with the same id")
+        if self.metrics is not None:
+            self.metrics.observe_reply(op, reply, time.perf_counter() - started_s)
+        return reply
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -240,7 +248,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept(subprotocol if offered else None)
     connection = Connection(
-        websocket, Codec(subprotocol), keys, app.dispatcher, app.fanout, app.settings
+        websocket, Codec(subprotocol), keys, app.dispatcher, app.fanout, app.settings, app.metrics
     )
     app.sockets += 1
     try:
