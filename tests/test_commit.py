@@ -356,3 +356,18 @@ async def test_records_are_compare_and_set(store: Store, redis: Redis) -> None:
     fresh = Commit(records=[("order:1", b"v1", b"v2")])
     assert (await apply(store, keys, fresh, NOW_MS)).status == "ok"
     assert await redis.hget(keys.records, "order:1") == b"v2"
+
+
+async def test_a_post_after_midnight_of_its_coins_batch_still_spends_them(
+    store: Store, redis: Redis
+) -> None:
+    keys = PlayerKeys("mid")
+    await apply(store, keys, Commit(transfers=[credit("june", 100, JUNE)]), NOW_MS)
+    store.today_of = lambda now_ms: 20270630
+    assert (await apply(store, keys, reserve("o1", 100), NOW_MS)).held == 100
+    store.today_of = lambda now_ms: 20270701  # the coins' last valid day has passed
+    posted = await apply(store, keys, post("o1", 100), NOW_MS)
+    assert (posted.status, posted.balance, posted.held) == ("ok", 0, 0)
+    assert await redis.hget(keys.sys, "sink:redeem") == b"100"
+    assert await redis.hget(keys.sys, "sink:expire") is None
+    assert (await verify(redis)).ok

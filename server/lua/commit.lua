@@ -141,6 +141,28 @@ local function debit_entry(id, amount, account, ref)
   plan[#plan + 1] = {id, amount, account, -amount, spend(amount), ref, fp}
 end
 
+-- Expiry first, against the holds as they stood: batches whose last valid day has passed go
+-- to the expiry sink, except coins that a checkout hold locks. A post spends the oldest
+-- batches first, so the held coins are the oldest ones: a post in this very commit (after
+-- midnight of their batch) still finds them; after a void they expire with the next touch.
+if today > 0 then
+  local locked = held
+  for _, b in ipairs(batches) do
+    local kept = math.min(locked, b[2])
+    locked = locked - kept
+    if b[1] < today and b[2] > kept then
+      local gone = b[2] - kept
+      if gone > 0 then
+        b[2] = b[2] - gone
+        bal = bal - gone
+        touched[b[1]] = true
+        local id = 'expire:' .. player_id .. ':' .. b[1] .. ':' .. now_ms
+        plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, 'expired', 'd|' .. gone .. '|sink:expire|'}
+      end
+    end
+  end
+end
+
 -- Holds: reserve locks coins (not a posting); post and void release them.
 local hold_writes = {}
 local fresh_holds = 0
@@ -187,27 +209,6 @@ for h = 0, n_holds - 1 do
     end
   else
     return refuse('BAD_TRANSFER')
-  end
-end
-
--- Expiry: batches whose last valid day has passed go to the expiry sink, except coins that
--- a checkout hold still locks: a post spends the oldest batches first, so the held coins are
--- the oldest ones; they are spent by the post, or expire after a void.
-if today > 0 then
-  local locked = held
-  for _, b in ipairs(batches) do
-    local kept = math.min(locked, b[2])
-    locked = locked - kept
-    if b[1] < today and b[2] > kept then
-      local gone = b[2] - kept
-      if gone > 0 then
-        b[2] = b[2] - gone
-        bal = bal - gone
-        touched[b[1]] = true
-        local id = 'expire:' .. player_id .. ':' .. b[1] .. ':' .. now_ms
-        plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, 'expired', 'd|' .. gone .. '|sink:expire|'}
-      end
-    end
   end
 end
 
