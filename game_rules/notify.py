@@ -1,7 +1,10 @@
 """Push-notification triggers for offline players: quiet hours, a daily cap, collapse keys.
 
-The shell calls `decide` once per distinct collapse key (a second "ripe" for the same crop
-cycle collapses at the gateway and must not spend the cap twice).
+The shell calls `decide` once per trigger it offers: once per crop cycle, streak
+reminder and expiry batch, so those keys never spend the cap twice. Thefts are the
+exception: several theft batches closing on one business day share the collapse key
+stolen:<owner>:<day>, and each spends a slot of the daily cap, although the gateway
+collapses them into one notification.
 
 A trigger that falls inside the quiet hours is deferred to their end and counted against
 the business day on which it will be sent: a crop ripening at 23:00 is the first push of
