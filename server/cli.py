@@ -242,6 +242,13 @@ def cmd_push_relay(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(run(url))
 
 
+def _days(text: str) -> int:
+    days = int(text)
+    if not 1 <= days <= 3650:
+        raise argparse.ArgumentTypeError("days must be in 1..3650")
+    return days
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="manor", description="Coin Manor server and tools")
     sub = top.add_subparsers(dest="command", required=True)
@@ -264,7 +271,7 @@ def parser() -> argparse.ArgumentParser:
     compact = ledger.add_parser(
         "compact", help="move old journal entries to archive files and a checkpoint"
     )
-    compact.add_argument("--before-days", type=int, default=JOURNAL_RETENTION_DAYS)
+    compact.add_argument("--before-days", type=_days, default=JOURNAL_RETENTION_DAYS)
     compact.add_argument("--archive-dir", help="default: $MANOR_DATA_DIR/archive")
     compact.set_defaults(run=cmd_ledger_compact)
     report = sub.add_parser("report", help="reports").add_subparsers(dest="report", required=True)

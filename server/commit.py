@@ -10,14 +10,6 @@ from server.ledger import Transfer
 from server.store import Arg, Store
 
 INBOX_MAX = 100
-COMMIT_STATUSES = (
-    "ok",
-    "exists",
-    "CONFLICT",
-    "TRANSFER_MISMATCH",
-    "INSUFFICIENT_FUNDS",
-    "BAD_TRANSFER",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,8 +148,9 @@ def platform_operation(endpoint: Endpoint) -> dict[str, Any]:
     }
     result = {
         "type": "object",
-        "properties": {name: {"type": kind} for name, kind in endpoint.result.items()},
-        "required": list(endpoint.result),
+        "properties": {name: {"type": kind.rstrip("?")} for name, kind in endpoint.result.items()},
+        # "integer?" marks a field only a first (not a replayed) answer carries
+        "required": [name for name, kind in endpoint.result.items() if not kind.endswith("?")],
     }
     codes: dict[int, list[str]] = {
         400: ["BAD_ARGS"],

@@ -34,7 +34,7 @@ FEN_MAX = 10**10
 class Field:
     """One JSON body field: a kind names its type and limits (see `check`)."""
 
-    kind: str  # "player", "id", "fen", "coins", "points", "lines", "edges", "name"
+    kind: str  # "player", "id", "name", "fen", "coins", "points", "paid_lines", ...
     required: bool = True
     doc: str = ""
 
@@ -45,7 +45,7 @@ class Endpoint:
     scope: str
     summary: str
     body: dict[str, Field]
-    result: dict[str, str]  # field -> JSON type, for the OpenAPI document
+    result: dict[str, str]  # field -> JSON type ("integer?": not in every answer), for OpenAPI
     run: Callable[[Services, dict[str, Any]], Awaitable[dict[str, Any]]]
     errors: tuple[str, ...] = field(default_factory=tuple)
 
@@ -209,7 +209,16 @@ ENDPOINTS = (
             "refund_id": Field("id"),
             "items": Field("refund_lines", doc="[{item_id, refunded_fen}]"),
         },
-        {"order_id": "string", "refund_id": "string", "coins": "integer", "already": "boolean"},
+        {
+            "order_id": "string",
+            "refund_id": "string",
+            "coins": "integer",
+            "already": "boolean",
+            "taken": "integer?",
+            "debt_added": "integer?",
+            "debt": "integer?",
+            "balance": "integer?",
+        },
         _order_refund,
         ("ORDER_NOT_FOUND", "BAD_REFUND", "REFUND_MISMATCH"),
     ),
@@ -220,7 +229,7 @@ ENDPOINTS = (
         {"player": P, "review_id": Field("id"), "order_paid_fen": Field("fen")},
         {"review_id": "string", "coins": "integer", "already": "boolean", "balance": "integer"},
         _review,
-        ("BAD_REVIEW", "TRANSFER_MISMATCH"),
+        ("TRANSFER_MISMATCH",),
     ),
     Endpoint(
         "/v1/platform/checkout/quote",
@@ -235,14 +244,20 @@ ENDPOINTS = (
             "available": "integer",
         },
         _quote,
-        ("BAD_ORDER",),
+        (),
     ),
     Endpoint(
         "/v1/platform/checkout/reserve",
         "checkout",
         "Hold coins for an order until post, void or the timeout",
         {"player": P, "order_id": ORDER, "order_fen": Field("fen"), "coins": Field("coins")},
-        {"order_id": "string", "coins": "integer", "expires_ms": "integer", "already": "boolean"},
+        {
+            "order_id": "string",
+            "coins": "integer",
+            "expires_ms": "integer",
+            "already": "boolean",
+            "available": "integer?",
+        },
         _reserve,
         ("COINS_OVER_CAP", "INSUFFICIENT_FUNDS", "HOLD_MISMATCH", "HOLD_POSTED", "HOLD_VOIDED"),
     ),
@@ -251,7 +266,14 @@ ENDPOINTS = (
         "checkout",
         "Capture the held coins (once)",
         {"player": P, "order_id": ORDER},
-        {"order_id": "string", "state": "string", "already": "boolean"},
+        {
+            "order_id": "string",
+            "state": "string",
+            "already": "boolean",
+            "coins": "integer?",
+            "balance": "integer?",
+            "available": "integer?",
+        },
         _post,
         ("HOLD_NOT_FOUND", "HOLD_VOIDED", "HOLD_EXPIRED"),
     ),
@@ -260,7 +282,14 @@ ENDPOINTS = (
         "checkout",
         "Release the held coins (once)",
         {"player": P, "order_id": ORDER},
-        {"order_id": "string", "state": "string", "already": "boolean"},
+        {
+            "order_id": "string",
+            "state": "string",
+            "already": "boolean",
+            "coins": "integer?",
+            "balance": "integer?",
+            "available": "integer?",
+        },
         _void,
         ("HOLD_NOT_FOUND", "HOLD_POSTED"),
     ),
@@ -278,7 +307,7 @@ ENDPOINTS = (
             "balance": "integer",
         },
         _exchange,
-        ("UNKNOWN_PARTNER", "POINTS_OVER_LIMIT", "BAD_POINTS", "TRANSFER_MISMATCH"),
+        ("UNKNOWN_PARTNER", "POINTS_OVER_LIMIT", "TRANSFER_MISMATCH"),
     ),
 )
 
