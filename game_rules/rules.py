@@ -10,7 +10,7 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import time
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from game_rules.errors import RulesError
@@ -82,23 +82,34 @@ class SeedRules:
     steal_cap_pct: int
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
+
+
 @dataclass(frozen=True, slots=True)
-class SeedCatalog(Mapping[str, SeedRules]):
-    """The seeds by name, in file order: an immutable, hashable mapping."""
+class Catalog(Mapping[str, N]):
+    """Entries by name, in file order: an immutable, hashable mapping (seeds, partners)."""
 
-    seeds: tuple[SeedRules, ...]
+    entries: tuple[N, ...]
 
-    def __getitem__(self, name: str) -> SeedRules:
-        for seed in self.seeds:
-            if seed.name == name:
-                return seed
+    def __getitem__(self, name: str) -> N:
+        for entry in self.entries:
+            if entry.name == name:
+                return entry
         raise KeyError(name)
 
     def __iter__(self) -> Iterator[str]:
-        return (seed.name for seed in self.seeds)
+        return (entry.name for entry in self.entries)
 
     def __len__(self) -> int:
-        return len(self.seeds)
+        return len(self.entries)
+
+
+SeedCatalog = Catalog[SeedRules]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,23 +192,7 @@ class PartnerRules:
     points_per_exchange_max: int
 
 
-@dataclass(frozen=True, slots=True)
-class PartnerCatalog(Mapping[str, PartnerRules]):
-    """The exchange partners by name, in file order: an immutable, hashable mapping."""
-
-    partners: tuple[PartnerRules, ...]
-
-    def __getitem__(self, name: str) -> PartnerRules:
-        for partner in self.partners:
-            if partner.name == name:
-                return partner
-        raise KeyError(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return (partner.name for partner in self.partners)
-
-    def __len__(self) -> int:
-        return len(self.partners)
+PartnerCatalog = Catalog[PartnerRules]
 
 
 # China Mobile points into coins at 1:1.5, at most 100 points per exchange (seeds/002).

@@ -83,28 +83,6 @@ def transition(step: Transition, push: str | None = None) -> OpRun:
     return run
 
 
-def _request(
-    mine: Edge | None,
-    theirs: Edge | None,
-    now_ms: int,
-    my_count: int,
-    their_count: int,
-    rules: Rules,
-) -> Edges:
-    return rule.request(mine, theirs, now_ms, my_count, their_count, rules)
-
-
-def _accept(
-    mine: Edge | None,
-    theirs: Edge | None,
-    now_ms: int,
-    my_count: int,
-    their_count: int,
-    rules: Rules,
-) -> Edges:
-    return rule.accept(mine, theirs, now_ms, my_count, their_count, rules)
-
-
 def _decline(mine: Edge | None, theirs: Edge | None, now_ms: int, *_: object) -> Edges:
     return rule.decline(mine, theirs)
 
@@ -210,8 +188,8 @@ def ops(settings: Settings) -> dict[str, Op]:
     player: dict[str, ArgSpec] = {"player": StrArg(PLAYER_ID_PATTERN)}
     return {
         "friends": Op({}, friends),
-        "friend_request": Op(player, transition(_request, push="friend_request")),
-        "friend_accept": Op(player, transition(_accept, push="friend_request")),
+        "friend_request": Op(player, transition(rule.request, push="friend_request")),
+        "friend_accept": Op(player, transition(rule.accept, push="friend_request")),
         "friend_decline": Op(player, transition(_decline)),
         "friend_remove": Op(player, transition(_remove)),
         "friend_block": Op(player, transition(_block)),
