@@ -396,22 +396,34 @@ def _steal(table: _Table) -> StealRules | None:
 
 
 def _seeds(table: _Table) -> SeedCatalog | None:
+    return _catalog(table, "seed", _seed, 1, SEEDS_LEN_MAX, SEED_NAME_RE)
+
+
+def _catalog(
+    table: _Table,
+    what: str,
+    read: Callable[[_Table], N | None],
+    len_min: int,
+    len_max: int,
+    name_re: re.Pattern[str],
+) -> Catalog[N] | None:
+    """A table of named sub-tables (seeds, partners), each read by `read`."""
     names = table.keys()
     ok = True
-    if not 1 <= len(names) <= SEEDS_LEN_MAX:
-        table.problem_here(f"must have 1..{SEEDS_LEN_MAX} seeds, got {len(names)}")
+    if not len_min <= len(names) <= len_max:
+        table.problem_here(f"must have {len_min}..{len_max} {what}s, got {len(names)}")
         ok = False
-    seeds: list[SeedRules] = []
+    entries: list[N] = []
     for name in names:
-        if not SEED_NAME_RE.fullmatch(name):
-            table.problem(name, "seed names must be 1..24 characters of a-z and '_'")
+        if not name_re.fullmatch(name):
+            table.problem(name, f"{what} names must be 1..24 characters of a-z and '_'")
             ok = False
-        seed = table.section(name, _seed)
-        if seed is None:
+        entry = table.section(name, read)
+        if entry is None:
             ok = False
         else:
-            seeds.append(seed)
-    return SeedCatalog(tuple(seeds)) if ok else None
+            entries.append(entry)
+    return Catalog(tuple(entries)) if ok else None
 
 
 def _seed(table: _Table) -> SeedRules | None:
@@ -526,22 +538,7 @@ def _exchange(table: _Table) -> ExchangeRules | None:
 
 
 def _partners(table: _Table) -> PartnerCatalog | None:
-    names = table.keys()
-    ok = True
-    if len(names) > PARTNERS_LEN_MAX:
-        table.problem_here(f"must have 0..{PARTNERS_LEN_MAX} partners, got {len(names)}")
-        ok = False
-    partners: list[PartnerRules] = []
-    for name in names:
-        if not PARTNER_NAME_RE.fullmatch(name):
-            table.problem(name, "partner names must be 1..24 characters of a-z and '_'")
-            ok = False
-        partner = table.section(name, _partner)
-        if partner is None:
-            ok = False
-        else:
-            partners.append(partner)
-    return PartnerCatalog(tuple(partners)) if ok else None
+    return _catalog(table, "partner", _partner, 0, PARTNERS_LEN_MAX, PARTNER_NAME_RE)
 
 
 def _partner(table: _Table) -> PartnerRules | None:
