@@ -634,14 +634,8 @@ class _Table:
         value_max: int,
         default: object = _REQUIRED,
     ) -> tuple[int, ...] | None:
-        value = self._get(key, default)
-        if value is _REQUIRED:
-            self.problem(key, "required, missing")
-            return None
-        if isinstance(value, tuple):
-            value = list(value)  # a default
-        if not isinstance(value, list):
-            self.problem(key, f"must be an array of integers, got {_show(value)}")
+        value = self._array(key, default, "integers")
+        if value is None:
             return None
         ok = True
         if not 1 <= len(value) <= len_max:
@@ -649,7 +643,7 @@ class _Table:
             ok = False
         for index, item in enumerate(value):
             ok = _check_int(self, f"{key}[{index}]", item, value_min, value_max) is not None and ok
-        return tuple(value) if ok else None
+        return tuple(v for v in value if isinstance(v, int)) if ok else None
 
     def int_pairs(
         self,
@@ -708,14 +702,8 @@ class _Table:
     def clock_times(
         self, key: str, *, len_exact: int, default: object = _REQUIRED
     ) -> tuple[time, ...] | None:
-        value = self._get(key, default)
-        if value is _REQUIRED:
-            self.problem(key, "required, missing")
-            return None
-        if isinstance(value, tuple):
-            value = list(value)  # a default
-        if not isinstance(value, list):
-            self.problem(key, f'must be an array of "HH:MM" strings, got {_show(value)}')
+        value = self._array(key, default, '"HH:MM" strings')
+        if value is None:
             return None
         if len(value) != len_exact:
             self.problem(key, f"must have exactly {len_exact} entries, got {len(value)}")
@@ -723,6 +711,19 @@ class _Table:
         times = [_check_clock_time(self, f"{key}[{i}]", item) for i, item in enumerate(value)]
         checked = [moment for moment in times if moment is not None]
         return tuple(checked) if len(checked) == len(times) else None
+
+    def _array(self, key: str, default: object, what: str) -> list[object] | None:
+        """The array at `key` (a tuple default reads as a list), or None with a problem."""
+        value = self._get(key, default)
+        if value is _REQUIRED:
+            self.problem(key, "required, missing")
+            return None
+        if isinstance(value, tuple):
+            value = list(value)  # a default
+        if not isinstance(value, list):
+            self.problem(key, f"must be an array of {what}, got {_show(value)}")
+            return None
+        return value
 
     def close(self) -> None:
         for key in sorted(self._data.keys() - self._read):
