@@ -62,6 +62,13 @@ async def serve(
         lifespan="on",
         log_level="warning",
     )
+    async with running(config):
+        yield Live(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", settings, app)
+
+
+@contextlib.asynccontextmanager
+async def running(config: uvicorn.Config) -> AsyncIterator[None]:
+    """uvicorn serving `config` in the test's own event loop until the block ends."""
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + START_WAIT_S_MAX
@@ -72,7 +79,7 @@ async def serve(
             raise RuntimeError("uvicorn did not start")
         await asyncio.sleep(0.01)
     try:
-        yield Live(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", settings, app)
+        yield
     finally:
         server.should_exit = True
         await task

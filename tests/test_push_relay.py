@@ -33,6 +33,7 @@ from server.push_relay import (
     sign,
     verify_signature,
 )
+from tests.live import running
 
 SECRET = b"push-secret-0123456789abcdef"
 START_WAIT_S_MAX = 5.0
@@ -78,20 +79,8 @@ async def receiving(port: int | None = None) -> AsyncIterator[Receiver]:
 
     app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
     config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + START_WAIT_S_MAX
-    while not server.started:
-        if task.done() or time.monotonic() > deadline:
-            server.should_exit = True
-            await task
-            raise RuntimeError("receiver did not start")
-        await asyncio.sleep(0.01)
-    try:
+    async with running(config):
         yield receiver
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture
