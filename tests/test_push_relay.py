@@ -36,7 +36,6 @@ from server.push_relay import (
 from tests.live import running
 
 SECRET = b"push-secret-0123456789abcdef"
-START_WAIT_S_MAX = 5.0
 GROUP = "push-gateway"
 FAST = {"backoff_ms_base": 10, "backoff_ms_max": 50, "read_block_ms": 50, "claim_idle_ms": 60_000}
 
