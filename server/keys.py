@@ -11,7 +11,6 @@ import zlib
 
 BUCKETS = 1024
 PREFIX = "m"
-PLAYER_ID_BYTES_MAX = 64
 
 
 def bucket_of(player_id: str) -> int:
