@@ -14,9 +14,9 @@ from starlette.applications import Starlette
 
 from bench.echo_app import create_echo_app
 from bench.timelapse import TimeLapseClock
-from server import store
 from server.app import create_app
 from server.settings import Settings
+from server.store import store
 
 JWT_SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"  # fixed: tokens come from it
 # The limits a real player would hit are far below a closed-loop client's rate: lift them,

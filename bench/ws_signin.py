@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import REPO, bench_server, exit_on_sigterm, free_port, run_loadgen
-from server.embedded import EmbeddedStore
+from server.store.embedded import EmbeddedStore
 
 RESULTS_DIR = REPO / "bench" / "results"
 PHASE_SLACK_S = 60.0  # connect, drain and exit on top of warm-up + window

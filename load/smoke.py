@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.embedded import free_port
+from server.store.embedded import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = REPO / "load" / "locustfile.py"

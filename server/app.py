@@ -16,22 +16,23 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from game_rules import business_day
-from server import admin, openapi
+from server.admin import api as admin
+from server.admin import openapi
 from server.auth import load_or_create_secret
 from server.clock import Clock, OffsetClock
-from server.fanout import Fanout
-from server.jobs import scheduler_for, timers_for
-from server.ledger import batch_int
+from server.jobs.scheduler import Scheduler
+from server.jobs.table import scheduler_for, timers_for
+from server.ledger.ledger import batch_int
 from server.metrics import Metrics, instrument, metrics_endpoint
 from server.ops import dispatch_table
 from server.pipeline import Dispatcher, Services
-from server.platform import routes as platform_routes
+from server.platform.api import routes as platform_routes
 from server.rulebook import Rulebook, read_rules
-from server.scheduler import Scheduler
 from server.settings import Settings, load_settings, parse_api_keys
-from server.store import Store, connect
-from server.timers import Timers
-from server.ws import websocket_endpoint
+from server.store.store import Store, connect
+from server.store.timers import Timers
+from server.transport.fanout import Fanout
+from server.transport.ws import websocket_endpoint
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from redis.asyncio import Redis
 
 from game_rules import RulesError
 from server.auth import TOKEN_TTL_S_DEFAULT, AuthError, issue_token, load_or_create_secret
-from server.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
-from server.ledger import verify
-from server.outbox import audit
+from server.ledger.ledger import verify
+from server.ledger.outbox import audit
 from server.rulebook import read_rules
 from server.settings import Settings, SettingsError, load_settings
+from server.store.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
 
 
 def _store_folder(settings: Settings) -> Path:
@@ -39,7 +39,7 @@ def store_url(settings: Settings) -> Iterator[str]:
     if url_file.exists():
         url = url_file.read_text().strip()
         port = int(url.rsplit(":", 1)[1].split("/")[0])
-        from server.embedded import _answers_ping
+        from server.store.embedded import _answers_ping
 
         if _answers_ping(port):
             yield url
@@ -130,8 +130,8 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_compact(settings: Settings, args: argparse.Namespace) -> int:
-    from server.compaction import compact
-    from server.store import Store, connect
+    from server.ledger.compaction import compact
+    from server.store.store import Store, connect
 
     archive_dir = Path(args.archive_dir) if args.archive_dir else settings.data_dir / "archive"
 
@@ -162,7 +162,7 @@ def cmd_ledger_compact(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report_finance(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import date
 
-    from server.finance import FlowSums, Source, day_range_ms, ledger_entries, write_report
+    from server.ledger.finance import FlowSums, Source, day_range_ms, ledger_entries, write_report
 
     rules = read_rules(settings.rules)
     try:
@@ -212,7 +212,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_push_relay(settings: Settings, args: argparse.Namespace) -> int:
     """Forward push triggers to a webhook until SIGINT/SIGTERM."""
-    from server.push_relay import run_relay
+    from server.jobs.push_relay import run_relay
 
     secret = os.environ.get("MANOR_PUSH_SECRET", "")
     if not secret:
@@ -266,7 +266,7 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--user", help="one player id (default: everyone)")
     ver.add_argument("--archives", help="archive folder: replay archived entries from seq 1")
     ver.set_defaults(run=cmd_ledger_verify)
-    from server.compaction import JOURNAL_RETENTION_DAYS
+    from server.ledger.compaction import JOURNAL_RETENTION_DAYS
 
     compact = ledger.add_parser(
         "compact", help="move old journal entries to archive files and a checkpoint"

@@ -29,8 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from server.keys import BUCKETS, outbox, sys_accounts, timers
-from server.store import Arg, Store
+from server.store.keys import BUCKETS, outbox, sys_accounts, timers
+from server.store.store import Arg, Store
 
 UNKNOWN_OP = "_unknown"  # ops outside the table: one label, so cardinality stays bounded
 REQUEST_SECONDS_BUCKETS = (

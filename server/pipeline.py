@@ -16,12 +16,12 @@ import msgpack
 
 from game_rules import RuleViolation
 from server.clock import Clock
-from server.commit import Commit, apply
-from server.keys import PlayerKeys
+from server.ledger.commit import Commit, apply
 from server.protocol import ProtocolError, Request
 from server.rulebook import Rulebook
 from server.settings import Settings
-from server.store import Arg, Store
+from server.store.keys import PlayerKeys
+from server.store.store import Arg, Store
 
 COMMIT_ATTEMPTS_MAX = 5
 

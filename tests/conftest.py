@@ -18,8 +18,8 @@ import pytest
 from redis.asyncio import Redis
 
 from server.clock import FrozenClock
-from server.embedded import EmbeddedStore, find_server_binary
-from server.store import Store
+from server.store.embedded import EmbeddedStore, find_server_binary
+from server.store.store import Store
 from tests.live import Live, serve
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -17,8 +17,8 @@ from server.app import create_app
 from server.auth import issue_token
 from server.client import ManorClient
 from server.clock import Clock
-from server.embedded import free_port
 from server.settings import Settings
+from server.store.embedded import free_port
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 START_WAIT_S_MAX = 10.0

@@ -15,10 +15,10 @@ from redis.asyncio import Redis
 
 from game_rules import business_day
 from server.clock import FrozenClock
-from server.embedded import EmbeddedStore
-from server.keys import PlayerKeys
-from server.ledger import Entry, Wallet, advance, batch_int, verify
+from server.ledger.ledger import Entry, Wallet, advance, batch_int, verify
 from server.rulebook import read_rules
+from server.store.embedded import EmbeddedStore
+from server.store.keys import PlayerKeys
 from tests.live import Live, serve
 
 ADMIN = "admin-key-0123456789-abcdefghijklmnopqr"

@@ -12,12 +12,12 @@ import pytest
 from redis.asyncio import Redis
 
 from server.auth import verify_token
-from server.commit import Commit, apply
-from server.embedded import EmbeddedStore
-from server.keys import PlayerKeys
-from server.ledger import Transfer
+from server.ledger.commit import Commit, apply
+from server.ledger.ledger import Transfer
 from server.settings import SettingsError, load_settings
-from server.store import Store
+from server.store.embedded import EmbeddedStore
+from server.store.keys import PlayerKeys
+from server.store.store import Store
 from tests.live import SECRET
 
 BAD_RULES = """
@@ -114,7 +114,7 @@ def test_serve_stops_its_embedded_store_on_sigterm(tmp_path: Path) -> None:
 
     import httpx
 
-    from server.embedded import _answers_ping, free_port
+    from server.store.embedded import _answers_ping, free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MANOR_")}

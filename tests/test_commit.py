@@ -10,10 +10,10 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 
-from server.commit import Commit, apply
-from server.keys import PlayerKeys, players_index
-from server.ledger import Entry, Transfer, Wallet, verify
-from server.store import Store
+from server.ledger.commit import Commit, apply
+from server.ledger.ledger import Entry, Transfer, Wallet, verify
+from server.store.keys import PlayerKeys, players_index
+from server.store.store import Store
 
 NOW_MS = 1_790_000_000_000
 JUNE = date(2027, 6, 30)
@@ -157,7 +157,7 @@ async def test_commit_concurrent_same_transfer_posts_once(store: Store, redis: R
 
 
 async def test_inbox_is_capped(store: Store, redis: Redis) -> None:
-    from server.commit import INBOX_MAX
+    from server.ledger.commit import INBOX_MAX
 
     keys = PlayerKeys("hank")
     for i in range(INBOX_MAX + 5):
@@ -225,7 +225,7 @@ async def test_commit_arms_and_moves_timers(store: Store, redis: Redis) -> None:
 
 # --- checkout holds, expiry, debt ----------------------------------------------------------
 
-from server.commit import HoldOp  # noqa: E402
+from server.ledger.commit import HoldOp  # noqa: E402
 
 
 def reserve(order: str, coins: int, expires_ms: int = NOW_MS + 900_000) -> Commit:

@@ -14,8 +14,8 @@ from pathlib import Path
 import msgpack
 from redis.asyncio import Redis
 
-from server.commit import Commit, HoldOp, apply
-from server.compaction import (
+from server.ledger.commit import Commit, HoldOp, apply
+from server.ledger.compaction import (
     DAY_MS,
     JOURNAL_RETENTION_DAYS,
     TXID_RETENTION_DAYS,
@@ -28,10 +28,10 @@ from server.compaction import (
     trim,
     write_archive,
 )
-from server.embedded import EmbeddedStore
-from server.keys import PlayerKeys
-from server.ledger import Entry, Transfer, verify
-from server.store import Store
+from server.ledger.ledger import Entry, Transfer, verify
+from server.store.embedded import EmbeddedStore
+from server.store.keys import PlayerKeys
+from server.store.store import Store
 
 NOW_MS = 1_795_000_000_000  # 2026-11-18
 OLD_MS = NOW_MS - 200 * DAY_MS

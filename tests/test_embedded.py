@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from server.commit import Commit, apply
-from server.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
-from server.keys import PlayerKeys
-from server.ledger import Transfer, verify
-from server.store import Store
+from server.ledger.commit import Commit, apply
+from server.ledger.ledger import Transfer, verify
+from server.store.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
+from server.store.keys import PlayerKeys
+from server.store.store import Store
 
 
 async def test_coins_survive_a_restart_and_a_kill(tmp_path: Path) -> None:

@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from server.commit import Commit, HoldOp, apply
-from server.compaction import DAY_MS, compact
-from server.embedded import EmbeddedStore
-from server.finance import (
+from server.ledger.commit import Commit, HoldOp, apply
+from server.ledger.compaction import DAY_MS, compact
+from server.ledger.finance import (
     Flow,
     Holdings,
     Source,
@@ -28,9 +27,10 @@ from server.finance import (
     ledger_entries,
     write_report,
 )
-from server.keys import PlayerKeys
-from server.ledger import Entry, Transfer
-from server.store import Store
+from server.ledger.ledger import Entry, Transfer
+from server.store.embedded import EmbeddedStore
+from server.store.keys import PlayerKeys
+from server.store.store import Store
 from tests.conftest import SHANGHAI, shanghai_ms
 
 BATCH = date(2027, 12, 31)

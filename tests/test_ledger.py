@@ -8,10 +8,10 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 
-from server.commit import Commit, apply
-from server.keys import PlayerKeys
-from server.ledger import Entry, Transfer, verify
-from server.store import Store
+from server.ledger.commit import Commit, apply
+from server.ledger.ledger import Entry, Transfer, verify
+from server.store.keys import PlayerKeys
+from server.store.store import Store
 
 NOW_MS = 1_790_000_000_000
 BATCH = date(2027, 6, 30)

@@ -13,10 +13,10 @@ from redis.asyncio import Redis
 
 from server.client import ManorError
 from server.clock import FrozenClock
-from server.embedded import EmbeddedStore
-from server.keys import BUCKETS, PlayerKeys, outbox, players_index
-from server.ledger import Entry, verify
+from server.ledger.ledger import Entry, verify
 from server.metrics import UNKNOWN_OP, Metrics, coin_flows, http_op
+from server.store.embedded import EmbeddedStore
+from server.store.keys import BUCKETS, PlayerKeys, outbox, players_index
 from tests.live import Live, serve
 
 ADMIN = "admin-key-0123456789-abcdefghijklmnopqr"

@@ -17,9 +17,9 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from redis.asyncio import Redis
 
+from server.admin.openapi import document
 from server.clock import FrozenClock
-from server.embedded import EmbeddedStore
-from server.openapi import document
+from server.store.embedded import EmbeddedStore
 from tests.live import Live, serve
 
 ADMIN = "admin-key-0123456789-abcdefghijklmnopqr"

@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from server.clock import FrozenClock
-from server.embedded import EmbeddedStore
-from server.ledger import verify
+from server.ledger.ledger import verify
+from server.store.embedded import EmbeddedStore
 from tests.live import Live, serve
 
 KEY = "platform-key-0123456789-abcdefghijklmnop"
@@ -213,8 +213,8 @@ async def test_keys_and_scopes(api: tuple[Live, httpx.AsyncClient]) -> None:
 async def test_expiry_warns_once_then_sweeps_at_the_boundary(
     api: tuple[Live, httpx.AsyncClient], clock: FrozenClock, redis: Redis
 ) -> None:
-    from server import commerce
-    from server.keys import PlayerKeys
+    from server.platform import commerce
+    from server.store.keys import PlayerKeys
     from tests.conftest import shanghai_ms
 
     live, http = api
@@ -244,8 +244,8 @@ async def test_a_timeout_firing_during_a_post_settles_the_hold_once(
 ) -> None:
     import asyncio
 
-    from server import commerce
-    from server.keys import PlayerKeys
+    from server.platform import commerce
+    from server.store.keys import PlayerKeys
 
     live, http = api
     services = live.manor.dispatcher.services

@@ -21,8 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.embedded import free_port
-from server.push_relay import (
+from server.jobs.push_relay import (
     TRIGGER_STREAM,
     TRIGGER_STREAM_LEN_MAX,
     Outcome,
@@ -33,6 +32,7 @@ from server.push_relay import (
     sign,
     verify_signature,
 )
+from server.store.embedded import free_port
 from tests.live import running
 
 SECRET = b"push-secret-0123456789abcdef"

@@ -8,9 +8,9 @@ import json
 from redis.asyncio import Redis
 
 from server.clock import FrozenClock
+from server.jobs.push_relay import TRIGGER_STREAM
 from server.ops.account import remind_streaks
-from server.push_relay import TRIGGER_STREAM
-from server.triggers import offer
+from server.ops.triggers import offer
 from tests.conftest import shanghai_ms
 from tests.live import Live
 

@@ -17,12 +17,12 @@ from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from server import fanout as fanout_module
-from server import store as store_module
-from server.embedded import EmbeddedStore
-from server.fanout import Fanout
-from server.scripts import Script
-from server.store import Link, Store
+from server.store import store as store_module
+from server.store.embedded import EmbeddedStore
+from server.store.scripts import Script
+from server.store.store import Link, Store
+from server.transport import fanout as fanout_module
+from server.transport.fanout import Fanout
 
 ECHO_SOURCE = "-- KEYS: none\n-- ARGV: [1] a value\n-- Returns: ARGV[1]\nreturn ARGV[1]\n"
 

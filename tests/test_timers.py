@@ -7,14 +7,14 @@ from datetime import date
 
 from redis.asyncio import Redis
 
-from server.commit import Commit, apply
-from server.embedded import EmbeddedStore
-from server.keys import PlayerKeys
-from server.lease import Leases
-from server.ledger import verify
-from server.outbox import Order, audit, relay
-from server.store import Store
-from server.timers import Timers, member
+from server.ledger.commit import Commit, apply
+from server.ledger.ledger import verify
+from server.ledger.outbox import Order, audit, relay
+from server.store.embedded import EmbeddedStore
+from server.store.keys import PlayerKeys
+from server.store.lease import Leases
+from server.store.store import Store
+from server.store.timers import Timers, member
 
 NOW_MS = 1_790_000_000_000
 

@@ -12,10 +12,10 @@ from redis.asyncio import Redis
 
 from server.client import ManorClient, ManorError
 from server.clock import FrozenClock
-from server.keys import PlayerKeys
-from server.ledger import verify
-from server.outbox import audit
-from server.triggers import TRIGGER_STREAM
+from server.ledger.ledger import verify
+from server.ledger.outbox import audit
+from server.ops.triggers import TRIGGER_STREAM
+from server.store.keys import PlayerKeys
 from tests.live import Live
 
 HOUR_MS = 3_600_000
@@ -262,7 +262,7 @@ async def test_steal_killed_between_take_and_credit_is_completed_by_the_relay(
     live: Live, redis: Redis, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The thief's process dies after the crop gave the coins (B), before the credit (C)."""
-    from server import outbox
+    from server.ledger import outbox
 
     await befriend(live, clock, ("ann", "bob"))
     ann, bob = await live.connect("ann"), await live.connect("bob")

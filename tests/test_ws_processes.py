@@ -14,7 +14,7 @@ import httpx
 from redis.asyncio import Redis
 
 from server.client import ManorClient
-from server.embedded import EmbeddedStore, free_port
+from server.store.embedded import EmbeddedStore, free_port
 from tests.live import SECRET, Live
 
 READY_WAIT_S_MAX = 20.0

@@ -16,8 +16,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from server.auth import issue_token
 from server.client import ManorClient
-from server.embedded import EmbeddedStore
 from server.protocol import CLOSE_RATE_LIMITED
+from server.store.embedded import EmbeddedStore
 from tests.live import SECRET, Live, serve
 
 
@@ -169,7 +169,7 @@ async def test_a_client_that_stops_reading_is_cut_off(
     server drops the socket (close 4410, then cut off) instead of growing memory."""
     import socket
 
-    from server.keys import PlayerKeys
+    from server.store.keys import PlayerKeys
 
     async with serve(redis_server.url, tmp_path, send_queue_max=8) as live:
         raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

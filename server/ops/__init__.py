@@ -1,4 +1,8 @@
-"""The ops of WebSocket API v1, one module per noun; `dispatch_table` joins them."""
+"""The ops of WebSocket API v1, one module per noun; `dispatch_table` joins them.
+
+Also the triggers that reach offline players. May import the pipeline, the ledger and the
+store; never transports, the HTTP APIs or jobs.
+"""
 
 from __future__ import annotations
 

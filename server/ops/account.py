@@ -15,14 +15,14 @@ from game_rules import (
     streak_at_risk,
 )
 from game_rules.notify import collapse_key
-from server import triggers
-from server.commit import Commit, apply
-from server.keys import BUCKETS, PlayerKeys, players_index
-from server.ledger import Entry, Transfer, Wallet
+from server.ledger.commit import Commit, apply
+from server.ledger.ledger import Entry, Transfer, Wallet
+from server.ops import triggers
 from server.ops.components import pack, signin_of
 from server.pipeline import Change, IntArg, Op, Services, Snapshot, rule_op
 from server.protocol import Request
 from server.settings import Settings
+from server.store.keys import BUCKETS, PlayerKeys, players_index
 
 LEDGER_PAGE_DEFAULT = 20
 

@@ -8,10 +8,9 @@ from typing import Any
 from game_rules import business_day
 from game_rules.farm import crop_stage, crop_view, harvest, plant
 from game_rules.notify import TheftBatch, add_theft, collapse_key, theft_summary
-from server import triggers
-from server.commit import Commit, apply
-from server.keys import PlayerKeys
-from server.ledger import Transfer
+from server.ledger.commit import Commit, apply
+from server.ledger.ledger import Transfer
+from server.ops import triggers
 from server.ops.components import farm_of, pack
 from server.pipeline import (
     COMMIT_ATTEMPTS_MAX,
@@ -26,7 +25,8 @@ from server.pipeline import (
 )
 from server.protocol import Request
 from server.settings import Settings
-from server.timers import member
+from server.store.keys import PlayerKeys
+from server.store.timers import member
 
 SEED_PATTERN = re.compile(r"[a-z_]{1,24}")
 PLOT_INDEX_MAX = 23  # rules allow up to 24 plots; the rule answers BAD_PLOT past the farm

@@ -20,13 +20,13 @@ from game_rules import friends as rule
 from game_rules.farm import Farm, visitor_view
 from game_rules.friends import Edge, Edges
 from server.auth import PLAYER_ID_PATTERN
-from server.commit import Commit, apply
-from server.keys import PlayerKeys
+from server.ledger.commit import Commit, apply
 from server.ops.components import daily_of, pack, snapshot_of
 from server.pipeline import ArgSpec, Op, OpError, OpRun, Services, StrArg
 from server.protocol import Request
 from server.settings import Settings
-from server.store import Arg, Store
+from server.store.keys import PlayerKeys
+from server.store.store import Arg, Store
 
 Transition = Callable[[Edge | None, Edge | None, int, int, int, Rules], Edges]
 

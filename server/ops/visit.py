@@ -21,10 +21,9 @@ import msgpack
 from game_rules import Credit, Rules, RuleViolation
 from game_rules.farm import Daily, Farm, Friendship, steal, visitor_view, water
 from game_rules.friends import friendship
-from server import outbox
 from server.auth import PLAYER_ID_PATTERN
-from server.commit import Commit, apply
-from server.keys import PlayerKeys
+from server.ledger import outbox
+from server.ledger.commit import Commit, apply
 from server.ops.components import daily_of, farm_of, pack, snapshot_of
 from server.ops.farm import PLOT_INDEX_MAX, note_theft
 from server.ops.friends import decode_edge
@@ -42,7 +41,8 @@ from server.pipeline import (
 )
 from server.protocol import Request
 from server.settings import Settings
-from server.timers import member
+from server.store.keys import PlayerKeys
+from server.store.timers import member
 
 log = logging.getLogger(__name__)
 

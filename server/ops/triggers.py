@@ -12,13 +12,13 @@ import json
 from typing import Any
 
 from game_rules.notify import decide
-from server.commit import Commit, apply
-from server.keys import PlayerKeys
+from server.jobs.push_relay import TRIGGER_STREAM, TRIGGER_STREAM_LEN_MAX
+from server.ledger.commit import Commit, apply
 from server.ops.components import notify_of, pack
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services, load
-from server.push_relay import TRIGGER_STREAM, TRIGGER_STREAM_LEN_MAX
-from server.store import Store
-from server.timers import member
+from server.store.keys import PlayerKeys
+from server.store.store import Store
+from server.store.timers import member
 
 TRIGGER_DATA_BYTES_MAX = 400  # the data rides in a timer member while deferred
 

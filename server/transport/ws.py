@@ -13,8 +13,6 @@ from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.auth import AuthError, verify_token
-from server.fanout import Fanout
-from server.keys import PlayerKeys
 from server.metrics import UNKNOWN_OP, Metrics
 from server.pipeline import Dispatcher, OpError
 from server.protocol import (
@@ -28,9 +26,11 @@ from server.protocol import (
     reply_error,
     reply_ok,
 )
-from server.sender import Sender
 from server.settings import Settings
-from server.store import StoreBusy
+from server.store.keys import PlayerKeys
+from server.store.store import StoreBusy
+from server.transport.fanout import Fanout
+from server.transport.sender import Sender
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from typing import Any, BinaryIO, cast
 
 import msgpack
 
-from server.keys import BUCKETS, PlayerKeys, players_index
-from server.ledger import Checkpoint, Entry, LedgerCorrupt, Wallet, advance
-from server.store import Arg, Store
+from server.ledger.ledger import Checkpoint, Entry, LedgerCorrupt, Wallet, advance
+from server.store.keys import BUCKETS, PlayerKeys, players_index
+from server.store.store import Arg, Store
 
 JOURNAL_RETENTION_DAYS = 90  # entries older than this leave Redis for the archive
 # Transfer ids (and hold tombstones) are kept this long after their entry: the idempotency

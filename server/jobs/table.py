@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from functools import partial
 
-from server import commerce, outbox, triggers
-from server.lease import Leases
+from server.jobs.scheduler import Scheduler
+from server.ledger import outbox
+from server.ops import triggers
 from server.ops.account import remind_streaks
 from server.ops.farm import fire_ripe, fire_thefts
 from server.pipeline import Services
-from server.scheduler import Scheduler
-from server.timers import Timers
+from server.platform import commerce
+from server.store.lease import Leases
+from server.store.timers import Timers
 
 TIMER_TICK_S = 1.0
 OUTBOX_RELAY_S = 2.0

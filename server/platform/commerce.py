@@ -16,13 +16,13 @@ import msgpack
 from game_rules import Credit, RuleViolation
 from game_rules import commerce as rule
 from game_rules.notify import collapse_key
-from server import triggers
-from server.commit import Commit, CommitResult, HoldOp, apply
-from server.keys import BUCKETS, PlayerKeys, players_index
-from server.ledger import Transfer, Wallet, batch_int
+from server.ledger.commit import Commit, CommitResult, HoldOp, apply
+from server.ledger.ledger import Transfer, Wallet, batch_int
+from server.ops import triggers
 from server.ops.components import pack
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services
-from server.timers import member
+from server.store.keys import BUCKETS, PlayerKeys, players_index
+from server.store.timers import member
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
-from server.compaction import read_archives
-from server.keys import BUCKETS, PlayerKeys, players_index
-from server.ledger import VERIFY_PAGE_ENTRIES, Entry, Wallet
+from server.ledger.compaction import read_archives
+from server.ledger.ledger import VERIFY_PAGE_ENTRIES, Entry, Wallet
+from server.store.keys import BUCKETS, PlayerKeys, players_index
 
 HEADER = ("section", "account", "kind", "entries", "coins")
 TOTAL_KINDS = ("issued", "spent", "expired", "clawed_back")

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from server.keys import BUCKETS, timers
-from server.store import Store
+from server.store.keys import BUCKETS, timers
+from server.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import Any, cast
 import msgpack
 from redis.asyncio import Redis
 
-from server.commit import Commit, CommitResult, apply
-from server.keys import BUCKETS, PlayerKeys, outbox, stats, sys_accounts
-from server.ledger import Transfer, batch_date, batch_int
-from server.store import Store
+from server.ledger.commit import Commit, CommitResult, apply
+from server.ledger.ledger import Transfer, batch_date, batch_int
+from server.store.keys import BUCKETS, PlayerKeys, outbox, stats, sys_accounts
+from server.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from server.lease import Leases
+from server.store.lease import Leases
 
 log = logging.getLogger(__name__)
 

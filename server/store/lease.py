@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from server.store import Store
+from server.store.store import Store
 
 
 def lease_key(name: str) -> str:

@@ -33,12 +33,12 @@ def _check_header(name: str, source: str) -> None:
 
 
 def load_script(name: str) -> Script:
-    source = resources.files("server").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    source = resources.files("server.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
     _check_header(name, source)
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 
 def all_scripts() -> dict[str, Script]:
-    folder = resources.files("server").joinpath("lua")
+    folder = resources.files("server.store").joinpath("lua")
     names = sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".lua"))
     return {name: load_script(name) for name in names}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from server.keys import PlayerKeys, players_index
-from server.ledger import Transfer
-from server.store import Arg, Store
+from server.ledger.ledger import Transfer
+from server.store.keys import PlayerKeys, players_index
+from server.store.store import Arg, Store
 
 INBOX_MAX = 100
 

@@ -25,15 +25,15 @@ from starlette.routing import Route
 from game_rules import Rules, RulesError, business_day, expiry_batch, parse_rules, sign_in_view
 from game_rules.commerce import ID_RE
 from server.auth import PLAYER_ID_PATTERN
-from server.commit import Commit, apply
-from server.keys import PlayerKeys
-from server.ledger import TRANSFER_ID_BYTES_MAX, Entry, Transfer, Wallet, verify
+from server.ledger.commit import Commit, apply
+from server.ledger.ledger import TRANSFER_ID_BYTES_MAX, Entry, Transfer, Wallet, verify
 from server.ops.account import LEDGER_PAGE_DEFAULT
 from server.ops.components import pack, signin_of
 from server.ops.farm import plots_view
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services, Snapshot
-from server.platform import BODY_BYTES_MAX, error
+from server.platform.api import BODY_BYTES_MAX, error
 from server.rulebook import Rulebook, check_rules
+from server.store.keys import PlayerKeys
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any, cast
 import msgpack
 from redis.asyncio import Redis
 
-from server.keys import BUCKETS, PlayerKeys, players_index, sys_accounts
+from server.store.keys import BUCKETS, PlayerKeys, players_index, sys_accounts
 
 TRANSFER_ID_BYTES_MAX = 200
 VERIFY_PAGE_ENTRIES = 1000
@@ -287,7 +287,7 @@ async def verify(
 
     With `archive_dir`, each player's archived entries are replayed from seq 1 too and must
     end exactly at the wallet's checkpoint (see server/compaction.py)."""
-    from server.compaction import read_archives  # compaction imports this module
+    from server.ledger.compaction import read_archives  # compaction imports this module
 
     report = VerifyReport(whole=player_id is None)
     buckets = [PlayerKeys(player_id).bucket] if player_id else list(range(BUCKETS))

@@ -19,7 +19,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from server.store import _MORE, Endpoint, _pack_command
+from server.store.store import _MORE, Endpoint, _pack_command
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from game_rules.commerce import ID_RE, Item
-from server import commerce
 from server.auth import PLAYER_ID_PATTERN
 from server.ops.friends import import_edges
 from server.pipeline import Services
+from server.platform import commerce
 
 FRIEND_IMPORT_EDGES_MAX = 1000
 ORDER_LINES_MAX = 200

@@ -40,7 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from server.scripts import Script, all_scripts
+from server.store.scripts import Script, all_scripts
 
 BATCH_COMMANDS_MAX = 512  # cluster: a tick's batch is cut here
 FLUSHES_IN_FLIGHT_MAX = 8  # cluster: batches awaiting their replies at once

@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from game_rules.commerce import ID_RE
-from server import admin, commerce
+from server.admin import api as admin
 from server.auth import PLAYER_ID_PATTERN
-from server.platform import (
+from server.platform import commerce
+from server.platform.api import (
     BODY_BYTES_MAX,
     ENDPOINTS,
     FEN_MAX,
