@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from game_rules import RulesError
 from server.auth import TOKEN_TTL_S_DEFAULT, AuthError, issue_token, load_or_create_secret
-from server.ledger.ledger import verify
 from server.ledger.outbox import audit
+from server.ledger.verify import verify
 from server.rulebook import read_rules
 from server.settings import Settings, SettingsError, load_settings
 from server.store.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary

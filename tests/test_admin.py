@@ -15,7 +15,8 @@ from redis.asyncio import Redis
 
 from game_rules import business_day
 from server.clock import FrozenClock
-from server.ledger.ledger import Entry, Wallet, advance, batch_int, verify
+from server.ledger.ledger import Entry, Wallet, advance, batch_int
+from server.ledger.verify import verify
 from server.rulebook import read_rules
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys

@@ -11,7 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from server.ledger.commit import Commit, apply
-from server.ledger.ledger import Entry, Transfer, Wallet, verify
+from server.ledger.ledger import Entry, Transfer, Wallet
+from server.ledger.verify import verify
 from server.store.keys import PlayerKeys, players_index
 from server.store.store import Store
 

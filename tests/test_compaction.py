@@ -28,7 +28,8 @@ from server.ledger.compaction import (
     trim,
     write_archive,
 )
-from server.ledger.ledger import Entry, Transfer, verify
+from server.ledger.ledger import Entry, Transfer
+from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.store import Store

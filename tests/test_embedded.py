@@ -9,7 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 from server.ledger.commit import Commit, apply
-from server.ledger.ledger import Transfer, verify
+from server.ledger.ledger import Transfer
+from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
 from server.store.keys import PlayerKeys
 from server.store.store import Store

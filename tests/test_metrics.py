@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 
 from server.client import ManorError
 from server.clock import FrozenClock
-from server.ledger.ledger import Entry, verify
+from server.ledger.ledger import Entry
+from server.ledger.verify import verify
 from server.metrics import UNKNOWN_OP, Metrics, coin_flows, http_op
 from server.store.embedded import EmbeddedStore
 from server.store.keys import BUCKETS, PlayerKeys, outbox, players_index

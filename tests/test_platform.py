@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from server.clock import FrozenClock
-from server.ledger.ledger import verify
+from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore
 from tests.live import Live, serve
 

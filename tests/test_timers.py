@@ -8,8 +8,8 @@ from datetime import date
 from redis.asyncio import Redis
 
 from server.ledger.commit import Commit, apply
-from server.ledger.ledger import verify
 from server.ledger.outbox import Order, audit, relay
+from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.lease import Leases

@@ -12,10 +12,9 @@ from redis.asyncio import Redis
 
 from server.client import ManorClient, ManorError
 from server.clock import FrozenClock
-from server.ledger.ledger import verify
 from server.ledger.outbox import audit
-from server.ops.triggers import TRIGGER_STREAM
-from server.store.keys import PlayerKeys
+from server.ledger.verify import verify
+from server.store.keys import TRIGGER_STREAM, PlayerKeys
 from tests.live import Live
 
 HOUR_MS = 3_600_000

@@ -7,7 +7,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from server.clock import FrozenClock
-from server.ledger.ledger import verify
+from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore
 from tests.conftest import shanghai_ms
 from tests.live import Live, serve

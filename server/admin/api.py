@@ -26,7 +26,8 @@ from game_rules import Rules, RulesError, business_day, expiry_batch, parse_rule
 from game_rules.commerce import ID_RE
 from server.auth import PLAYER_ID_PATTERN
 from server.ledger.commit import Commit, apply
-from server.ledger.ledger import TRANSFER_ID_BYTES_MAX, Entry, Transfer, Wallet, verify
+from server.ledger.ledger import TRANSFER_ID_BYTES_MAX, Entry, Transfer, Wallet
+from server.ledger.verify import verify
 from server.ops.account import LEDGER_PAGE_DEFAULT
 from server.ops.components import pack, signin_of
 from server.ops.farm import plots_view
