@@ -22,8 +22,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.jobs.push_relay import (
-    TRIGGER_STREAM,
-    TRIGGER_STREAM_LEN_MAX,
     Outcome,
     backoff_ms,
     classify,
@@ -33,6 +31,7 @@ from server.jobs.push_relay import (
     verify_signature,
 )
 from server.store.embedded import free_port
+from server.store.keys import TRIGGER_STREAM, TRIGGER_STREAM_LEN_MAX
 from tests.live import running
 
 SECRET = b"push-secret-0123456789abcdef"

@@ -8,9 +8,9 @@ import json
 from redis.asyncio import Redis
 
 from server.clock import FrozenClock
-from server.jobs.push_relay import TRIGGER_STREAM
 from server.ops.account import remind_streaks
 from server.ops.triggers import offer
+from server.store.keys import TRIGGER_STREAM
 from tests.conftest import shanghai_ms
 from tests.live import Live
 

@@ -27,11 +27,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from server.clock import Clock, SystemClock
+from server.store.keys import TRIGGER_STREAM
 
 log = logging.getLogger(__name__)
 
-TRIGGER_STREAM = "m:{notify}:triggers"
-TRIGGER_STREAM_LEN_MAX = 100_000  # writers: XADD TRIGGER_STREAM MAXLEN ~ <this> * ...
 GROUP = "push-gateway"
 GROUP_START_ID = "0"  # a new group reads what was written before the relay first ran
 SECRET_BYTES_MIN = 16

@@ -12,11 +12,10 @@ import json
 from typing import Any
 
 from game_rules.notify import decide
-from server.jobs.push_relay import TRIGGER_STREAM, TRIGGER_STREAM_LEN_MAX
 from server.ledger.commit import Commit, apply
 from server.ops.components import notify_of, pack
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services, load
-from server.store.keys import PlayerKeys
+from server.store.keys import TRIGGER_STREAM, TRIGGER_STREAM_LEN_MAX, PlayerKeys
 from server.store.store import Store
 from server.store.timers import member
 

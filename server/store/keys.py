@@ -11,6 +11,9 @@ import zlib
 
 BUCKETS = 1024
 PREFIX = "m"
+# One stream of push triggers, read by the push gateway (or `manor push-relay`).
+TRIGGER_STREAM = "m:{notify}:triggers"
+TRIGGER_STREAM_LEN_MAX = 100_000  # writers: XADD TRIGGER_STREAM MAXLEN ~ <this> * ...
 
 
 def bucket_of(player_id: str) -> int:
