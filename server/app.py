@@ -18,6 +18,7 @@ from starlette.routing import Route, WebSocketRoute
 from game_rules import business_day
 from server.admin import api as admin
 from server.admin import openapi
+from server.admin.rules import RULES_CHANNEL, reload_follower
 from server.auth import load_or_create_secret
 from server.clock import Clock, OffsetClock
 from server.jobs.scheduler import Scheduler
@@ -155,7 +156,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             metrics,
         )
         # A reload on any process reaches this one through the fan-out's pub/sub connection.
-        await fanout.attach(admin.RULES_CHANNEL, admin.reload_follower(rulebook))
+        await fanout.attach(RULES_CHANNEL, reload_follower(rulebook))
         if settings.jobs:
             scheduler.start()
         if settings.dev_clock and isinstance(the_clock, OffsetClock):

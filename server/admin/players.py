@@ -1,0 +1,86 @@
+"""Looking a player up: balance by batch, held, debt, sign-in, farm, a journal page, verify."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from game_rules import sign_in_view
+from server.admin.checks import SEQ_MAX, Refused, player_field, query_int, services_of
+from server.ledger.ledger import Entry, Wallet
+from server.ledger.verify import verify
+from server.ops.account import LEDGER_PAGE_DEFAULT
+from server.ops.components import signin_of
+from server.ops.farm import plots_view
+from server.pipeline import Services, Snapshot
+from server.store.keys import PlayerKeys
+
+JOURNAL_READ_ATTEMPTS_MAX = 3  # compaction may trim between the wallet read and the page
+
+
+async def journal_page(
+    services: Services, keys: PlayerKeys, limit: int, before: int | None
+) -> dict[str, Any]:
+    """Newest first, like the `ledger` op, but aware of compaction: entries up to the wallet's
+    checkpoint (`archived_through_seq`) live in the archive files, not in Redis."""
+    store = services.store
+    for _ in range(JOURNAL_READ_ATTEMPTS_MAX):
+        wallet = Wallet.from_hash(await store.call("HGETALL", keys.wallet))
+        ck = wallet.checkpoint.seq
+        top = wallet.seq if before is None else min(before - 1, wallet.seq)
+        low = max(ck + 1, top - limit + 1)
+        page: dict[str, Any] = {"entries": [], "next_before_seq": None, "archived_through_seq": ck}
+        if top < low:
+            return page
+        raw = await store.call("LRANGE", keys.journal, low - ck - 1, top - ck - 1)
+        entries = [Entry.decode(r) for r in raw]
+        if [e.seq for e in entries] != list(range(low, top + 1)):
+            continue  # compaction trimmed the journal in between: read again
+        page["entries"] = [e.public() for e in reversed(entries)]
+        page["next_before_seq"] = low if low > ck + 1 else None
+        return page
+    raise Refused(503, "BUSY", "the journal kept changing; retry")
+
+
+async def player(request: Request) -> JSONResponse:
+    services = services_of(request)
+    pid = player_field("player", request.path_params["player"])
+    page_max = services.settings.ledger_page_max
+    limit = query_int(request, "limit", 1, page_max, min(LEDGER_PAGE_DEFAULT, page_max))
+    before = query_int(request, "before_seq", 1, SEQ_MAX, None)
+    assert limit is not None
+    keys = PlayerKeys(pid)
+    state_raw, wallet_raw = await services.store.call_many(
+        ("HGETALL", keys.state), ("HGETALL", keys.wallet)
+    )
+    if not state_raw and not wallet_raw:
+        raise Refused(404, "PLAYER_NOT_FOUND", f"no state and no wallet for player {pid!r}")
+    wallet = Wallet.from_hash(wallet_raw)
+    snapshot = Snapshot(int(state_raw.get(b"ver", 0)), state_raw, wallet.balance)
+    now_ms = services.clock.now_ms()
+    rules = services.rulebook.rules
+    view = sign_in_view(signin_of(snapshot), rules, now_ms)
+    report = await verify(cast(Redis, services.store.redis), pid)
+    return JSONResponse(
+        {
+            "player": pid,
+            "balance": wallet.balance,
+            "held": wallet.held,
+            "available": wallet.balance - wallet.held,
+            "debt": wallet.debt,
+            "batches": wallet.by_batch(),
+            "signin": {
+                "streak": view.streak,
+                "signed_in_today": view.signed_today,
+                "next_sign_in_coins": view.next_coins,
+                "day": view.day.isoformat(),
+            },
+            "farm": {"now_ms": now_ms, "plots": plots_view(snapshot, services, now_ms)},
+            "journal": await journal_page(services, keys, limit, before),
+            "verify": {"ok": report.ok, "entries": report.entries, "problems": report.problems},
+            "rules_version": rules.version,
+        }
+    )
