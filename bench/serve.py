@@ -16,7 +16,7 @@ from bench.echo_app import create_echo_app
 from bench.timelapse import TimeLapseClock
 from server.app import create_app
 from server.settings import Settings
-from server.store import store
+from server.store import link, store
 
 JWT_SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"  # fixed: tokens come from it
 # The limits a real player would hit are far below a closed-loop client's rate: lift them,
@@ -40,7 +40,7 @@ def build_app(args: argparse.Namespace) -> Starlette:
         return create_echo_app()
     # Experiments with the store's pipelining (docs/benchmark.md); 0 keeps its defaults.
     if args.store_write_min:
-        store.WRITE_COMMANDS_MIN = args.store_write_min
+        store.WRITE_COMMANDS_MIN = link.WRITE_COMMANDS_MIN = args.store_write_min
     if args.store_links:
         store.LINKS = args.store_links
     settings = signin_settings(args.redis_url, Path(args.data_dir))

@@ -17,10 +17,11 @@ from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from server.store import store as store_module
+from server.store import link as link_module
 from server.store.embedded import EmbeddedStore
+from server.store.link import Link
 from server.store.scripts import Script
-from server.store.store import Link, Store
+from server.store.store import Store
 from server.transport import fanout as fanout_module
 from server.transport.fanout import Fanout
 
@@ -62,7 +63,7 @@ async def test_a_big_tick_is_written_in_slices(
         real_write(data)
 
     monkeypatch.setattr(link.transport, "write", counting_write)
-    monkeypatch.setattr(store_module, "WRITE_COMMANDS_MIN", 10)
+    monkeypatch.setattr(link_module, "WRITE_COMMANDS_MIN", 10)
     replies = await asyncio.gather(*(store.call("INCR", "sliced") for _ in range(95)))
     assert replies == list(range(1, 96))
     assert len(writes) == 10  # nine slices of 10 as they filled, the last 5 at the tick's end

@@ -19,7 +19,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from server.store.store import _MORE, Endpoint, _pack_command
+from server.store.link import MORE, Endpoint, pack_command
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,7 @@ class _Wire(asyncio.Protocol):
                 [
                     *self.hello,
                     *(
-                        _pack_command(
-                            ("SUBSCRIBE", *channels[at : at + CHANNELS_PER_SUBSCRIBE_MAX])
-                        )
+                        pack_command(("SUBSCRIBE", *channels[at : at + CHANNELS_PER_SUBSCRIBE_MAX]))
                         for at in range(0, len(channels), CHANNELS_PER_SUBSCRIBE_MAX)
                     ),
                 ]
@@ -70,7 +68,7 @@ class _Wire(asyncio.Protocol):
             except Exception as exc:  # noqa: BLE001 - hiredis.ProtocolError: start over
                 self.fail(exc)
                 return
-            if reply is _MORE:
+            if reply is MORE:
                 return
             if type(reply) is list and len(reply) == 3:
                 kind = reply[0]
@@ -115,7 +113,7 @@ class Fanout:
         """Connect and subscribe to every channel with sinks (the process channel first)."""
         wire = _Wire(self)
         # RESP2 whatever the URL says: messages are plain arrays, not RESP3 pushes.
-        wire.hello = [_pack_command(args) for args in await self.endpoint.hello(2)]
+        wire.hello = [pack_command(args) for args in await self.endpoint.hello(2)]
         # From here attach/detach go to this wire: before connection_made they only change
         # _sinks, which connection_made subscribes to; after it they write to the socket.
         self._wire = wire
@@ -155,7 +153,7 @@ class Fanout:
                 raise RuntimeError("fanout: too many channels on this process")
             self._sinks[channel] = {sink}
             if self._wire is not None:  # else the resubscribe includes it
-                self._wire.write(_pack_command(("SUBSCRIBE", channel)))
+                self._wire.write(pack_command(("SUBSCRIBE", channel)))
         else:
             sinks.add(sink)
 
@@ -167,7 +165,7 @@ class Fanout:
         if not sinks:
             del self._sinks[channel]
             if self._wire is not None:
-                self._wire.write(_pack_command(("UNSUBSCRIBE", channel)))
+                self._wire.write(pack_command(("UNSUBSCRIBE", channel)))
 
     def deliver(self, channel: bytes, data: bytes) -> None:
         for sink in tuple(self._sinks.get(channel.decode(), ())):
