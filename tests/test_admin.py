@@ -226,7 +226,7 @@ async def test_journal_pages_and_archived_entries(
     assert (await look(http, "eve", 400, limit=0))["error"]["code"] == "BAD_ARGS"
     assert (await look(http, "nobody", 404))["error"]["code"] == "PLAYER_NOT_FOUND"
     assert (await look(http, "bad%20id", 400))["error"]["code"] == "BAD_ARGS"
-    # Compaction (as server/lua/compact.lua does it): the first two entries leave Redis
+    # Compaction (as server/store/lua/compact.lua does it): the first two entries leave Redis
     # for the archive, the wallet keeps a checkpoint.
     keys = PlayerKeys("eve")
     head = [Entry.decode(r) for r in await redis.lrange(keys.journal, 0, 1)]

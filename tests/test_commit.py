@@ -1,4 +1,4 @@
-"""server/lua/commit.lua against a real server: every path, and no write on a rejection."""
+"""server/store/lua/commit.lua against a real server: every path, and no write on a rejection."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""server/store.py's own connection: pipelining, reply shapes, errors, NOSCRIPT, reconnects.
+"""server/store/store.py's own connection: pipelining, reply shapes, errors, NOSCRIPT, reconnects.
 
-Also the fan-out's pub/sub connection (server/fanout.py), which shares its reader.
+Also the fan-out's pub/sub connection (server/transport/fanout.py), which shares its reader.
 """
 
 from __future__ import annotations

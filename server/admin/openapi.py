@@ -109,7 +109,7 @@ def field_schema(f: Field) -> dict[str, Any]:
 
 
 def status_of(code: str) -> int:
-    """The HTTP status server/commerce.py answers a refusal code with."""
+    """The HTTP status server/platform/commerce.py answers a refusal code with."""
     if code.endswith("_NOT_FOUND"):
         return 404
     if code in commerce.CONFLICTS or code.endswith("_MISMATCH"):

@@ -1,4 +1,4 @@
-"""Apply a rule's outcome for one player in one script call (server/lua/commit.lua)."""
+"""Apply a rule's outcome for one player in one script call (server/store/lua/commit.lua)."""
 
 from __future__ import annotations
 

@@ -2,11 +2,11 @@
 
 Per player, one run takes the journal's head entries older than the retention cutoff
 (at most COMPACT_ENTRIES_PER_PLAYER_MAX), replays them from the wallet's checkpoint,
-appends them unchanged to the archive (fsynced), then one call of server/lua/compact.lua
+appends them unchanged to the archive (fsynced), then one call of server/store/lua/compact.lua
 checks the journal still starts with exactly those entries, trims them and writes the new
 checkpoint. It also prunes transfer ids and hold tombstones older than the idempotency
 window. A crash between the archive write and the trim leaves duplicates in the archive;
-readers keep one copy per (player, seq) and verify it (server/ledger.py).
+readers keep one copy per (player, seq) and verify it (server/ledger/verify.py).
 
 Archive layout: DIR/<YYYY-MM>/b<bucket>.mpk, YYYY-MM the UTC month of the entries' ts.
 Each record is framed: u32 length, payload, u32 crc32(payload), u32 length (big endian);

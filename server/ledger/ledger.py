@@ -1,6 +1,6 @@
 """The coin ledger, Python side: transfers, journal entries, wallets and `verify`.
 
-The writes happen in server/lua/commit.lua. Each player has a wallet (balance, balance per
+The writes happen in server/store/lua/commit.lua. Each player has a wallet (balance, balance per
 expiry batch, last entry seq and hash) and a journal: a list of compact msgpack entries
 `[seq, ts_ms, transfer_id, account, amount, balance_after, batches, ref, prev_hash]`,
 where `account` is the bucket-local system account on the other side, `amount` is signed
@@ -9,7 +9,7 @@ moved, and `prev_hash` is the sha1 of the previous entry's bytes ("" for the fir
 Tampering with any entry breaks the chain at the next entry or at the wallet's head.
 
 Old entries roll into a checkpoint in the wallet (`ck_seq`, `ck_head`, `ck_bal`,
-`ck_batches`, `ck_accounts`: see server/compaction.py) and an archive file; `replay` starts
+`ck_batches`, `ck_accounts`: see server/ledger/compaction.py) and an archive file; `replay` starts
 from the checkpoint, and `verify` with an archive folder proves the chain unbroken from seq 1
 through the archive, the checkpoint and the live journal.
 """

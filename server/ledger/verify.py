@@ -118,7 +118,7 @@ async def verify(
     """Replay journals; with no player, every player of every bucket plus the system sums.
 
     With `archive_dir`, each player's archived entries are replayed from seq 1 too and must
-    end exactly at the wallet's checkpoint (see server/compaction.py)."""
+    end exactly at the wallet's checkpoint (see server/ledger/compaction.py)."""
     report = VerifyReport(whole=player_id is None)
     buckets = [PlayerKeys(player_id).bucket] if player_id else list(range(BUCKETS))
     for bucket in buckets:

@@ -1,7 +1,7 @@
 """Server-to-server HTTP API for the app's platform: API keys with scopes.
 
 Each endpoint is declared once (path, scope, body fields, result fields); the same table
-validates requests and builds the OpenAPI document (server/openapi.py), so the document
+validates requests and builds the OpenAPI document (server/admin/openapi.py), so the document
 cannot drift from what the server accepts.
 """
 

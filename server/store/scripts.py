@@ -1,4 +1,4 @@
-"""Lua scripts shipped as files in server/lua, loaded by SHA at start-up.
+"""Lua scripts shipped as files in server/store/lua, loaded by SHA at start-up.
 
 Each file opens with a header naming its KEYS, ARGV and return value; a file without one
 is refused, so a script's contract is always written next to it.
@@ -29,7 +29,7 @@ def _check_header(name: str, source: str) -> None:
     text = "\n".join(header)
     missing = [word for word in HEADER_WORDS if word not in text]
     if missing:
-        raise ValueError(f"server/lua/{name}.lua: header lacks {', '.join(missing)}")
+        raise ValueError(f"server/store/lua/{name}.lua: header lacks {', '.join(missing)}")
 
 
 def load_script(name: str) -> Script:

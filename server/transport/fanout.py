@@ -5,7 +5,7 @@ on the player's channel (in the player's slot), and whichever process holds a so
 that player gets the frame. Frames stay msgpack bytes until a JSON socket needs text.
 
 The connection is our own asyncio.Protocol with the store's hiredis reader (see
-server/store.py): a message is dispatched to its sinks inside `data_received`, without
+server/store/store.py): a message is dispatched to its sinks inside `data_received`, without
 redis-py's PubSub (a retrying `get_message` call and a dict per message).
 """
 

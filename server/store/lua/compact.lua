@@ -1,5 +1,5 @@
 -- compact.lua: trim a player's archived journal head into the wallet's checkpoint, and prune
--- transfer ids and hold tombstones older than the idempotency window (server/compaction.py).
+-- transfer ids and hold tombstones older than the idempotency window (server/ledger/compaction.py).
 --
 -- KEYS (all carry the player's bucket tag, so one hash slot):
 --   1 wallet   hash  ck_seq, ck_head, ck_bal, ck_batches, ck_accounts, ck_marks (see below)
