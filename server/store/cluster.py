@@ -52,6 +52,7 @@ class EmbeddedCluster:
     appendfsync: str = "always"
     maxmemory_mb: int = 0
     nodes: list[EmbeddedStore] = field(default_factory=list)
+    bus_ports: list[int] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -73,7 +74,9 @@ class EmbeddedCluster:
         self.binary = self.binary or find_server_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         ports = self._ports()
-        self.nodes = [self._node(i, port) for i, port in enumerate(ports)]
+        half = len(ports) // 2
+        self.bus_ports = ports[half:]
+        self.nodes = [self._node(i, ports[i], self.bus_ports[i]) for i in range(half)]
         try:
             for node in self.nodes:
                 node.start()
@@ -91,7 +94,7 @@ class EmbeddedCluster:
 
     def _ports(self) -> list[int]:
         """The ports of an earlier run on this folder, else new free ones (and remember them)."""
-        count = self.shards * (1 + self.replicas)
+        count = 2 * self.shards * (1 + self.replicas)  # a client port and a bus port each
         saved = self.data_dir / "cluster.json"
         if saved.exists():
             layout = json.loads(saved.read_text())
@@ -111,7 +114,7 @@ class EmbeddedCluster:
         )
         return ports
 
-    def _node(self, index: int, port: int) -> EmbeddedStore:
+    def _node(self, index: int, port: int, bus_port: int) -> EmbeddedStore:
         folder = self.data_dir / f"node{index}"
         return EmbeddedStore(
             folder,
@@ -124,6 +127,9 @@ class EmbeddedCluster:
                 "yes",
                 "--cluster-config-file",
                 str(folder / "nodes.conf"),
+                # Its own free port: the default (port + 10000) may be taken or past 65535.
+                "--cluster-port",
+                str(bus_port),
                 "--cluster-node-timeout",
                 str(NODE_TIMEOUT_MS),
                 # A replica may serve a shard whose primary is gone, if a little behind.
@@ -141,8 +147,8 @@ class EmbeddedCluster:
         for node, (low, high) in zip(self.primaries, slot_ranges(self.shards), strict=True):
             _call(node.port, "CLUSTER", "ADDSLOTSRANGE", low, high)
         first = self.nodes[0].port
-        for node in self.nodes[1:]:
-            _call(first, "CLUSTER", "MEET", "127.0.0.1", node.port)
+        for node, bus_port in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
+            _call(first, "CLUSTER", "MEET", "127.0.0.1", node.port, bus_port)
         for shard, primary in enumerate(self.primaries):
             primary_id = _text(_call(primary.port, "CLUSTER", "MYID"))
             for replica in self.replicas_of(shard):

@@ -23,9 +23,10 @@ import asyncio
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from server.store.link import (
@@ -44,6 +45,7 @@ __all__ = ["Arg", "Store", "StoreBusy", "connect", "no_expiry"]
 
 BATCH_COMMANDS_MAX = 512  # cluster: a tick's batch is cut here
 FLUSHES_IN_FLIGHT_MAX = 8  # cluster: batches awaiting their replies at once
+CLUSTER_SEEDS_MAX = 64  # seed nodes in one cluster URL
 COMMAND_NAMES_MAX = 256  # command names whose packing and reply callback are remembered
 # Pipelined connections per Store. One keeps every command in issue order; 2-8 measured
 # no faster (docs/benchmark.md).
@@ -54,10 +56,33 @@ Pending = tuple[tuple[Arg, ...], "asyncio.Future[Any] | None", int]
 
 
 def connect(url: str, max_connections: int = 32) -> Redis | RedisCluster:
-    if "+cluster://" in url:
-        plain = url.replace("+cluster://", "://", 1)
-        return RedisCluster.from_url(plain, max_connections=max_connections)
-    return Redis.from_url(url, max_connections=max_connections)
+    """A client for `redis://`/`rediss://` (one server) or `redis+cluster://` and
+    `rediss+cluster://` with one or more seed nodes: `redis+cluster://[user:pass@]h:p,h:p`."""
+    if "+cluster://" not in url:
+        return Redis.from_url(url, max_connections=max_connections)
+    seeds = cluster_seeds(url)
+    parts = urlsplit(url)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in seeds],
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        ssl=parts.scheme.startswith("rediss"),
+        max_connections=max_connections,
+    )
+
+
+def cluster_seeds(url: str) -> list[tuple[str, int]]:
+    """The (host, port) seed nodes of a cluster URL; ValueError naming what is wrong."""
+    netloc = urlsplit(url).netloc.rpartition("@")[2]
+    seeds: list[tuple[str, int]] = []
+    for item in netloc.split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"seed {item!r} is not host:port")
+        seeds.append((host.strip("[]"), int(port)))
+    if len(seeds) > CLUSTER_SEEDS_MAX:
+        raise ValueError(f"at most {CLUSTER_SEEDS_MAX} seed nodes")
+    return seeds
 
 
 class StoreBusy(Exception):
