@@ -249,6 +249,19 @@ async def test_fanout_delivers_resubscribes_and_detaches(redis: Redis, fanout: F
     assert fanout.channels == 0
 
 
+async def test_fanout_tells_each_channel_of_its_gap_once_resubscribed(
+    redis: Redis, fanout: Fanout
+) -> None:
+    gaps: list[str] = []
+    await fanout.attach("m:push:g", [].append, lambda: gaps.append("g"))
+    await fanout.attach("m:push:h", [].append)  # no gap callback: nothing to tell
+    await wait_until_subscribed(redis, "m:push:h")
+    assert gaps == []  # a first subscription is no gap
+    await redis.client_kill_filter(_type="pubsub")
+    await wait_until_subscribed(redis, "m:push:g")
+    await wait_for(lambda: gaps == ["g"])
+
+
 async def wait_until_subscribed(redis: Redis, channel: str) -> None:
     async with asyncio.timeout(5):
         while (await redis.pubsub_numsub(channel))[0][1] == 0:  # noqa: ASYNC110

@@ -19,6 +19,7 @@ from typing import Any, Protocol, cast
 import hiredis
 from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import (
     AbstractConnection,
     SSLConnection,
@@ -62,9 +63,17 @@ class Endpoint:
     name exactly as redis-py does; it also packs what hiredis cannot.
     """
 
-    def __init__(self, redis: Redis) -> None:
+    @classmethod
+    def of(cls, redis: Redis) -> Endpoint:
         pool = redis.connection_pool
-        template: AbstractConnection = pool.connection_class(**pool.connection_kwargs)
+        return cls(pool.connection_class(**pool.connection_kwargs))
+
+    @classmethod
+    def of_node(cls, node: ClusterNode) -> Endpoint:
+        """A cluster node, with the credentials and TLS of the cluster client it belongs to."""
+        return cls(node.connection_class(**node.connection_kwargs))
+
+    def __init__(self, template: AbstractConnection) -> None:
         # RESP3 unless the URL says protocol=2 (redis-py's default); redis-py's response
         # callbacks, which the replies go through, are chosen for the same protocol.
         self.protocol = 2 if str(getattr(template, "protocol", 2)) in ("2", "None") else 3

@@ -101,7 +101,7 @@ class Store:
         self.cluster = isinstance(redis, RedisCluster)
         self.scripts: dict[str, Script] = all_scripts()
         self.publish_command = "SPUBLISH" if self.cluster else "PUBLISH"
-        self.endpoint = None if isinstance(redis, RedisCluster) else Endpoint(redis)
+        self.endpoint = None if isinstance(redis, RedisCluster) else Endpoint.of(redis)
         self._links: list[Link | None] = [None] * LINKS
         self._next_link = 0
         # Cluster: (command, future, group size): a group's future sits on its last command

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 from redis.asyncio import Redis
 
@@ -24,9 +24,27 @@ from server.store.link import MORE, Endpoint, pack_command
 log = logging.getLogger(__name__)
 
 Sink = Callable[[bytes], None]
+Gap = Callable[[], None]  # the channel was resubscribed: frames may have been missed
 CHANNELS_MAX = 200_000  # players with a socket on this process
 CHANNELS_PER_SUBSCRIBE_MAX = 1_000  # a resubscribe sends its channels in commands this big
 RECONNECT_PAUSE_S = 0.5
+
+
+class Pushes(Protocol):
+    """What sockets need of a fan-out: Fanout (one server) or ShardedFanout (a cluster)."""
+
+    @property
+    def channels(self) -> int: ...
+
+    async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None: ...
+
+    async def detach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None: ...
+
+    def sinks_of(self, channel: str) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class _Wire(asyncio.Protocol):
@@ -74,8 +92,10 @@ class _Wire(asyncio.Protocol):
                 kind = reply[0]
                 if kind == b"message":
                     self.fanout.deliver(reply[1], reply[2])
-                elif kind == b"subscribe" and not self.ready.done():
-                    self.ready.set_result(None)  # the first channel is the process channel
+                elif kind == b"subscribe":
+                    if not self.ready.done():
+                        self.ready.set_result(None)  # the first channel is the process channel
+                    self.fanout.subscribed(reply[1].decode())
             elif isinstance(reply, Exception):  # AUTH or SELECT refused, or worse
                 self.fail(reply)
                 return
@@ -98,9 +118,11 @@ class _Wire(asyncio.Protocol):
 class Fanout:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self.endpoint = Endpoint(redis)
+        self.endpoint = Endpoint.of(redis)
         self._wire: _Wire | None = None
         self._sinks: dict[str, set[Sink]] = {}
+        self._gaps: dict[str, set[Gap]] = {}
+        self._gap_due: set[str] = set()  # resubscribed: run their gaps once confirmed
         self._reconnect: asyncio.Task[None] | None = None
         self._closed = False
         self.process_channel = f"m:proc:{uuid.uuid4().hex}"  # keeps the connection subscribed
@@ -145,8 +167,11 @@ class Fanout:
     def channels(self) -> int:
         return len(self._sinks)
 
-    async def attach(self, channel: str, sink: Sink) -> None:
-        """Deliver the channel's frames to `sink` until detached."""
+    async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
+        """Deliver the channel's frames to `sink` until detached; `gap` runs once the
+        channel is subscribed again after a lost connection (frames may have been missed)."""
+        if gap is not None:
+            self._gaps.setdefault(channel, set()).add(gap)
         sinks = self._sinks.get(channel)
         if sinks is None:
             if len(self._sinks) >= CHANNELS_MAX:
@@ -157,7 +182,13 @@ class Fanout:
         else:
             sinks.add(sink)
 
-    async def detach(self, channel: str, sink: Sink) -> None:
+    async def detach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
+        if gap is not None:
+            gaps = self._gaps.get(channel)
+            if gaps is not None:
+                gaps.discard(gap)
+                if not gaps:
+                    del self._gaps[channel]
         sinks = self._sinks.get(channel)
         if sinks is None:
             return
@@ -180,6 +211,7 @@ class Fanout:
         if wire is not self._wire or not wire.established or self._closed:
             return
         self._wire = None
+        self._gap_due = set(self._gaps)
         log.warning("fanout: pub/sub connection lost (%r); resubscribing", exc)
         self._reconnect = asyncio.get_running_loop().create_task(self._resubscribe())
 
@@ -197,3 +229,15 @@ class Fanout:
 
     def sinks_of(self, channel: str) -> int:
         return len(self._sinks.get(channel, ()))
+
+    def subscribed(self, channel: str) -> None:
+        """Frames published from now on reach us: a socket that replays its inbox now
+        misses nothing."""
+        if channel not in self._gap_due:
+            return
+        self._gap_due.discard(channel)
+        for gap in tuple(self._gaps.get(channel, ())):
+            try:
+                gap()
+            except Exception:  # one socket's failure must not end the others' replay
+                log.exception("fanout: a gap callback failed")
