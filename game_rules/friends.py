@@ -13,7 +13,13 @@ once. The pairs that can exist:
     None       blocked     they blocked me
     blocked    blocked     both blocked
 
-Any other pair is a corrupt store: ValueError, not a RuleViolation.
+Any other pair is a corrupt store: ValueError, not a RuleViolation (the shell reads pairs
+through `repaired`, so a half-written pair never gets that far).
+
+Limits: a player's relations (friends, and requests sent or received) are at most
+farm.friends_max, their blocks at most farm.blocks_max. A request takes a relation on both
+sides, so accepting it takes none; a block takes a block only on the blocker's side. The
+shell passes the counts it read; the store checks them again as it writes each edge.
 """
 
 from __future__ import annotations
@@ -77,10 +83,11 @@ def request(
     their_count: int,
     rules: Rules,
 ) -> Edges:
-    """I ask them to be friends. If they already asked me, we are friends at once (then
-    their_count is checked too, as in accept). Asking again changes nothing.
+    """I ask them to be friends. If they already asked me, we are friends at once. Asking
+    again changes nothing. my_count and their_count are relations (see the module).
     Checks in order: BLOCKED (either side; the message does not say which),
-    ALREADY_FRIENDS, FRIENDS_LIMIT (my_count, and their_count when it makes friends)."""
+    ALREADY_FRIENDS, FRIENDS_LIMIT (mine, then theirs: a new request takes a place on
+    both sides)."""
     pair = _checked(mine, theirs)
     if "blocked" in pair:
         raise RuleViolation("BLOCKED", "you cannot send this player a friend request")
@@ -89,27 +96,22 @@ def request(
     if pair == ("outgoing", "incoming"):
         return Edges(mine, theirs)
     if pair == ("incoming", "outgoing"):
-        return _befriend(now_ms, my_count, their_count, rules)
+        return _befriend(now_ms)
     _check_limit(my_count, rules, "you have")
+    _check_limit(their_count, rules, "this player has")
     return Edges(Edge("outgoing", now_ms), Edge("incoming", now_ms))
 
 
-def accept(
-    mine: Edge | None,
-    theirs: Edge | None,
-    now_ms: int,
-    my_count: int,
-    their_count: int,
-    rules: Rules,
-) -> Edges:
-    """I accept their request. Checks in order: ALREADY_FRIENDS, NO_REQUEST (including
-    a block on either side), FRIENDS_LIMIT (mine first, then theirs)."""
+def accept(mine: Edge | None, theirs: Edge | None, now_ms: int) -> Edges:
+    """I accept their request; its places were taken when it was sent, so no limit is
+    checked. Checks in order: ALREADY_FRIENDS, NO_REQUEST (including a block on either
+    side)."""
     pair = _checked(mine, theirs)
     if pair == ("friends", "friends"):
         raise RuleViolation("ALREADY_FRIENDS", "you are already friends")
     if pair != ("incoming", "outgoing"):
         raise RuleViolation("NO_REQUEST", "this player has not asked to be your friend")
-    return _befriend(now_ms, my_count, their_count, rules)
+    return _befriend(now_ms)
 
 
 def decline(mine: Edge | None, theirs: Edge | None) -> Edges:
@@ -127,12 +129,17 @@ def remove(mine: Edge | None, theirs: Edge | None) -> Edges:
     return Edges(None, None)
 
 
-def block(mine: Edge | None, theirs: Edge | None, now_ms: int) -> Edges:
+def block(
+    mine: Edge | None, theirs: Edge | None, now_ms: int, my_blocks: int, rules: Rules
+) -> Edges:
     """I block them: any friendship or request ends; their block of me, if any, stays.
-    Blocking again changes nothing (the block keeps its first since_ms)."""
+    Blocking again changes nothing (the block keeps its first since_ms). BLOCKS_LIMIT when
+    a new block would pass blocks_max (my_blocks: the blocks I have)."""
     pair = _checked(mine, theirs)
     if pair[0] == "blocked":
         return Edges(mine, theirs)
+    if my_blocks >= rules.farm.blocks_max:
+        raise RuleViolation("BLOCKS_LIMIT", f"you have blocked {rules.farm.blocks_max} players")
     return Edges(Edge("blocked", now_ms), theirs if pair[1] == "blocked" else None)
 
 
@@ -157,15 +164,14 @@ def is_friend_for_steal(edge: Edge | None, now_ms: int, rules: Rules) -> bool:
     return now_ms - edge.since_ms >= rules.farm.friendship_cooldown_ms
 
 
-def _befriend(now_ms: int, my_count: int, their_count: int, rules: Rules) -> Edges:
-    _check_limit(my_count, rules, "you have")
-    _check_limit(their_count, rules, "this player has")
+def _befriend(now_ms: int) -> Edges:
     return Edges(Edge("friends", now_ms), Edge("friends", now_ms))
 
 
 def _check_limit(count: int, rules: Rules, who: str) -> None:
     if count >= rules.farm.friends_max:
-        raise RuleViolation("FRIENDS_LIMIT", f"{who} {rules.farm.friends_max} friends already")
+        limit = rules.farm.friends_max
+        raise RuleViolation("FRIENDS_LIMIT", f"{who} {limit} friends and requests already")
 
 
 def _checked(mine: Edge | None, theirs: Edge | None) -> tuple[Status | None, Status | None]:

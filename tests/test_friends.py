@@ -19,7 +19,9 @@ from game_rules.friends import (
     unblock,
 )
 
-RULES = parse_rules('version = "t"\n[signin]\nrewards = [1]\n[farm]\nfriends_max = 3\n')
+RULES = parse_rules(
+    'version = "t"\n[signin]\nrewards = [1]\n[farm]\nfriends_max = 3\nblocks_max = 2\n'
+)
 T = 1_000
 NOW = 5_000
 F = Edge("friends", T)
@@ -79,11 +81,11 @@ def test_request_blocked_does_not_say_which_side() -> None:
 @pytest.mark.parametrize(
     ("pair", "my_count", "their_count", "expected"),
     [
-        (STRANGERS, 2, 3, Edges(Edge("outgoing", NOW), Edge("incoming", NOW))),
+        (STRANGERS, 2, 2, Edges(Edge("outgoing", NOW), Edge("incoming", NOW))),
         (STRANGERS, 3, 0, "FRIENDS_LIMIT"),
-        (ASKED_ME, 2, 2, NEW_FRIENDS),
-        (ASKED_ME, 3, 0, "FRIENDS_LIMIT"),
-        (ASKED_ME, 0, 3, "FRIENDS_LIMIT"),  # making friends checks their side too
+        (STRANGERS, 0, 3, "FRIENDS_LIMIT"),  # a request takes a place on their side too
+        (ASKED, 3, 3, Edges(OUT, IN)),  # asking again takes no new place
+        (ASKED_ME, 3, 3, NEW_FRIENDS),  # their request holds both places already
         (FRIENDS, 3, 3, "ALREADY_FRIENDS"),
     ],
 )
@@ -94,22 +96,19 @@ def test_request_friends_limit_at_the_edge(
 
 
 @pytest.mark.parametrize(
-    ("pair", "my_count", "their_count", "expected"),
+    ("pair", "expected"),
     [
-        (ASKED_ME, 0, 0, NEW_FRIENDS),
-        (ASKED_ME, 2, 2, NEW_FRIENDS),
-        (ASKED_ME, 3, 0, "FRIENDS_LIMIT"),
-        (ASKED_ME, 0, 3, "FRIENDS_LIMIT"),
-        (STRANGERS, 0, 0, "NO_REQUEST"),
-        (ASKED, 0, 0, "NO_REQUEST"),  # my own request is not mine to accept
-        (FRIENDS, 0, 0, "ALREADY_FRIENDS"),
-        (I_BLOCKED, 0, 0, "NO_REQUEST"),
-        (THEY_BLOCKED, 0, 0, "NO_REQUEST"),
-        (BOTH_BLOCKED, 0, 0, "NO_REQUEST"),
+        (ASKED_ME, NEW_FRIENDS),  # no limit: the request took its places when it was sent
+        (STRANGERS, "NO_REQUEST"),
+        (ASKED, "NO_REQUEST"),  # my own request is not mine to accept
+        (FRIENDS, "ALREADY_FRIENDS"),
+        (I_BLOCKED, "NO_REQUEST"),
+        (THEY_BLOCKED, "NO_REQUEST"),
+        (BOTH_BLOCKED, "NO_REQUEST"),
     ],
 )
-def test_accept_table(pair: Pair, my_count: int, their_count: int, expected: Edges | str) -> None:
-    assert outcome(lambda: accept(pair[0], pair[1], NOW, my_count, their_count, RULES)) == expected
+def test_accept_table(pair: Pair, expected: Edges | str) -> None:
+    assert outcome(lambda: accept(pair[0], pair[1], NOW)) == expected
 
 
 @pytest.mark.parametrize(
@@ -160,7 +159,22 @@ NEW_BLOCK = Edge("blocked", NOW)
     ],
 )
 def test_block_table(pair: Pair, expected: Edges | str) -> None:
-    assert outcome(lambda: block(pair[0], pair[1], NOW)) == expected
+    assert outcome(lambda: block(pair[0], pair[1], NOW, 0, RULES)) == expected
+
+
+@pytest.mark.parametrize(
+    ("pair", "my_blocks", "expected"),
+    [
+        (STRANGERS, 1, Edges(NEW_BLOCK, None)),
+        (STRANGERS, 2, "BLOCKS_LIMIT"),
+        (FRIENDS, 2, "BLOCKS_LIMIT"),  # the friendship stays
+        (THEY_BLOCKED, 2, "BLOCKS_LIMIT"),
+        (I_BLOCKED, 2, Edges(BLK, None)),  # blocking again takes no new place
+        (BOTH_BLOCKED, 5, Edges(BLK, BLK)),  # nor does a block kept past a lowered limit
+    ],
+)
+def test_block_limit_at_the_edge(pair: Pair, my_blocks: int, expected: Edges | str) -> None:
+    assert outcome(lambda: block(pair[0], pair[1], NOW, my_blocks, RULES)) == expected
 
 
 @pytest.mark.parametrize(
@@ -186,10 +200,10 @@ def test_unblock_table(pair: Pair, expected: Edges | str) -> None:
 def test_every_transition_refuses_inconsistent_pair(pair: Pair) -> None:
     calls = [
         lambda: request(pair[0], pair[1], NOW, 0, 0, RULES),
-        lambda: accept(pair[0], pair[1], NOW, 0, 0, RULES),
+        lambda: accept(pair[0], pair[1], NOW),
         lambda: decline(pair[0], pair[1]),
         lambda: remove(pair[0], pair[1]),
-        lambda: block(pair[0], pair[1], NOW),
+        lambda: block(pair[0], pair[1], NOW, 0, RULES),
         lambda: unblock(pair[0], pair[1]),
     ]
     for call in calls:
@@ -201,10 +215,10 @@ def test_every_transition_refuses_inconsistent_pair(pair: Pair) -> None:
 def test_every_transition_keeps_pairs_consistent(pair: Pair) -> None:
     calls = [
         lambda: request(pair[0], pair[1], NOW, 0, 0, RULES),
-        lambda: accept(pair[0], pair[1], NOW, 0, 0, RULES),
+        lambda: accept(pair[0], pair[1], NOW),
         lambda: decline(pair[0], pair[1]),
         lambda: remove(pair[0], pair[1]),
-        lambda: block(pair[0], pair[1], NOW),
+        lambda: block(pair[0], pair[1], NOW, 0, RULES),
         lambda: unblock(pair[0], pair[1]),
     ]
     for call in calls:
@@ -220,7 +234,7 @@ def test_every_transition_keeps_pairs_consistent(pair: Pair) -> None:
 
 def test_request_then_accept_from_the_other_side() -> None:
     mine, theirs = request(None, None, 10, 0, 0, RULES)
-    their_side = accept(theirs, mine, 20, 0, 0, RULES)
+    their_side = accept(theirs, mine, 20)
     assert their_side == Edges(Edge("friends", 20), Edge("friends", 20))
 
 

@@ -69,10 +69,13 @@ class StealRules:
 @dataclass(frozen=True, slots=True)
 class FarmRules:
     plots: int = 6
-    friends_max: int = 200
+    friends_max: int = 200  # friends and pending requests, sent or received
     friendship_cooldown_ms: int = DAY_S * MS_PER_S
     water: WaterRules = WaterRules()
     steal: StealRules = StealRules()
+    # Blocks have a limit of their own: blocking is never held back by having many
+    # friends, and blocking made-up ids is no way to grow an edge list past friends_max.
+    blocks_max: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +110,16 @@ def read_farm(table: Table) -> FarmRules | None:
         value_min=0,
         value_max=FRIENDSHIP_COOLDOWN_S_MAX,
     )
+    blocks_max = table.integer(
+        "blocks_max", default=default.blocks_max, value_min=1, value_max=FRIENDS_CEILING
+    )
     water = table.section("water", _water)
     steal = table.section("steal", _steal)
-    if plots is None or friends_max is None or cooldown_s is None:
+    if plots is None or friends_max is None or cooldown_s is None or blocks_max is None:
         return None
     if water is None or steal is None:
         return None
-    return FarmRules(plots, friends_max, cooldown_s * MS_PER_S, water, steal)
+    return FarmRules(plots, friends_max, cooldown_s * MS_PER_S, water, steal, blocks_max)
 
 
 def _water(table: Table) -> WaterRules | None:

@@ -20,7 +20,7 @@ import msgpack
 
 from game_rules import Credit, Rules, RuleViolation
 from game_rules.farm import Daily, Farm, Friendship, steal, visitor_view, water
-from game_rules.friends import friendship
+from game_rules.friends import friendship, repaired
 from server.auth import PLAYER_ID_PATTERN
 from server.ledger import outbox
 from server.ledger.commit import Commit, apply
@@ -47,6 +47,12 @@ from server.store.timers import member
 log = logging.getLogger(__name__)
 
 
+def bond_of(owner_edge: bytes | None, my_edge: bytes | None) -> Friendship | None:
+    """The friendship the owner's side records, if the pair reads as friends: half a pair
+    (one side written, see server/ops/friends.py) is no friendship."""
+    return friendship(repaired(decode_edge(owner_edge), decode_edge(my_edge)).mine)
+
+
 async def visit(
     services: Services, keys: PlayerKeys, request: Request, args: dict[str, Any]
 ) -> dict[str, Any]:
@@ -54,12 +60,13 @@ async def visit(
     if owner.player_id == keys.player_id:
         raise OpError("SELF_TARGET", "that is your own farm: use the farm op")
     rules = services.rulebook.rules
-    owner_state, edge_raw, my_state = await services.store.call_many(
+    owner_state, edge_raw, my_edge_raw, my_state = await services.store.call_many(
         ("HGETALL", owner.state),
         ("HGET", owner.friends, keys.player_id),
+        ("HGET", keys.friends, owner.player_id),
         ("HGETALL", keys.state),
     )
-    bond = friendship(decode_edge(edge_raw))
+    bond = bond_of(edge_raw, my_edge_raw)
     if bond is None:
         raise OpError("NOT_FRIENDS", "only friends can visit")
     now_ms = services.clock.now_ms()
@@ -75,14 +82,17 @@ async def visit(
 
 
 def _unreserve(now: Daily, before: Daily, after: Daily) -> Daily:
-    """My allowance with one reservation (after - before, same day) given back."""
+    """My allowance with one reservation (after - before, on after's day) given back."""
     if now.day != after.day:
         return now  # the day turned: the reservation lapsed with it
+    # The first action of a day reserves from fresh counts, not from yesterday's: measured
+    # against `before` as stored, the reservation would be negative and give back too much.
+    start = before if after.day is None else before.on(after.day)
     return replace(
         now,
-        water_paid=max(0, now.water_paid - (after.water_paid - before.water_paid)),
-        steal_count=max(0, now.steal_count - (after.steal_count - before.steal_count)),
-        steal_coins=max(0, now.steal_coins - (after.steal_coins - before.steal_coins)),
+        water_paid=max(0, now.water_paid - (after.water_paid - start.water_paid)),
+        steal_count=max(0, now.steal_count - (after.steal_count - start.steal_count)),
+        steal_coins=max(0, now.steal_coins - (after.steal_coins - start.steal_coins)),
     )
 
 
@@ -157,10 +167,11 @@ def raid(kind: str) -> OpRun:
         rules = services.rulebook.rules
         reply = reply_key(keys, request)
         for _ in range(COMMIT_ATTEMPTS_MAX):
-            my_state, owner_state, edge_raw, cached = await store.call_many(
+            my_state, owner_state, edge_raw, my_edge_raw, cached = await store.call_many(
                 ("HGETALL", keys.state),
                 ("HGETALL", owner.state),
                 ("HGET", owner.friends, me),
+                ("HGET", keys.friends, owner.player_id),
                 ("HGETALL", reply),
             )
             if cached:
@@ -168,7 +179,7 @@ def raid(kind: str) -> OpRun:
             mine, theirs = snapshot_of(my_state), snapshot_of(owner_state)
             before = daily_of(mine)
             farm: Farm = farm_of(theirs, rules)
-            bond = friendship(decode_edge(edge_raw))
+            bond = bond_of(edge_raw, my_edge_raw)
             now_ms = services.clock.now_ms()
             try:
                 plan = _decide(kind, farm, rules, now_ms, plot, owner.player_id, me, before, bond)

@@ -29,6 +29,7 @@ class PlayerKeys:
 
     __slots__ = (
         "bucket",
+        "friend_counts",
         "friends",
         "holds",
         "inbox",
@@ -56,6 +57,7 @@ class PlayerKeys:
         self.txids = f"{base}:txids"  # hash: transfer id -> "<kind>|<coins>|<account>|<seq>"
         self.inbox = f"{base}:inbox"  # list of pushes, newest last, capped
         self.friends = f"{base}:friends"  # hash: friend id -> msgpack edge
+        self.friend_counts = f"{base}:friend_counts"  # hash: rel, blk (friend_edge.lua)
         self.holds = f"{base}:holds"  # hash: checkout order id -> hold state (commit.lua)
         self.records = f"{base}:records"  # hash: platform records, e.g. order:<id> (msgpack)
         self.push_channel = f"{base}:push"
@@ -66,6 +68,14 @@ class PlayerKeys:
 
     def reply(self, request_id: str) -> str:
         return f"{PREFIX}:{tag(self.bucket)}:{self.player_id}:reply:{request_id}"
+
+    def friend_push(self, status: str, from_id: str) -> str:
+        """String with a TTL: a `friend_request` push from `from_id` went out lately."""
+        return f"{PREFIX}:{tag(self.bucket)}:{self.player_id}:fpush:{status}:{from_id}"
+
+    def deferred_trigger(self, kind: str, collapse_key: str) -> str:
+        """String with a TTL: the JSON data of a trigger that quiet hours deferred."""
+        return f"{PREFIX}:{tag(self.bucket)}:{self.player_id}:deferred:{kind}:{collapse_key}"
 
 
 def sys_accounts(bucket: int) -> str:
