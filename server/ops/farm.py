@@ -141,11 +141,13 @@ async def fire_thefts(services: Services, parts: list[str], due_ms: int, now_ms:
         batch = TheftBatch.from_wire(wire)
         if batch.until_ms == 0:
             return
+        key = collapse_key("stolen", owner, day=business_day(now_ms, rules.tz))
+        summary = theft_summary(batch)
+        triggers.checked(owner, "stolen", key, summary)  # raises before the batch is cleared
         commit = Commit(expected_ver=snapshot.ver, fields={"thefts": pack(TheftBatch().to_wire())})
         if (await apply(services.store, keys, commit, now_ms)).status == "CONFLICT":
             continue
-        key = collapse_key("stolen", owner, day=business_day(now_ms, rules.tz))
-        await triggers.offer(services, owner, "stolen", key, theft_summary(batch), now_ms)
+        await triggers.offer(services, owner, "stolen", key, summary, now_ms)
         return
 
 
