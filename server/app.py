@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -32,7 +32,8 @@ from server.rulebook import Rulebook, read_rules
 from server.settings import Settings, load_settings, parse_api_keys
 from server.store.store import Store, connect
 from server.store.timers import Timers
-from server.transport.fanout import Fanout
+from server.transport.fanout import Fanout, Pushes
+from server.transport.sharded import ShardedFanout
 from server.transport.ws import websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 DEV_CLOCK_KEY = "m:dev:clock_offset_ms"
 DEV_CLOCK_POLL_S = 0.2
 DEV_CLOCK_ADVANCE_MS_MAX = 400 * 86_400_000
+READY_PING_S_MAX = 1.0  # a node slower than this to answer PING counts as unreachable
 
 
 @dataclass
@@ -50,7 +52,7 @@ class Manor:
     clock: Clock
     rulebook: Rulebook
     store: Store
-    fanout: Fanout
+    fanout: Pushes
     dispatcher: Dispatcher
     jwt_secret: str
     timers: Timers
@@ -66,11 +68,14 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
+    """Ready when every primary of the store answers PING; the nodes are listed either way."""
     manor: Manor = request.app.state.manor
-    try:
-        await asyncio.wait_for(manor.store.call("PING"), timeout=1.0)
-    except Exception as exc:  # noqa: BLE001 - not ready is the answer, whatever the cause
-        return JSONResponse({"ok": False, "store": f"unreachable: {exc}"}, status_code=503)
+    nodes = await manor.store.ping_nodes(READY_PING_S_MAX)
+    primaries = [answer for node, answer in nodes.items() if node.endswith("(primary)")]
+    if not primaries or any(answer != "ok" for answer in primaries):
+        down = "; ".join(f"{node}: {answer}" for node, answer in nodes.items() if answer != "ok")
+        body = {"ok": False, "store": down or "no primary known", "nodes": nodes}
+        return JSONResponse(body, status_code=503)
     rules = manor.rulebook.rules
     return JSONResponse(
         {
@@ -78,6 +83,7 @@ async def readyz(request: Request) -> JSONResponse:
             "rules_version": rules.version,
             "rules_digest": rules.digest,
             "sockets": manor.sockets,
+            "nodes": nodes,
         }
     )
 
@@ -132,8 +138,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = Store(connect(settings.redis_url))
         await store.load_scripts()
-        fanout_redis = Redis.from_url(settings.redis_url)
-        fanout = Fanout(fanout_redis)
+        fanout_redis = connect(settings.redis_url)
+        fanout: Pushes = (
+            ShardedFanout(fanout_redis)
+            if isinstance(fanout_redis, RedisCluster)
+            else Fanout(fanout_redis)
+        )
         await fanout.start()
         the_clock = clock or OffsetClock()
         secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)

@@ -22,6 +22,8 @@ class SettingsError(ValueError):
 FRAME_BYTES_MAX_DEFAULT = 4096
 WS_FRAME_BYTES_MAX_DEFAULT = 65_536
 
+CLUSTER_SEEDS_MAX = 64  # seed nodes in one cluster URL
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -115,14 +117,28 @@ def _converter(default: object) -> Callable[[str], Any]:
     return str
 
 
+def cluster_seeds(url: str) -> list[tuple[str, int]]:
+    """The (host, port) seed nodes of a cluster URL; ValueError naming what is wrong."""
+    netloc = urlsplit(url).netloc.rpartition("@")[2]
+    seeds: list[tuple[str, int]] = []
+    for item in netloc.split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"seed {item!r} is not host:port")
+        seeds.append((host.strip("[]"), int(port)))
+    if len(seeds) > CLUSTER_SEEDS_MAX:
+        raise ValueError(f"at most {CLUSTER_SEEDS_MAX} seed nodes")
+    return seeds
+
+
 def _check_redis_url(url: str) -> None:
     parts = urlsplit(url)
-    if parts.scheme.endswith("+cluster"):
-        # Keys are cluster-ready (one hash tag per player); fan-out over sharded pub/sub is not
-        # built yet, so refuse rather than start a server whose pushes never arrive.
-        raise ValueError("Redis Cluster is not supported yet; use a redis:// or rediss:// URL")
+    if parts.scheme in ("redis+cluster", "rediss+cluster"):
+        cluster_seeds(url)  # ValueError names the seed that is not host:port
+        return
     if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(f"scheme must be redis:// or rediss://, got {url!r}")
+        schemes = "redis://, rediss://, redis+cluster:// or rediss+cluster://"
+        raise ValueError(f"scheme must be {schemes}, got {url!r}")
     if not parts.hostname:
         raise ValueError("has no host")
 

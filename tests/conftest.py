@@ -9,16 +9,18 @@ installing it; asking for an engine whose binary is missing fails, it never skip
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from server.clock import FrozenClock
 from server.store.cluster import EmbeddedCluster
@@ -65,6 +67,63 @@ def start_engine(name: str, folder: Path) -> EmbeddedStore | EmbeddedCluster:
     return store
 
 
+def client_for(url: str) -> Redis:
+    """A redis-py client for any engine's URL (a RedisCluster on the cluster engine); the
+    tests use the commands both kinds share."""
+    return cast(Redis, connect(url))
+
+
+async def keys_matching(redis: Redis, pattern: str = "*") -> list[bytes]:
+    """KEYS over the whole store: on a cluster the keys are spread over the primaries."""
+    if isinstance(redis, RedisCluster):
+        return list(await redis.keys(pattern, target_nodes=RedisCluster.PRIMARIES))
+    return list(await redis.keys(pattern))
+
+
+async def publish_push(redis: Redis, channel: str, frame: bytes) -> int:
+    """Publish on a player channel as commit.lua does: SPUBLISH on a cluster."""
+    if isinstance(redis, RedisCluster):
+        return int(await redis.spublish(channel, frame))
+    return int(await redis.publish(channel, frame))
+
+
+class Listener:
+    """A subscriber to one player channel: sharded pub/sub on a cluster, classic otherwise,
+    as the server publishes (commit.lua's PUBLISH or SPUBLISH)."""
+
+    def __init__(self, redis: Redis, channel: str) -> None:
+        self.redis = redis
+        self.channel = channel
+        self.sharded = isinstance(redis, RedisCluster)
+        self.pubsub: Any = redis.pubsub()
+
+    async def __aenter__(self) -> Listener:
+        if self.sharded:
+            await self.pubsub.ssubscribe(self.channel)
+        else:
+            await self.pubsub.subscribe(self.channel)
+            await self.pubsub.get_message(timeout=1)  # the subscribe confirmation
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pubsub.aclose()
+
+    async def next(self, timeout_s: float = 1.0) -> dict[str, Any] | None:
+        """The next message, or None after timeout_s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (left_s := deadline - loop.time()) > 0:
+            if self.sharded:
+                got = await self.pubsub.get_sharded_message(
+                    ignore_subscribe_messages=True, timeout=left_s
+                )
+            else:
+                got = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=left_s)
+            if got is not None:
+                return cast(dict[str, Any], got)
+        return None
+
+
 @pytest.fixture(scope="session", params=engines())
 def redis_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -80,8 +139,7 @@ def redis_server(
 
 @pytest.fixture
 async def redis(redis_server: EmbeddedStore | EmbeddedCluster) -> AsyncIterator[Redis]:
-    # A RedisCluster on the cluster engine: the tests use the commands both clients share.
-    client = cast(Redis, connect(redis_server.url))
+    client = client_for(redis_server.url)
     await client.flushall()
     yield client
     await client.aclose()

@@ -15,6 +15,7 @@ from server.ledger.ledger import Entry, Transfer, Wallet
 from server.ledger.verify import verify
 from server.store.keys import PlayerKeys, players_index
 from server.store.store import Store
+from tests.conftest import Listener, keys_matching
 
 NOW_MS = 1_790_000_000_000
 JUNE = date(2027, 6, 30)
@@ -22,7 +23,7 @@ DEC = date(2027, 12, 31)
 
 
 async def snapshot(redis: Redis) -> dict[bytes, Any]:
-    keys = sorted(await redis.keys("*"))
+    keys = sorted(await keys_matching(redis))
     return {key: await redis.dump(key) for key in keys}
 
 
@@ -68,20 +69,18 @@ async def test_commit_credit_posts_entry_balance_batch_and_push(store: Store, re
 
 async def test_commit_publishes_push_on_player_channel(store: Store, redis: Redis) -> None:
     keys = PlayerKeys("bob")
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(keys.push_channel)
-    await pubsub.get_message(timeout=1)  # the subscribe confirmation
-    data = msgpack.packb({"from": "x"})
-    await apply(store, keys, Commit(transfers=[credit("t1", 5)], pushes=[("hello", data)]), NOW_MS)
-    frames = []
-    for _ in range(2):
-        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-        assert message is not None
-        frames.append(msgpack.unpackb(message["data"]))
+    async with Listener(redis, keys.push_channel) as listener:
+        data = msgpack.packb({"from": "x"})
+        transfers = [credit("t1", 5)]
+        await apply(store, keys, Commit(transfers=transfers, pushes=[("hello", data)]), NOW_MS)
+        frames = []
+        for _ in range(2):
+            message = await listener.next()
+            assert message is not None
+            frames.append(msgpack.unpackb(message["data"]))
     assert [f["push"] for f in frames] == ["balance", "hello"]
     assert [f["seq"] for f in frames] == [1, 2]
     assert frames[1]["data"] == {"from": "x"}
-    await pubsub.aclose()
 
 
 async def test_commit_same_transfer_id_again_is_exists_and_writes_nothing(
@@ -195,17 +194,14 @@ async def test_commit_reports_receivers_of_each_extra_push(store: Store, redis: 
     data = msgpack.packb({})
     alone = await apply(store, keys, Commit(pushes=[("crop_ripe", data)]), NOW_MS)
     assert alone.receivers == (0,)
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(keys.push_channel)
-    await pubsub.get_message(timeout=1)
-    heard = await apply(
-        store,
-        keys,
-        Commit(transfers=[credit("t", 1)], pushes=[("stolen", data), ("watered", data)]),
-        NOW_MS,
-    )
+    async with Listener(redis, keys.push_channel):
+        heard = await apply(
+            store,
+            keys,
+            Commit(transfers=[credit("t", 1)], pushes=[("stolen", data), ("watered", data)]),
+            NOW_MS,
+        )
     assert heard.receivers == (1, 1)  # the automatic balance push is not counted
-    await pubsub.aclose()
 
 
 async def test_commit_without_fields_keeps_the_version(store: Store, redis: Redis) -> None:

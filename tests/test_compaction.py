@@ -32,7 +32,8 @@ from server.ledger.ledger import Entry, Transfer
 from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
-from server.store.store import Store
+from server.store.store import Store, connect
+from tests.conftest import client_for
 
 NOW_MS = 1_795_000_000_000  # 2026-11-18
 OLD_MS = NOW_MS - 200 * DAY_MS
@@ -224,9 +225,9 @@ def test_cli_compacts_then_verifies_with_archives(
         )
 
     async def build() -> None:
-        client = Redis.from_url(redis_server.url)
+        client = client_for(redis_server.url)
         await client.flushall()
-        store = Store(Redis.from_url(redis_server.url))
+        store = Store(connect(redis_server.url))
         await store.load_scripts()
         stamp_ms = int(time.time() * 1000) - 120 * DAY_MS
         for n in range(5):

@@ -30,8 +30,8 @@ from server.ledger.finance import (
 from server.ledger.ledger import Entry, Transfer
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
-from server.store.store import Store
-from tests.conftest import SHANGHAI, shanghai_ms
+from server.store.store import Store, connect
+from tests.conftest import SHANGHAI, client_for, shanghai_ms
 
 BATCH = date(2027, 12, 31)
 DAY1, DAY2 = date(2026, 3, 1), date(2026, 3, 2)
@@ -168,9 +168,9 @@ async def test_finance_report_of_a_known_ledger(store: Store, redis: Redis, tmp_
 
 def test_cli_report_finance_writes_the_csv(redis_server: EmbeddedStore, tmp_path: Path) -> None:
     async def build() -> None:
-        client = Redis.from_url(redis_server.url)
+        client = client_for(redis_server.url)
         await client.flushall()
-        store = Store(Redis.from_url(redis_server.url))
+        store = Store(connect(redis_server.url))
         await store.load_scripts()
         await known_ledger(store)
         await store.close()

@@ -1,13 +1,16 @@
 """server/store/store.py's own connection: pipelining, reply shapes, errors, NOSCRIPT, reconnects.
 
 Also the fan-out's pub/sub connection (server/transport/fanout.py), which shares its reader.
+Both are the single-server path, so these tests run on every single-server engine named in
+MANOR_TEST_ENGINES (on the wheel's Valkey when only "cluster" is named); the cluster's own
+paths are tested in test_sharded_fanout.py and by the rest of the suite on that engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +21,26 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.store import link as link_module
+from server.store.cluster import EmbeddedCluster
 from server.store.embedded import EmbeddedStore
 from server.store.link import Link
 from server.store.scripts import Script
 from server.store.store import Store
 from server.transport import fanout as fanout_module
 from server.transport.fanout import Fanout
+from tests.conftest import engines, start_engine
+
+SINGLE_ENGINES = [e for e in engines() if e != "cluster"] or ["valkey"]
+
+
+@pytest.fixture(scope="module", params=SINGLE_ENGINES)
+def redis_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmbeddedStore | EmbeddedCluster]:
+    server = start_engine(request.param, tmp_path_factory.mktemp(request.param))
+    yield server
+    server.stop()
+
 
 ECHO_SOURCE = "-- KEYS: none\n-- ARGV: [1] a value\n-- Returns: ARGV[1]\nreturn ARGV[1]\n"
 

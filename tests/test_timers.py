@@ -13,7 +13,7 @@ from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.lease import Leases
-from server.store.store import Store
+from server.store.store import Store, connect
 from server.store.timers import Timers, member
 
 NOW_MS = 1_790_000_000_000
@@ -50,7 +50,7 @@ async def test_timers_survive_a_new_poller(store: Store, redis_server: EmbeddedS
     async def handler(parts: list[str], due_ms: int, now_ms: int) -> None:
         fired.append(now_ms - due_ms)
 
-    restarted = Timers(Store(Redis.from_url(redis_server.url)), {"ping": handler})
+    restarted = Timers(Store(connect(redis_server.url)), {"ping": handler})
     await restarted.store.load_scripts()
     report = await restarted.tick(NOW_MS + 250)
     assert report.fired == 1 and fired == [250] and report.late_ms_max == 250

@@ -18,11 +18,12 @@ from server.auth import issue_token
 from server.client import ManorClient
 from server.protocol import CLOSE_RATE_LIMITED
 from server.store.embedded import EmbeddedStore
+from tests.conftest import keys_matching, publish_push
 from tests.live import SECRET, Live, serve
 
 
 async def snapshot(redis: Redis) -> dict[bytes, Any]:
-    keys = sorted(k for k in await redis.keys("*") if b":reply:" not in k)
+    keys = sorted(k for k in await keys_matching(redis) if b":reply:" not in k)
     return {key: await redis.dump(key) for key in keys}
 
 
@@ -195,7 +196,7 @@ async def test_a_client_that_stops_reading_is_cut_off(
         assert live.manor.sockets == 1
         frame = pack({"push": "noise", "seq": 0, "data": {"pad": "x" * 60_000}})
         for _ in range(300):  # 18 MB, far past what the socket buffers hold
-            await redis.publish(channel, frame)
+            await publish_push(redis, channel, frame)
         for _ in range(400):  # the close grace is 5 s
             if live.manor.sockets == 0:
                 break

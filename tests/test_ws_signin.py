@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from server.clock import FrozenClock
 from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore
-from tests.conftest import shanghai_ms
+from tests.conftest import client_for, keys_matching, shanghai_ms
 from tests.live import Live, serve
 
 DAY_MS = 86_400_000
@@ -51,7 +51,7 @@ async def test_sign_in_day_by_day(
         assert [e["amount"] for e in older["entries"]] == [10]
         assert older["next_before_seq"] is None
         await client.close()
-        redis = Redis.from_url(redis_server.url)
+        redis = client_for(redis_server.url)
         report = await verify(redis)
         await redis.aclose()
         assert report.ok, report.problems
@@ -88,7 +88,7 @@ async def test_retried_request_id_on_new_connection_replays_and_credits_once(
     reused = await second.request("state", request_id="signin-7")
     assert reused["ok"]  # reads are not remembered: a read id may repeat
     await second.close()
-    assert len(await redis.keys("*journal")) == 1
+    assert len(await keys_matching(redis, "*journal")) == 1
     assert (await verify(redis)).ok
 
 
@@ -125,3 +125,6 @@ async def test_health_and_readiness(live: Live) -> None:
         assert (await http.get(f"{live.http}/healthz")).json() == {"ok": True}
         ready = (await http.get(f"{live.http}/readyz")).json()
     assert ready["ok"] and ready["rules_version"] == "2026.11-default"
+    assert set(ready["nodes"].values()) == {"ok"}
+    primaries = [node for node in ready["nodes"] if node.endswith("(primary)")]
+    assert len(primaries) == (3 if "+cluster://" in live.settings.redis_url else 1)

@@ -235,6 +235,8 @@ def http_name(path: str) -> str:
 
 
 def _health() -> dict[str, Any]:
+    # "host:port (primary|replica)" -> "ok" or "unreachable: <why>": every node the store uses
+    nodes = {"type": "object", "additionalProperties": {"type": "string"}}
     ready = {
         "type": "object",
         "properties": {
@@ -242,13 +244,14 @@ def _health() -> dict[str, Any]:
             "rules_version": {"type": "string"},
             "rules_digest": {"type": "string"},
             "sockets": {"type": "integer"},
+            "nodes": nodes,
         },
-        "required": ["ok", "rules_version", "rules_digest", "sockets"],
+        "required": ["ok", "rules_version", "rules_digest", "sockets", "nodes"],
     }
     not_ready = {
         "type": "object",
-        "properties": {"ok": {"const": False}, "store": {"type": "string"}},
-        "required": ["ok", "store"],
+        "properties": {"ok": {"const": False}, "store": {"type": "string"}, "nodes": nodes},
+        "required": ["ok", "store", "nodes"],
     }
     alive = {"type": "object", "properties": {"ok": {"const": True}}, "required": ["ok"]}
     return {

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
+from server.settings import cluster_seeds
 from server.store.link import (
     WRITE_COMMANDS_MIN,
     Arg,
@@ -45,7 +46,6 @@ __all__ = ["Arg", "Store", "StoreBusy", "connect", "no_expiry"]
 
 BATCH_COMMANDS_MAX = 512  # cluster: a tick's batch is cut here
 FLUSHES_IN_FLIGHT_MAX = 8  # cluster: batches awaiting their replies at once
-CLUSTER_SEEDS_MAX = 64  # seed nodes in one cluster URL
 COMMAND_NAMES_MAX = 256  # command names whose packing and reply callback are remembered
 # Pipelined connections per Store. One keeps every command in issue order; 2-8 measured
 # no faster (docs/benchmark.md).
@@ -69,20 +69,6 @@ def connect(url: str, max_connections: int = 32) -> Redis | RedisCluster:
         ssl=parts.scheme.startswith("rediss"),
         max_connections=max_connections,
     )
-
-
-def cluster_seeds(url: str) -> list[tuple[str, int]]:
-    """The (host, port) seed nodes of a cluster URL; ValueError naming what is wrong."""
-    netloc = urlsplit(url).netloc.rpartition("@")[2]
-    seeds: list[tuple[str, int]] = []
-    for item in netloc.split(","):
-        host, _, port = item.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"seed {item!r} is not host:port")
-        seeds.append((host.strip("[]"), int(port)))
-    if len(seeds) > CLUSTER_SEEDS_MAX:
-        raise ValueError(f"at most {CLUSTER_SEEDS_MAX} seed nodes")
-    return seeds
 
 
 class StoreBusy(Exception):
@@ -309,6 +295,25 @@ class Store:
         if len(self._commands) < COMMAND_NAMES_MAX:
             self._commands[name] = known
         return known
+
+    async def ping_nodes(self, timeout_s: float) -> dict[str, str]:
+        """Every node this store talks to, as "host:port (role)" -> "ok" or why not."""
+
+        async def ping(call: Awaitable[Any]) -> str:
+            try:
+                await asyncio.wait_for(call, timeout_s)
+            except Exception as exc:  # noqa: BLE001 - the reason is the answer
+                return f"unreachable: {exc!r}"
+            return "ok"
+
+        if not isinstance(self.redis, RedisCluster):
+            assert self.endpoint is not None
+            return {f"{self.endpoint.where} (primary)": await ping(self.call("PING"))}
+        nodes = self.redis.get_nodes()
+        answers = await asyncio.gather(
+            *(ping(self.redis.execute_command("PING", target_nodes=node)) for node in nodes)
+        )
+        return {f"{n.name} ({n.server_type})": a for n, a in zip(nodes, answers, strict=True)}
 
     async def close(self) -> None:
         """Waits for the commands already issued, then closes the connections."""

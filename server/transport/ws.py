@@ -29,7 +29,7 @@ from server.protocol import (
 from server.settings import Settings
 from server.store.keys import PlayerKeys
 from server.store.store import StoreBusy
-from server.transport.fanout import Fanout
+from server.transport.fanout import Pushes
 from server.transport.sender import Sender
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Connection:
         codec: Codec,
         keys: PlayerKeys,
         dispatcher: Dispatcher,
-        fanout: Fanout,
+        fanout: Pushes,
         settings: Settings,
         metrics: Metrics | None = None,
     ) -> None:

@@ -1,0 +1,77 @@
+"""The whole app on a local Redis Cluster of its own: pushes across shards, and readiness
+that names the node it cannot reach. (MANOR_TEST_ENGINES=cluster runs the rest of the
+suite on a cluster too; these tests break the cluster, so they start their own.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from server.store.cluster import EmbeddedCluster
+from server.store.keys import PlayerKeys
+from server.store.store import connect
+from tests.live import Live, serve
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[EmbeddedCluster]:
+    cluster = EmbeddedCluster(tmp_path / "cluster", shards=3, appendfsync="no")
+    await asyncio.to_thread(cluster.start)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def live(cluster: EmbeddedCluster, tmp_path: Path) -> AsyncIterator[Live]:
+    async with serve(cluster.url, tmp_path) as running:
+        yield running
+
+
+async def players_on_every_shard(cluster: EmbeddedCluster) -> list[str]:
+    """One player id per primary, by the slot of the player's keys."""
+    client = connect(cluster.url)
+    assert isinstance(client, RedisCluster)
+    await client.initialize()
+    owners: dict[int, str] = {}
+    n = 0
+    while len(owners) < len(cluster.primaries):
+        player = f"p{n}"
+        owners.setdefault(client.get_node_from_key(PlayerKeys(player).wallet).port, player)
+        n += 1
+    await client.aclose()
+    return list(owners.values())
+
+
+async def test_sign_in_pushes_reach_players_on_every_shard(
+    live: Live, cluster: EmbeddedCluster
+) -> None:
+    for player in await players_on_every_shard(cluster):
+        client = await live.connect(player)
+        await client.call("state")  # subscribed before the credit
+        assert (await client.call("sign_in"))["already"] is False
+        push = await client.next_push()
+        assert push["push"] == "balance" and push["data"]["delta"] == 10
+        await client.close()
+
+
+async def test_readyz_names_the_primary_it_cannot_reach(
+    live: Live, cluster: EmbeddedCluster
+) -> None:
+    async with httpx.AsyncClient() as http:
+        ready = (await http.get(f"{live.http}/readyz")).json()
+        assert ready["ok"] and len(ready["nodes"]) == 3
+        gone = cluster.primaries[2]
+        gone.kill()
+        answer = await http.get(f"{live.http}/readyz")
+    assert answer.status_code == 503
+    body = answer.json()
+    assert body["ok"] is False
+    assert body["nodes"][f"127.0.0.1:{gone.port} (primary)"].startswith("unreachable")
+    assert f"127.0.0.1:{gone.port}" in body["store"]
