@@ -1,4 +1,4 @@
-"""Player tokens: JWT HS256, `sub` = player id, `exp` required."""
+"""Player tokens: JWT HS256, `sub` = player id, `exp` required, a small clock leeway."""
 
 from __future__ import annotations
 
@@ -27,13 +27,22 @@ def issue_token(secret: str, player_id: str, now_s: int, ttl_s: int = TOKEN_TTL_
     return jwt.encode({"sub": player_id, "iat": now_s, "exp": now_s + ttl_s}, secret, ALGORITHM)
 
 
-def verify_token(secret: str, token: str) -> str:
-    """The player id of a valid token, or AuthError."""
+def verify_token(secret: str, token: str, leeway_s: int = 0) -> str:
+    """The player id of a valid token, or AuthError.
+
+    `leeway_s` forgives that much clock skew between the issuer and this server, both
+    ways: a token whose `iat` or `nbf` is up to `leeway_s` in the future, or whose `exp`
+    passed up to `leeway_s` ago, is still valid (MANOR_JWT_LEEWAY_S).
+    """
     if len(token) > TOKEN_BYTES_MAX:
         raise AuthError("token too long")
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]}
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp"]},
+            leeway=leeway_s,
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("token expired") from exc

@@ -20,6 +20,10 @@ class SettingsError(ValueError):
 
 
 FRAME_BYTES_MAX_DEFAULT = 4096
+# Clock skew forgiven on player tokens' iat/nbf/exp: phones and issuers drift by seconds;
+# more than a few minutes would let an expired token live on noticeably.
+JWT_LEEWAY_S_DEFAULT = 5
+JWT_LEEWAY_S_MAX = 300
 WS_FRAME_BYTES_MAX_DEFAULT = 65_536
 
 CLUSTER_SEEDS_MAX = 64  # seed nodes in one cluster URL
@@ -34,6 +38,7 @@ class Settings:
     redis_server_bin: str = ""
     rules: str = ""  # empty: the default rules shipped in game_rules
     jwt_secret: str = ""  # empty: generated once, kept in data_dir/jwt_secret
+    jwt_leeway_s: int = JWT_LEEWAY_S_DEFAULT  # clock skew allowed on tokens' iat, nbf, exp
     dev_clock: bool = False  # enables POST /dev/clock (QA only; refused otherwise)
     jobs: bool = True  # timers, outbox relay and reminders (tests drive them by hand)
     platform_key: str = ""  # server-to-server API key with every scope; empty: none
@@ -62,6 +67,7 @@ _ENV = {f.name: "MANOR_" + f.name.upper() for f in fields(Settings)}
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "port": (1, 65535),
+    "jwt_leeway_s": (0, JWT_LEEWAY_S_MAX),
     "workers": (1, 64),
     "frame_bytes_max": (256, 1 << 20),
     "ws_frame_bytes_max": (256, 1 << 24),

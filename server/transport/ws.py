@@ -230,7 +230,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         )
         return
     try:
-        player_id = verify_token(app.jwt_secret, token)
+        player_id = verify_token(app.jwt_secret, token, app.settings.jwt_leeway_s)
     except AuthError as exc:
         await websocket.send_denial_response(PlainTextResponse(str(exc), status_code=403))
         return
