@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 from redis.asyncio import Redis
 from starlette.requests import Request
@@ -10,39 +10,14 @@ from starlette.responses import JSONResponse
 
 from game_rules import sign_in_view
 from server.admin.checks import SEQ_MAX, Refused, player_field, query_int, services_of
-from server.ledger.ledger import Entry, Wallet
+from server.ledger.journal_page import JournalBusy, journal_page
+from server.ledger.ledger import Wallet
 from server.ledger.verify import verify
 from server.ops.account import LEDGER_PAGE_DEFAULT
 from server.ops.components import signin_of
 from server.ops.farm import plots_view
-from server.pipeline import Services, Snapshot
+from server.pipeline import Snapshot
 from server.store.keys import PlayerKeys
-
-JOURNAL_READ_ATTEMPTS_MAX = 3  # compaction may trim between the wallet read and the page
-
-
-async def journal_page(
-    services: Services, keys: PlayerKeys, limit: int, before: int | None
-) -> dict[str, Any]:
-    """Newest first, like the `ledger` op, but aware of compaction: entries up to the wallet's
-    checkpoint (`archived_through_seq`) live in the archive files, not in Redis."""
-    store = services.store
-    for _ in range(JOURNAL_READ_ATTEMPTS_MAX):
-        wallet = Wallet.from_hash(await store.call("HGETALL", keys.wallet))
-        ck = wallet.checkpoint.seq
-        top = wallet.seq if before is None else min(before - 1, wallet.seq)
-        low = max(ck + 1, top - limit + 1)
-        page: dict[str, Any] = {"entries": [], "next_before_seq": None, "archived_through_seq": ck}
-        if top < low:
-            return page
-        raw = await store.call("LRANGE", keys.journal, low - ck - 1, top - ck - 1)
-        entries = [Entry.decode(r) for r in raw]
-        if [e.seq for e in entries] != list(range(low, top + 1)):
-            continue  # compaction trimmed the journal in between: read again
-        page["entries"] = [e.public() for e in reversed(entries)]
-        page["next_before_seq"] = low if low > ck + 1 else None
-        return page
-    raise Refused(503, "BUSY", "the journal kept changing; retry")
 
 
 async def player(request: Request) -> JSONResponse:
@@ -64,6 +39,10 @@ async def player(request: Request) -> JSONResponse:
     rules = services.rulebook.rules
     view = sign_in_view(signin_of(snapshot), rules, now_ms)
     report = await verify(cast(Redis, services.store.redis), pid)
+    try:
+        journal = await journal_page(services.store, keys, limit, before)
+    except JournalBusy:
+        raise Refused(503, "BUSY", "the journal kept changing; retry") from None
     return JSONResponse(
         {
             "player": pid,
@@ -79,7 +58,7 @@ async def player(request: Request) -> JSONResponse:
                 "day": view.day.isoformat(),
             },
             "farm": {"now_ms": now_ms, "plots": plots_view(snapshot, services, now_ms)},
-            "journal": await journal_page(services, keys, limit, before),
+            "journal": journal,
             "verify": {"ok": report.ok, "entries": report.entries, "problems": report.problems},
             "rules_version": rules.version,
         }

@@ -16,10 +16,11 @@ from game_rules import (
 )
 from game_rules.notify import collapse_key
 from server.ledger.commit import Commit, apply
-from server.ledger.ledger import Entry, Transfer, Wallet
+from server.ledger.journal_page import JournalBusy, journal_page
+from server.ledger.ledger import Transfer, Wallet
 from server.ops import triggers
 from server.ops.components import pack, signin_of
-from server.pipeline import Change, IntArg, Op, Services, Snapshot, rule_op
+from server.pipeline import Change, IntArg, Op, OpError, Services, Snapshot, rule_op
 from server.protocol import Request
 from server.settings import Settings
 from server.store.keys import BUCKETS, PlayerKeys, players_index
@@ -78,17 +79,12 @@ async def state(
 async def ledger(
     services: Services, keys: PlayerKeys, request: Request, args: dict[str, Any]
 ) -> dict[str, Any]:
-    """Newest entries first; `before_seq` pages back, `next_before_seq` is None at the end."""
-    limit: int = args["limit"]
-    before: int | None = args["before_seq"]
-    seq = int(await services.store.call("HGET", keys.wallet, "seq") or 0)
-    top = seq if before is None else min(before - 1, seq)
-    if top < 1:
-        return {"entries": [], "next_before_seq": None}
-    low = max(1, top - limit + 1)
-    raw = await services.store.call("LRANGE", keys.journal, low - 1, top - 1)
-    entries = [Entry.decode(r).public() for r in reversed(raw)]
-    return {"entries": entries, "next_before_seq": low if low > 1 else None}
+    """Newest entries first; `before_seq` pages back, `next_before_seq` is None at the end
+    (or at the archive: `archived_through_seq` entries were compacted away)."""
+    try:
+        return await journal_page(services.store, keys, args["limit"], args["before_seq"])
+    except JournalBusy:
+        raise OpError("BUSY", "the journal kept changing; try again") from None
 
 
 def ops(settings: Settings) -> dict[str, Op]:
