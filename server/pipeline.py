@@ -13,6 +13,9 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import msgpack
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from game_rules import RuleViolation
 from server.clock import Clock
@@ -24,6 +27,20 @@ from server.store.keys import PlayerKeys
 from server.store.store import Arg, Store
 
 COMMIT_ATTEMPTS_MAX = 5
+
+# The store cannot answer now, but nothing was written: the caller may retry with the same
+# id (WebSocket `STORE_UNAVAILABLE`, HTTP 503 with Retry-After). Connection refused, reset
+# or timed out (redis-py's ConnectionError and TimeoutError, BusyLoadingError included:
+# the store is loading its data after a restart), a replica that refuses writes, a store
+# that is out of memory (`noeviction` refuses writes) or whose primary is down. A script
+# refused by OOM or READONLY never started, so it wrote nothing.
+STORE_DOWN_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    MasterDownError,
+)
 
 
 class OpError(Exception):
@@ -107,6 +124,8 @@ def check_args(op: str, spec: dict[str, ArgSpec], args: dict[str, Any]) -> dict[
         raise OpError("BAD_ARGS", f"{op}: unknown args {sorted(unknown)}")
     out: dict[str, Any] = {}
     for name, arg in spec.items():
+        if name in args and args[name] is None:  # null is no value: not "absent", not a default
+            raise OpError("BAD_ARGS", f"{op}: {name} must not be null")
         value = args.get(name, arg.default)
         if value is None:
             if arg.required:

@@ -8,6 +8,7 @@ The same maps travel as msgpack (binary frames) or JSON (text frames).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,10 @@ CLOSE_SLOW_CONSUMER = 4410
 CLOSE_TOO_MANY_SOCKETS = 4409
 
 
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+MSGPACK_BIN_MARKERS = (b"\xc4", b"\xc5", b"\xc6")  # bin 8/16/32: the only way to bytes
+
+
 class ProtocolError(Exception):
     """Bad input: answered with an error reply, the connection stays open."""
 
@@ -45,6 +50,63 @@ class Request:
     args: dict[str, Any]
 
 
+class BadKey(ValueError):
+    """A msgpack map key that is not a string (bytes: a bin key)."""
+
+
+def _str_keyed(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    for key, _ in pairs:
+        if not isinstance(key, str):
+            raise BadKey(f"map keys must be strings, got {type(key).__name__}")
+    return dict(pairs)
+
+
+def unpack_msgpack(data: bytes) -> Any:
+    """A msgpack message whose map keys are all strings; ValueError otherwise.
+
+    `strict_map_key` already refuses keys that are not str or bytes; a frame without any
+    bin marker byte cannot hold a bytes key, so only those pay for the per-map key check.
+    """
+    if any(marker in data for marker in MSGPACK_BIN_MARKERS):
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, object_pairs_hook=_str_keyed)
+    return msgpack.unpackb(data, raw=False, strict_map_key=True)
+
+
+def _lone_surrogate(message: Any) -> bool:
+    """Any string (value or key) with a UTF-16 surrogate, which no UTF-8 text can carry."""
+    stack = [message]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _may_escape_surrogates(text: str | bytes) -> bool:
+    if isinstance(text, bytes):  # maybe UTF-16/32, where the escape is spelled otherwise
+        return not text.isascii() or b"\\u" in text
+    return "\\u" in text
+
+
+def loads_json(text: str | bytes) -> Any:
+    """JSON text (or bytes) as Python values; ValueError when it is not JSON, nests too
+    deep for the decoder, or escapes a lone surrogate (`"\\ud800"`: not valid Unicode,
+    and unencodable in a reply). Valid surrogate pairs decode to their character."""
+    try:
+        message = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+    if _may_escape_surrogates(text) and _lone_surrogate(message):
+        raise ValueError("a string holds a lone UTF-16 surrogate escape (not valid Unicode)")
+    return message
+
+
 class Codec:
     """msgpack or JSON, chosen once per socket by its subprotocol."""
 
@@ -57,14 +119,14 @@ class Codec:
             if not isinstance(data, bytes):
                 raise ProtocolError("BAD_FRAME", "manor.v1.msgpack takes binary frames")
             try:
-                return msgpack.unpackb(data, raw=False, strict_map_key=True)
+                return unpack_msgpack(data)
             except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
                 raise ProtocolError("BAD_FRAME", f"not a msgpack message: {exc}") from None
         if not isinstance(data, str):
             raise ProtocolError("BAD_FRAME", "manor.v1.json takes text frames")
         try:
-            return json.loads(data)
-        except (ValueError, RecursionError) as exc:
+            return loads_json(data)
+        except ValueError as exc:
             raise ProtocolError("BAD_FRAME", f"not a JSON message: {exc}") from None
 
     def encode(self, message: dict[str, Any]) -> bytes | str:

@@ -31,7 +31,7 @@ from server.admin.players import player
 from server.admin.rules import rules, rules_reload, rules_validate
 from server.auth import PLAYER_ID_PATTERN
 from server.ledger.ledger import TRANSFER_ID_BYTES_MAX
-from server.platform.api import error
+from server.platform.api import error, guarded
 
 Handler = Callable[[Request], Awaitable[JSONResponse]]
 
@@ -158,7 +158,7 @@ ADMIN = (
                 "debt": INT,
             }
         ),
-        {409: ("TRANSFER_MISMATCH",)},
+        {409: ("TRANSFER_MISMATCH",), 422: ("BAD_TRANSFER",)},
     ),
     AdminEndpoint(
         "POST",
@@ -191,6 +191,7 @@ ADMIN = (
             404: ("TRANSFER_NOT_FOUND",),
             409: ("NOT_REVERSIBLE",),
             410: ("ENTRY_ARCHIVED",),
+            422: ("BAD_TRANSFER",),
             503: ("BUSY",),
         },
     ),
@@ -244,7 +245,7 @@ ADMIN = (
 
 
 def route(endpoint: AdminEndpoint) -> Route:
-    async def handle(request: Request) -> JSONResponse:
+    async def answer(request: Request) -> JSONResponse:
         refused = refusal(request)
         if refused is not None:
             return refused
@@ -252,6 +253,9 @@ def route(endpoint: AdminEndpoint) -> Route:
             return await endpoint.run(request)
         except Refused as exc:
             return error(exc.status, exc.code, exc.message)
+
+    async def handle(request: Request) -> JSONResponse:
+        return await guarded(name, answer(request))
 
     name = "admin" + endpoint.path.removeprefix("/v1/admin").split("/{")[0].replace("/", ".")
     return Route(endpoint.path, handle, methods=[endpoint.method], name=name)

@@ -6,7 +6,6 @@ A failed check raises Refused, which the route turns into a JSON error with a st
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from starlette.responses import JSONResponse
 from server.auth import PLAYER_ID_PATTERN
 from server.pipeline import Services
 from server.platform.api import BODY_BYTES_MAX, error
+from server.protocol import loads_json
 
 GRANT_COINS_MAX = 1_000_000  # per grant: a bigger correction is several grants, on purpose
 REASON_CHARS_MAX = 200
@@ -57,9 +57,9 @@ async def read_body(request: Request, allow_empty: bool = False) -> dict[str, An
     if allow_empty and not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except ValueError:
-        raise Refused(400, "BAD_ARGS", "the body is not JSON") from None
+        body = loads_json(raw)
+    except ValueError as exc:
+        raise Refused(400, "BAD_ARGS", f"the body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise Refused(400, "BAD_ARGS", "the body must be a JSON object")
     return body

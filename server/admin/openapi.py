@@ -38,8 +38,11 @@ REASONS = {
     410: "Gone",
     413: "Body too large",
     422: "Refused by the rules or the ledger",
-    503: "Busy or not ready",
+    500: "An unexpected server failure (a bug); retry with the same ids",
+    503: "Busy, or the store is unreachable; Retry-After: 1; retry with the same ids",
 }
+# Every platform and admin endpoint may answer these (server/platform/api.py `guarded`).
+UNAVAILABLE: dict[int, list[str]] = {500: ["INTERNAL"], 503: ["BUSY", "STORE_UNAVAILABLE"]}
 
 
 def _string(pattern: str, length_max: int, doc: str = "") -> dict[str, Any]:
@@ -158,7 +161,7 @@ def platform_operation(endpoint: Endpoint) -> dict[str, Any]:
         401: ["UNAUTHORIZED"],
         403: ["PLATFORM_DISABLED", "FORBIDDEN"],
         413: ["BODY_TOO_LARGE"],
-        503: ["BUSY"],
+        **{status: list(codes) for status, codes in UNAVAILABLE.items()},
     }
     for code in endpoint.errors:
         codes.setdefault(status_of(code), []).append(code)
@@ -180,6 +183,7 @@ def admin_operation(endpoint: admin.AdminEndpoint) -> dict[str, Any]:
         400: ["BAD_ARGS"],
         401: ["UNAUTHORIZED"],
         403: ["ADMIN_DISABLED"],
+        **{status: list(codes) for status, codes in UNAVAILABLE.items()},
     }
     if endpoint.body is not None:
         codes[413] = ["BODY_TOO_LARGE"]

@@ -8,26 +8,31 @@ cannot drift from what the server accepts.
 from __future__ import annotations
 
 import hmac
-import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from game_rules.commerce import ID_RE, Item
 from server.auth import PLAYER_ID_PATTERN
 from server.ops.friends import import_edges
-from server.pipeline import Services
+from server.pipeline import STORE_DOWN_ERRORS, Services
 from server.platform import commerce
+from server.protocol import loads_json
+from server.store.store import StoreBusy
+
+log = logging.getLogger(__name__)
 
 FRIEND_IMPORT_EDGES_MAX = 1000
 ORDER_LINES_MAX = 200
 BODY_BYTES_MAX = 65_536
 FEN_MAX = 10**10
+RETRY_AFTER_S = 1  # the Retry-After of a 503: the store is down or overloaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +321,37 @@ ENDPOINTS = (
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    response = JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    if status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def json_body(raw: bytes) -> object:
+    """The JSON value of a request body; BadBody when it is none (not JSON, not UTF-8,
+    nested too deep for the decoder, or a lone surrogate escape)."""
+    try:
+        return loads_json(raw)
+    except ValueError as exc:
+        raise BadBody(f"the body is not JSON: {exc}") from None
+
+
+async def guarded(op: str, answer: Awaitable[JSONResponse]) -> JSONResponse:
+    """`answer`, or the JSON error an exception inside it stands for: the store down or
+    overloaded is a 503 with Retry-After (retry with the same ids: nothing was written
+    that a retry would repeat); anything else unexpected is a 500 INTERNAL, logged."""
+    try:
+        return await answer
+    except STORE_DOWN_ERRORS as exc:
+        log.warning("%s: store unavailable: %r", op, exc)
+        return error(503, "STORE_UNAVAILABLE", "the store is unreachable; retry with the same ids")
+    except StoreBusy:
+        return error(503, "BUSY", "the server is overloaded; retry with the same ids")
+    except ClientDisconnect:
+        raise
+    except Exception:
+        log.exception("%s failed", op)
+        return error(500, "INTERNAL", "the server failed; retry with the same ids")
 
 
 def _caller(request: Request, scope: str) -> JSONResponse | None:
@@ -334,7 +369,7 @@ def _caller(request: Request, scope: str) -> JSONResponse | None:
 
 
 def route(endpoint: Endpoint) -> Route:
-    async def handle(request: Request) -> JSONResponse:
+    async def answer(request: Request) -> JSONResponse:
         refused = _caller(request, endpoint.scope)
         if refused is not None:
             return refused
@@ -342,17 +377,16 @@ def route(endpoint: Endpoint) -> Route:
         if len(raw) > BODY_BYTES_MAX:
             return error(413, "BODY_TOO_LARGE", f"bodies are limited to {BODY_BYTES_MAX} bytes")
         try:
-            parsed = json.loads(raw)
-        except ValueError:
-            return error(400, "BAD_ARGS", "the body is not JSON")
-        try:
-            body = check(endpoint.body, parsed)
+            body = check(endpoint.body, json_body(raw))
             result = await endpoint.run(request.app.state.manor.dispatcher.services, body)
         except BadBody as exc:
             return error(400, "BAD_ARGS", str(exc))
         except commerce.Refused as exc:
             return error(exc.status, exc.code, exc.message)
         return JSONResponse(result)
+
+    async def handle(request: Request) -> JSONResponse:
+        return await guarded(endpoint.path, answer(request))
 
     return Route(endpoint.path, handle, methods=["POST"])
 

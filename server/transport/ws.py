@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.auth import AuthError, verify_token
 from server.metrics import UNKNOWN_OP, Metrics
-from server.pipeline import Dispatcher, OpError
+from server.pipeline import STORE_DOWN_ERRORS, Dispatcher, OpError
 from server.protocol import (
     CLOSE_RATE_LIMITED,
     CLOSE_SLOW_CONSUMER,
@@ -36,6 +36,18 @@ log = logging.getLogger(__name__)
 
 SEQ_PATTERN = re.compile(r"[0-9]{1,15}")
 CLOSE_GRACE_S = 5.0  # how long a socket we close may take to accept the close frame
+
+
+STORE_WARNING_EVERY_S = 1.0  # a store outage fails every request: log one line a second
+_store_warned_at_s = 0.0
+
+
+def warn_store_down(op: str, exc: Exception) -> None:
+    global _store_warned_at_s  # noqa: PLW0603 - one process-wide rate limit for one log line
+    now_s = time.monotonic()
+    if now_s - _store_warned_at_s >= STORE_WARNING_EVERY_S:
+        _store_warned_at_s = now_s
+        log.warning("store unavailable (op %s answered STORE_UNAVAILABLE): %r", op, exc)
 
 
 def bearer_token(websocket: WebSocket) -> str | None:
@@ -201,6 +213,13 @@ class Connection:
         except StoreBusy:
             reply = reply_error(
                 request_id, "BUSY", "the server is overloaded; retry with the same id"
+            )
+        except STORE_DOWN_ERRORS as exc:
+            warn_store_down(op, exc)
+            reply = reply_error(
+                request_id,
+                "STORE_UNAVAILABLE",
+                "the store is unreachable; retry with the same id in a moment",
             )
         except Exception:  # one bad request must not end the socket
             log.exception("op failed: player %s request %r", self.keys.player_id, request_id)
