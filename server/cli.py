@@ -210,10 +210,40 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push_dead_letters(settings: Settings, count: int) -> int:
+    """Print how many triggers the relay parked, and the newest `count` of them."""
+    from datetime import UTC, datetime
+
+    from server.jobs.dead_letters import DEAD_LETTER_LEN_MAX, read_dead_letters
+    from server.store.keys import TRIGGER_STREAM
+
+    async def run(url: str) -> int:
+        redis = Redis.from_url(url)
+        try:
+            total, letters = await read_dead_letters(redis, TRIGGER_STREAM, count)
+        finally:
+            await redis.aclose()
+        print(f"dead letters: {total} (kept at most {DEAD_LETTER_LEN_MAX}, oldest out first)")
+        for letter in letters:
+            parked = datetime.fromtimestamp(letter.parked_ms / 1000, UTC).isoformat(
+                timespec="seconds"
+            )
+            print(
+                f"{letter.trigger_id} {letter.kind or '-'} player={letter.player or '-'} "
+                f"parked={parked} failures={letter.failures} {letter.reason}"
+            )
+        return 0
+
+    with store_url(settings) as url:
+        return asyncio.run(run(url))
+
+
 def cmd_push_relay(settings: Settings, args: argparse.Namespace) -> int:
-    """Forward push triggers to a webhook until SIGINT/SIGTERM."""
+    """Forward push triggers to a webhook until SIGINT/SIGTERM (or list the dead letters)."""
     from server.jobs.push_relay import run_relay
 
+    if args.dead_letters is not None:
+        return cmd_push_dead_letters(settings, args.dead_letters)
     secret = os.environ.get("MANOR_PUSH_SECRET", "")
     if not secret:
         print("manor push-relay: set MANOR_PUSH_SECRET (the webhook's HMAC key)", file=sys.stderr)
@@ -240,6 +270,13 @@ def cmd_push_relay(settings: Settings, args: argparse.Namespace) -> int:
 
     with store_url(settings) as url:
         return asyncio.run(run(url))
+
+
+def _count(text: str) -> int:
+    count = int(text)
+    if not 0 <= count <= 10_000:
+        raise argparse.ArgumentTypeError("N must be in 0..10000")
+    return count
 
 
 def _days(text: str) -> int:
@@ -286,7 +323,14 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=TOKEN_TTL_S_DEFAULT, help="seconds")
     token.set_defaults(run=cmd_token)
     relay = sub.add_parser("push-relay", help="forward push triggers to a webhook (HMAC signed)")
-    relay.add_argument("--webhook", required=True, help="http(s) URL that receives the triggers")
+    what = relay.add_mutually_exclusive_group(required=True)
+    what.add_argument("--webhook", help="http(s) URL that receives the triggers")
+    what.add_argument(
+        "--dead-letters",
+        type=_count,
+        metavar="N",
+        help="print how many triggers were parked undelivered, and the newest N, then exit",
+    )
     relay.set_defaults(run=cmd_push_relay)
     return top
 

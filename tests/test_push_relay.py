@@ -51,6 +51,7 @@ class Receiver:
     url: str
     received: list[Received] = field(default_factory=list)
     plan: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # then 200s
+    failing: set[str] = field(default_factory=set)  # players whose triggers always get 500
     answer_delay_s: float = 0.0
     in_flight: int = 0
     in_flight_peak: int = 0
@@ -73,6 +74,8 @@ async def receiving(port: int | None = None) -> AsyncIterator[Receiver]:
         receiver.in_flight -= 1
         receiver.received.append(Received(time.monotonic(), dict(request.headers), body))
         status, headers = receiver.plan.pop(0) if receiver.plan else (200, {})
+        if json.loads(body).get("player") in receiver.failing:
+            status, headers = 500, {}
         return Response(status_code=status, headers=headers)
 
     app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
@@ -110,7 +113,8 @@ async def pending(redis: Redis) -> int:
 async def relay(redis: Redis, url: str, consumer: str = "a", **options: Any) -> Any:
     settings = {**FAST, "iterations_max": 1, "rng": random.Random(7), **options}
     stats = await run_relay(redis, url, SECRET, consumer=consumer, **settings)
-    assert stats.read + stats.claimed == stats.delivered + stats.dropped + stats.undelivered
+    settled = stats.delivered + stats.dropped + stats.dead_lettered + stats.undelivered
+    assert stats.read + stats.claimed == settled
     return stats
 
 
@@ -375,3 +379,123 @@ async def test_manor_push_relay_command_forwards_and_stops_on_sigterm(
     )
     assert receiver.payloads()[0]["data"] == {"coins": 3}
     assert await pending(redis) == 0
+
+
+DEAD = f"{TRIGGER_STREAM}:dead"
+
+
+async def dead_letters(redis: Redis) -> list[dict[str, str]]:
+    return [
+        {k.decode(): v.decode() for k, v in fields.items()}
+        for _, fields in await redis.xrange(DEAD)
+    ]
+
+
+async def test_relay_parks_a_trigger_that_keeps_failing_in_the_dead_letter_stream(
+    redis: Redis, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    poison = await add(redis, "bad", plot=1)
+    good = [await add(redis, p) for p in ("p1", "p2")]
+    receiver.failing = {"bad"}
+    caplog.set_level("INFO", logger="server.jobs")
+    totals = {"delivered": 0, "dead_lettered": 0}
+    for turn in range(6):  # every turn claims the idle entry again: one failed pass each
+        await asyncio.sleep(0.01)
+        stats = await relay(
+            redis, receiver.url, attempts_max=2, claim_idle_ms=1, dead_letter_after=3
+        )
+        totals["delivered"] += stats.delivered
+        totals["dead_lettered"] += stats.dead_lettered
+        if turn < 2:
+            assert await pending(redis) == 1  # failed twice: still pending
+    assert totals == {"delivered": 2, "dead_lettered": 1}
+    assert await pending(redis) == 0  # parked, not retried for ever
+    attempts = [r for r in receiver.received if r.headers["x-manor-delivery"] == poison]
+    assert len(attempts) == 3 * 2  # 3 passes of 2 attempts, then never again
+    assert sorted(p["id"] for p in receiver.payloads() if p["player"] != "bad") == sorted(good)
+    [parked] = await dead_letters(redis)
+    assert (parked["id"], parked["player"], parked["kind"], parked["failures"]) == (
+        poison,
+        "bad",
+        "crop_ripe",
+        "3",
+    )
+    assert "HTTP 500" in parked["reason"] and json.loads(parked["data"]) == {"plot": 1}
+    assert not await redis.exists(f"{TRIGGER_STREAM}:failures")  # nothing left behind
+    batches = [r.getMessage() for r in caplog.records if "push relay: batch" in r.getMessage()]
+    assert batches and any("1 dead-lettered" in line for line in batches), batches
+    parked_logs = [r for r in caplog.records if r.levelname == "ERROR" and poison in r.getMessage()]
+    assert parked_logs
+
+
+async def test_relay_a_down_receiver_parks_nothing_until_the_entries_are_old(
+    redis: Redis,
+) -> None:
+    """Connection refused (or 502/503/504, timeouts) says the endpoint is down, not that
+    the trigger is bad: no failure is counted, the entries wait. Past dead_letter_age_ms a
+    failing entry is parked whatever the failure, so nothing is retried for ever."""
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    for p in ("p1", "p2", "p3"):
+        await add(redis, p)
+    for _ in range(3):
+        await asyncio.sleep(0.01)
+        stats = await relay(redis, url, attempts_max=1, claim_idle_ms=1, dead_letter_after=1)
+        assert (stats.dropped, stats.dead_lettered) == (0, 0)
+    assert not await redis.exists(f"{TRIGGER_STREAM}:failures")
+    assert await pending(redis) == 3
+    await asyncio.sleep(0.01)
+    aged = await relay(redis, url, attempts_max=1, claim_idle_ms=1, dead_letter_age_ms=5)
+    assert aged.dead_lettered == 3 and await pending(redis) == 0
+    letters = await dead_letters(redis)
+    assert all(letter["reason"].startswith("expired: ") for letter in letters), letters
+
+
+async def test_relay_rejected_and_malformed_entries_are_kept_as_dead_letters(
+    redis: Redis, receiver: Receiver
+) -> None:
+    await redis.xadd(TRIGGER_STREAM, {"player": "p1", "kind": "stolen", "data": "{"})
+    rejected = await add(redis, "p2")
+    receiver.plan = [(422, {})]
+    stats = await relay(redis, receiver.url)
+    assert (stats.dropped, stats.dead_lettered) == (2, 0)
+    letters = await dead_letters(redis)
+    assert [letter["reason"].split(":")[0] for letter in letters] == ["malformed", "rejected"]
+    assert letters[1]["id"] == rejected and "HTTP 422" in letters[1]["reason"]
+
+
+async def test_the_dead_letter_stream_is_capped(redis: Redis, receiver: Receiver) -> None:
+    for n in range(6):
+        await add(redis, f"p{n}")
+    receiver.plan = [(410, {})] * 6
+    stats = await relay(redis, receiver.url, dead_letter_len_max=4)
+    assert stats.dropped == 6
+    assert await redis.xlen(DEAD) == 4
+
+
+async def test_manor_push_relay_dead_letters_view(
+    redis: Redis, redis_server: Any, receiver: Receiver
+) -> None:
+    import os
+    import sys
+
+    await add(redis, "p1")
+    receiver.plan = [(400, {})]
+    await relay(redis, receiver.url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MANOR_")}
+    env |= {"MANOR_REDIS_URL": redis_server.url}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        "push-relay",
+        "--dead-letters",
+        "5",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 0, err
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("dead letters: 1"), lines
+    assert "p1" in lines[1] and "rejected: HTTP 400" in lines[1]
