@@ -19,7 +19,7 @@ from game_rules import RulesError
 from server.auth import TOKEN_TTL_S_DEFAULT, AuthError, issue_token, load_or_create_secret
 from server.ledger.outbox import audit
 from server.ledger.verify import verify
-from server.rulebook import read_rules
+from server.rulebook import check_rules, read_rules
 from server.settings import Settings, SettingsError, load_settings
 from server.store.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
 
@@ -59,6 +59,13 @@ def store_url(settings: Settings) -> Iterator[str]:
         url_file.unlink(missing_ok=True)
 
 
+def _reason(exc: OSError | UnicodeDecodeError) -> str:
+    """One line for a file that cannot be read: what the system or the decoder said."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+    return exc.strerror or str(exc)
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -66,7 +73,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    rules = read_rules(settings.rules)
+    rules = check_rules(settings.rules)
     print(f"manor: rules {rules.version} ({rules.digest}), time zone {rules.timezone}")
     load_or_create_secret(settings.data_dir) if not settings.jwt_secret else None
     # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler the
@@ -90,8 +97,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0: valid; 1: read, with problems (each listed); 2: the file cannot be read."""
     try:
         rules = read_rules(args.file)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"manor rules check: cannot read {args.file}: {_reason(exc)}", file=sys.stderr)
+        return 2
     except RulesError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -164,7 +175,7 @@ def cmd_report_finance(settings: Settings, args: argparse.Namespace) -> int:
 
     from server.ledger.finance import FlowSums, Source, day_range_ms, ledger_entries, write_report
 
-    rules = read_rules(settings.rules)
+    rules = check_rules(settings.rules)
     try:
         start_ms, end_ms = day_range_ms(
             date.fromisoformat(args.date_from), date.fromisoformat(args.date_to), rules.tz

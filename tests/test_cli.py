@@ -141,3 +141,44 @@ def test_serve_stops_its_embedded_store_on_sigterm(tmp_path: Path) -> None:
     finally:
         process.kill()
         process.wait()
+
+
+def unreadable_paths(tmp_path: Path) -> dict[str, Path]:
+    """Rules paths that cannot be read, each for another reason (root reads any mode)."""
+    plain = tmp_path / "plain.toml"
+    plain.write_text("version = 'x'\n")
+    bad_utf8 = tmp_path / "latin1.toml"
+    bad_utf8.write_bytes(b'version = "caf\xe9"\n')
+    paths = {
+        "missing": tmp_path / "MISSING.toml",
+        "directory": tmp_path,
+        "under a file": plain / "rules.toml",
+        "name too long": tmp_path / ("x" * 300 + ".toml"),
+        "invalid utf-8": bad_utf8,
+    }
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked.toml"
+        locked.write_text("version = 'x'\n")
+        locked.chmod(0)
+        paths["unreadable"] = locked
+    return paths
+
+
+def test_rules_check_of_a_file_it_cannot_read_prints_one_line_and_exits_2(
+    tmp_path: Path,
+) -> None:
+    for why, path in unreadable_paths(tmp_path).items():
+        done = manor("rules", "check", str(path))
+        assert done.returncode == 2, (why, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in done.stderr, (why, done.stderr)
+        assert lines[0].startswith("manor rules check: ") and str(path) in lines[0], lines
+        assert done.stdout == ""
+
+
+def test_serve_with_unreadable_rules_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'version = "caf\xe9"\n')
+    done = manor("serve", MANOR_RULES=str(bad), MANOR_DATA_DIR=str(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "latin1.toml" in done.stderr
