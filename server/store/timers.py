@@ -1,7 +1,12 @@
 """Timers in Redis: one sorted set per bucket, claimed atomically, fired by the lease holder.
 
-A timer only pushes news ("your crop is ripe"); game state never depends on it, so a timer
-lost to a crash costs a notification, not a coin. Members read `kind|part|part...`.
+A claim leases the due timers (moves them TIMER_LEASE_MS ahead) instead of removing them;
+a timer is removed once its handler ran (or failed, except for the kinds in RETRIED_KINDS).
+A process that dies in between leaves the timer to fire again after the lease: timers fire
+at least once, so every handler must be idempotent (a repeated push at worst). Game state
+never depends on a timer firing on time: a crop is ripe by its timestamps, and a checkout
+hold past its expiry is void on the player's next commit (commit.lua); a timer brings the
+news, or the void to players nobody touches. Members read `kind|part|part...`.
 """
 
 from __future__ import annotations
@@ -17,15 +22,21 @@ from server.store.store import Store
 log = logging.getLogger(__name__)
 
 CLAIM_PER_BUCKET_MAX = 100  # per tick; the rest waits for the next tick
+TIMER_LEASE_MS = 60_000  # a claimed timer not done by then fires again
+# Kinds whose failed handler is retried after the lease (others are dropped, logged): the
+# void of a checkout hold must happen even if the store failed once under it.
+RETRIED_KINDS = frozenset({"hold"})
 FIRE_CONCURRENCY_MAX = 64
+# Members are names, not payloads (every claim returns them): data goes in keys of its own.
+MEMBER_BYTES_MAX = 512
 
 Handler = Callable[[list[str], int, int], Awaitable[None]]  # (parts, due_ms, now_ms)
 
 
 def member(kind: str, *parts: object) -> str:
     text = "|".join([kind, *(str(p) for p in parts)])
-    if len(text) > 512:
-        raise ValueError("timer member too long")
+    if len(text.encode()) > MEMBER_BYTES_MAX:
+        raise ValueError(f"timer member over {MEMBER_BYTES_MAX} bytes: {text[:64]!r}...")
     return text
 
 
@@ -43,25 +54,37 @@ class Timers:
         self.fired_total = 0
         self.late_ms_max = 0
 
-    async def claim(self, now_ms: int, buckets: range = range(BUCKETS)) -> list[tuple[str, int]]:
-        """Every due timer of the given buckets, removed from Redis (one pipelined round trip)."""
+    async def _claim(self, now_ms: int, buckets: range) -> list[tuple[int, str, int]]:
+        lease_until = now_ms + TIMER_LEASE_MS
         calls = [
-            self.store.script("claim_timers", [timers(b)], [now_ms, CLAIM_PER_BUCKET_MAX])
+            self.store.script(
+                "claim_timers", [timers(b)], [now_ms, CLAIM_PER_BUCKET_MAX, lease_until]
+            )
             for b in buckets
         ]
-        claimed: list[tuple[str, int]] = []
-        for flat in await asyncio.gather(*calls):
-            claimed += [(flat[i].decode(), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        claimed: list[tuple[int, str, int]] = []
+        for bucket, flat in zip(buckets, await asyncio.gather(*calls), strict=True):
+            claimed += [
+                (bucket, flat[i].decode(), int(flat[i + 1])) for i in range(0, len(flat), 2)
+            ]
         return claimed
+
+    async def claim(self, now_ms: int, buckets: range = range(BUCKETS)) -> list[tuple[str, int]]:
+        """Every due timer of the given buckets, leased until now_ms + TIMER_LEASE_MS (one
+        pipelined round trip). Nobody else claims them meanwhile; unless `tick` marks them
+        done, they are due again when the lease ends."""
+        return [(name, due_ms) for _, name, due_ms in await self._claim(now_ms, buckets)]
 
     async def tick(self, now_ms: int) -> TickReport:
         report = TickReport()
-        claimed = await self.claim(now_ms)
+        claimed = await self._claim(now_ms, range(BUCKETS))
         gate = asyncio.Semaphore(FIRE_CONCURRENCY_MAX)
+        done: dict[int, list[str]] = {}
 
-        async def fire(name: str, due_ms: int) -> None:
+        async def fire(bucket: int, name: str, due_ms: int) -> None:
             kind, *parts = name.split("|")
             handler = self.handlers.get(kind)
+            report.late_ms_max = max(report.late_ms_max, now_ms - due_ms)
             async with gate:
                 try:
                     if handler is None:
@@ -71,9 +94,20 @@ class Timers:
                 except Exception:  # one bad timer must not stop the others
                     report.failed += 1
                     log.exception("timer %s failed", name)
-            report.late_ms_max = max(report.late_ms_max, now_ms - due_ms)
+                    if handler is not None and kind in RETRIED_KINDS:
+                        return  # leased: it fires again when the lease ends
+                done.setdefault(bucket, []).append(name)
 
-        await asyncio.gather(*(fire(name, due_ms) for name, due_ms in claimed))
+        await asyncio.gather(*(fire(b, name, due_ms) for b, name, due_ms in claimed))
+        lease_until = now_ms + TIMER_LEASE_MS
+        await asyncio.gather(
+            *(
+                self.store.script(
+                    "timer_done", [timers(b)], [x for n in names for x in (n, lease_until)]
+                )
+                for b, names in done.items()
+            )
+        )
         self.fired_total += report.fired
         self.late_ms_max = max(self.late_ms_max, report.late_ms_max)
         return report
