@@ -10,6 +10,7 @@ failing check raises its RuleViolation.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,9 +27,12 @@ EXCHANGE_SOURCE = "exchange"
 ORDER_ITEMS_MAX = 200
 FEN_PER_YUAN = 100
 PCT = 100
-# Ids from the platform become part of transfer ids (ledger limit: 200 bytes): printable
-# ASCII without spaces, so one character is one byte and ids cannot smuggle separators.
+# Ids from the platform: printable ASCII without spaces, so one character is one byte. They
+# may contain ":", the separator of transfer ids: transfer_id() keeps the ids unambiguous.
 ID_RE = re.compile(r"[!-~]{1,128}")
+TRANSFER_ID_BYTES_MAX = 200  # the ledger's limit on a transfer id
+SEPARATOR = ":"
+DIGEST_MARK = "#"
 
 RewardItem = tuple[str, int, int]  # (item_id, paid_fen, coins) as order_reward paid it
 Refund = tuple[str, int]  # (item_id, refunded_fen)
@@ -58,6 +62,50 @@ class Quote:
 
     coins_max: int
     yuan_value_fen: int
+
+
+# --- transfer ids ---------------------------------------------------------------------------
+
+
+def transfer_id(kind: str, *fields: str) -> str:
+    """The ledger's id of a business event: `kind:field:field...` when no field contains
+    the separator and the id fits TRANSFER_ID_BYTES_MAX (the ids written before this scheme
+    had that form, so a retry of an old event still finds its id), else `kind#<sha-256>` of
+    the length-prefixed fields (64 hex digits).
+
+    Unambiguous by construction: the kind ends at the first ":" or "#" (kinds have
+    neither); with ":" the fields are read back by splitting (they have no ":" and each kind
+    has a fixed number of them); with "#" the digest names the fields, length-prefixed.
+    No id of this form equals an old-form id of another event: an old id whose fields
+    contained ":" has more separators than its kind's plain form, and never a "#" after
+    its kind. The names commit.lua makes (`debt:`, `debt#`, `expire:`) are not kinds.
+    """
+    if not kind.isalpha():
+        raise ValueError(f"a transfer kind is letters only, got {kind!r}")
+    plain = SEPARATOR.join((kind, *fields))
+    separated = all(fields) and not any(SEPARATOR in f for f in fields)
+    if separated and len(plain.encode()) <= TRANSFER_ID_BYTES_MAX:
+        return plain
+    digest = hashlib.sha256()
+    for part in (kind, *fields):
+        raw = part.encode()
+        digest.update(len(raw).to_bytes(4, "big") + raw)
+    return f"{kind}{DIGEST_MARK}{digest.hexdigest()}"
+
+
+def reversal_id(target: str) -> str:
+    """The id of an operator's reversal of transfer `target`: `reverse:<target>` (its one
+    field is the rest of the id, so it may contain ":"), or `reverse#<sha-256 of target>`
+    when that would not fit TRANSFER_ID_BYTES_MAX or when `target` ends with ":debt" (an
+    old-form debt repayment of a reversal was `reverse:<id>:debt`)."""
+    plain = f"reverse{SEPARATOR}{target}"
+    if len(plain.encode()) <= TRANSFER_ID_BYTES_MAX and not target.endswith(":debt"):
+        return plain
+    return f"reverse{DIGEST_MARK}{hashlib.sha256(target.encode()).hexdigest()}"
+
+
+def order_reward_id(order_id: str) -> str:
+    return transfer_id("order", order_id, "reward")
 
 
 # --- earning ------------------------------------------------------------------------------
@@ -105,7 +153,7 @@ def order_reward(
     coins = sum(item_coins for _, item_coins in per_item)
     credit = None
     if coins > 0:
-        credit = Credit(f"order:{order_id}:reward", ORDER_SOURCE, coins, _batch(rules, now_ms))
+        credit = Credit(order_reward_id(order_id), ORDER_SOURCE, coins, _batch(rules, now_ms))
     return Reward(coins, per_item, credit)
 
 
@@ -122,7 +170,7 @@ def review_reward(rules: Rules, review_id: str, order_paid_fen: int, now_ms: int
         for at_least_fen, coins in reversed(rules.review_reward.tiers)
         if order_paid_fen >= at_least_fen
     )
-    return Credit(f"review:{review_id}", REVIEW_SOURCE, coins, _batch(rules, now_ms))
+    return Credit(transfer_id("review", review_id), REVIEW_SOURCE, coins, _batch(rules, now_ms))
 
 
 def exchange(rules: Rules, partner: str, points: int, txn_id: str, now_ms: int) -> Credit:
@@ -148,7 +196,8 @@ def exchange(rules: Rules, partner: str, points: int, txn_id: str, now_ms: int) 
     coins = points * terms.coins_per_point_num // terms.coins_per_point_den
     if coins < 1:
         raise RuleViolation("POINTS_TOO_FEW", f"{points} points make no whole coin")
-    return Credit(f"exchange:{partner}:{txn_id}", EXCHANGE_SOURCE, coins, _batch(rules, now_ms))
+    credit_id = transfer_id("exchange", partner, txn_id)
+    return Credit(credit_id, EXCHANGE_SOURCE, coins, _batch(rules, now_ms))
 
 
 # --- refunds ------------------------------------------------------------------------------
@@ -219,6 +268,18 @@ def clawback_split(claw_coins: int, available_coins: int) -> tuple[int, int]:
         raise ValueError(f"coins must be >= 0, got {claw_coins} and {available_coins}")
     taken = min(claw_coins, available_coins)
     return taken, claw_coins - taken
+
+
+def refund_net(claw_coins: int, earned_coins: int, taken_back_coins: int) -> int:
+    """What a refund takes when refunds and an operator's reversal already took back
+    `taken_back_coins` of an order's `earned_coins`: min(claw, earned - taken back), never
+    below 0. An order's reward is taken back once, whoever takes it: without a reversal
+    the refunds' steps add up to at most the reward, so this is the step itself."""
+    if min(claw_coins, earned_coins, taken_back_coins) < 0:
+        raise ValueError(
+            f"coins must be >= 0, got {claw_coins}, {earned_coins}, {taken_back_coins}"
+        )
+    return max(0, min(claw_coins, earned_coins - taken_back_coins))
 
 
 def debt_repayment(debt: int, credit_coins: int) -> int:

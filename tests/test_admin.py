@@ -202,10 +202,10 @@ async def test_reversing_a_spent_credit_books_debt_repaid_by_the_next(
     assert (repaid["balance"], repaid["debt"]) == (50, 150)
     view = await look(http, "dan")
     assert view["verify"]["ok"] and (view["held"], view["available"]) == (50, 0)
-    debt_entry = next(e for e in view["journal"]["entries"] if e["transfer_id"] == "grant:g2:debt")
+    debt_entry = next(e for e in view["journal"]["entries"] if e["transfer_id"] == "debt:grant:g2")
     assert debt_entry["account"] == "clawback"
     refused = await post(
-        http, "reverse", 409, player="dan", transfer_id="grant:g2:debt", reason="x"
+        http, "reverse", 409, player="dan", transfer_id="debt:grant:g2", reason="x"
     )
     assert refused["error"]["code"] == "NOT_REVERSIBLE"
     # Everything taken back and owed: nothing left available, all of it debt.

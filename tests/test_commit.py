@@ -335,7 +335,7 @@ async def test_debt_is_repaid_from_the_next_credit(store: Store, redis: Redis) -
     paid = await apply(store, keys, Commit(transfers=[credit("signin:deb:2", 5)]), NOW_MS)
     assert (paid.balance, paid.debt) == (3, 0)
     ids = [Entry.decode(r).transfer_id for r in await redis.lrange(keys.journal, 0, -1)]
-    assert ids[-2:] == ["signin:deb:2", "signin:deb:2:debt"]
+    assert ids[-2:] == ["signin:deb:2", "debt:signin:deb:2"]
     assert await redis.hget(keys.sys, "clawback") == b"16"
     report = await verify(redis)
     assert report.ok, report.problems

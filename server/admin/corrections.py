@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from game_rules import business_day, expiry_batch
-from game_rules.commerce import ID_RE
+from game_rules.commerce import ID_RE, refund_net, reversal_id
+from game_rules.commerce import transfer_id as build_transfer_id
 from server.admin.checks import (
     TRANSFER_ID_RE,
     Refused,
@@ -25,12 +26,16 @@ from server.admin.checks import (
     services_of,
 )
 from server.ledger.commit import Commit, apply
-from server.ledger.ledger import TRANSFER_ID_BYTES_MAX, Entry, Transfer, Wallet
+from server.ledger.ledger import Entry, Transfer, Wallet
+from server.ledger.outbox import OUTBOX_SOURCES
 from server.ops.components import pack
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services
+from server.platform.orders import OrderRecord, order_field, reversal_field
 from server.store.keys import PlayerKeys
+from server.store.store import Store
 
-REVERSAL_PREFIX = "reverse:"
+REVERSAL_PREFIXES = ("reverse:", "reverse#")
+DEBT_PREFIXES = ("debt:", "debt#")
 
 
 def todays_batch(services: Services, now_ms: int) -> Any:
@@ -50,8 +55,9 @@ async def grant(request: Request) -> JSONResponse:
         },
     )
     now_ms = services.clock.now_ms()
+    batch = todays_batch(services, now_ms)
     transfer = Transfer(
-        f"grant:{grant_id}", "c", coins, "mint:grant", todays_batch(services, now_ms), reason
+        build_transfer_id("grant", grant_id), "c", coins, "mint:grant", batch, reason
     )
     done = await apply(services.store, PlayerKeys(pid), Commit(transfers=[transfer]), now_ms)
     if done.status == "TRANSFER_MISMATCH":
@@ -92,7 +98,7 @@ def _reversal_reply(
     return {
         "player": pid,
         "transfer_id": transfer_id,
-        "reversal_id": REVERSAL_PREFIX + transfer_id,
+        "reversal_id": record.get("id") or reversal_id(transfer_id),
         "reversed": "credit" if record["kind"] == "c" else "debit",
         "coins": record["coins"],
         "moved": record["moved"],
@@ -103,10 +109,76 @@ def _reversal_reply(
     }
 
 
+async def _order_of_reward(
+    store: Store, keys: PlayerKeys, transfer_id: str, entry: Entry
+) -> tuple[str, bytes, OrderRecord] | None:
+    """The order record whose reward `transfer_id` is, if it is one: (field, raw, record).
+    order_paid books the reward from mint:order with the ref "order <order id>"."""
+    if entry.account != "mint:order" or not entry.ref.startswith("order "):
+        return None
+    order_id = entry.ref.removeprefix("order ")
+    field = order_field(order_id)
+    raw = await store.call("HGET", keys.records, field)
+    if raw is None:
+        return None
+    record = OrderRecord.decode(raw, order_id)
+    return (field, raw, record) if record.reward_id == transfer_id else None
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    """What a reversal takes back: `due` coins, `moved` of them from the balance (the rest
+    becomes debt), the records it was decided on (checked unchanged in the same commit) and
+    the stats counters it adds to."""
+
+    due: int
+    moved: int
+    checked: tuple[tuple[str, bytes, bytes], ...] = ()
+    counts: tuple[tuple[str, int], ...] = ()
+
+
+async def _undo_credit(
+    store: Store,
+    keys: PlayerKeys,
+    wallet: Wallet,
+    transfer_id: str,
+    posting: Posting,
+    entry: Entry,
+    now_ms: int,
+) -> Undo:
+    """A credit reversed: what the player has available now, the rest as debt. An order's
+    reward: only what the order's refunds did not take back already."""
+    due = posting.coins
+    checked: tuple[tuple[str, bytes, bytes], ...] = ()
+    order = await _order_of_reward(store, keys, transfer_id, entry)
+    if order is not None:
+        order_key, order_raw, order_record = order
+        due = refund_net(posting.coins, order_record.earned, order_record.refunded_coins)
+        checked = ((order_key, order_raw, order_raw),)  # the same value: checked, not changed
+    moved = min(due, max(0, wallet.balance - wallet.held_at(now_ms)))
+    source = posting.account.removeprefix("mint:")
+    counts = ((f"{source}:reversed", moved),) if moved and source in OUTBOX_SOURCES else ()
+    return Undo(due, moved, checked, counts)  # the outbox audit counts `counts` (outbox.py)
+
+
+def _not_reversible(transfer_id: str, posting: Posting) -> str:
+    if transfer_id.startswith(REVERSAL_PREFIXES):
+        return "a reversal is not reversed; post a grant"
+    if posting.account == "clawback" and (
+        transfer_id.startswith(DEBT_PREFIXES) or transfer_id.endswith(":debt")
+    ):
+        return "a debt repayment: reverse the credit it follows"
+    return ""
+
+
 async def reverse(request: Request) -> JSONResponse:
     """Post the opposite of a transfer. A credit reversed takes back what the player still
     has available and books the rest as debt (as a refund does); a debit reversed credits
-    the coins back in today's batch. Idempotent: a record `reversal:<id>` is set with it."""
+    the coins back in today's batch. Idempotent: a record `reversal:<id>` is set with it.
+
+    An order's reward is taken back once: its reversal takes only what the order's refunds
+    did not take back already, and checks the order record in the same commit (a refund
+    checks this reversal's record likewise, server/platform/orders.py)."""
     services = services_of(request)
     store = services.store
     pid, transfer_id, reason = fields(
@@ -114,8 +186,8 @@ async def reverse(request: Request) -> JSONResponse:
         {"player": player_field, "transfer_id": matching(TRANSFER_ID_RE), "reason": reason_field},
     )
     keys = PlayerKeys(pid)
-    reversal_id = REVERSAL_PREFIX + transfer_id
-    field = f"reversal:{transfer_id}"
+    undo_id = reversal_id(transfer_id)
+    field = reversal_field(transfer_id)
     for _ in range(COMMIT_ATTEMPTS_MAX):
         seen, wallet_raw, record_raw = await store.call_many(
             ("HGET", keys.txids, transfer_id),
@@ -130,12 +202,9 @@ async def reverse(request: Request) -> JSONResponse:
         if seen is None:
             raise Refused(404, "TRANSFER_NOT_FOUND", f"player {pid} has no transfer {transfer_id}")
         posting = Posting.parse(seen)
-        if transfer_id.startswith(REVERSAL_PREFIX):
-            raise Refused(409, "NOT_REVERSIBLE", "a reversal is not reversed; post a grant")
-        if posting.account == "clawback" and transfer_id.endswith(":debt"):
-            raise Refused(409, "NOT_REVERSIBLE", "a debt repayment: reverse the credit it follows")
-        if len(reversal_id.encode()) > TRANSFER_ID_BYTES_MAX:
-            raise Refused(409, "NOT_REVERSIBLE", "the id is too long to name its reversal")
+        why_not = _not_reversible(transfer_id, posting)
+        if why_not:
+            raise Refused(409, "NOT_REVERSIBLE", why_not)
         ck = wallet.checkpoint.seq
         raw = (
             None
@@ -149,29 +218,35 @@ async def reverse(request: Request) -> JSONResponse:
             continue  # compaction trimmed the journal in between: read again
         now_ms = services.clock.now_ms()
         if posting.kind == "c":
-            moved = min(posting.coins, max(0, wallet.balance - wallet.held))
+            plan = await _undo_credit(store, keys, wallet, transfer_id, posting, entry, now_ms)
             transfers = (
-                [Transfer(reversal_id, "d", moved, posting.account, ref=reason)] if moved else []
+                [Transfer(undo_id, "d", plan.moved, posting.account, ref=reason)]
+                if plan.moved
+                else []
             )
-            debt_added = posting.coins - moved
         else:
             batch = todays_batch(services, now_ms)
-            transfers = [Transfer(reversal_id, "c", posting.coins, posting.account, batch, reason)]
-            moved, debt_added = posting.coins, 0
+            transfers = [Transfer(undo_id, "c", posting.coins, posting.account, batch, reason)]
+            plan = Undo(posting.coins, posting.coins)
         record = {
             "kind": posting.kind,
-            "coins": posting.coins,
-            "moved": moved,
-            "debt_added": debt_added,
+            "coins": plan.due,
+            "moved": plan.moved,
+            "debt_added": plan.due - plan.moved,
             "reason": reason,
             "at_ms": now_ms,
+            "id": undo_id,
         }
+        records = [*plan.checked, (field, b"", pack(record))]
         commit = Commit(
-            transfers=transfers, debt_add=debt_added, records=[(field, b"", pack(record))]
+            transfers=transfers,
+            debt_add=plan.due - plan.moved,
+            records=records,
+            counts=plan.counts,
         )
         done = await apply(store, keys, commit, now_ms)
         if done.status in ("RECORD_CONFLICT", "INSUFFICIENT_FUNDS", "exists"):
-            continue  # another reversal or a spend came first: read again
+            continue  # another reversal, a refund or a spend came first: read again
         if done.status != "ok":
             raise Refused(422, done.status, f"the ledger refused: {done.status}")
         return JSONResponse(

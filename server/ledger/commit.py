@@ -36,7 +36,9 @@ class Commit:
     timers: Sequence[tuple[str, int]] = ()  # (member, due_ms) armed in the bucket's timers
     holds: Sequence[HoldOp] = ()  # checkout holds: reserve, post, void
     debt_add: int = 0  # coins a refund could not take back (paid first from later credits)
-    records: Sequence[tuple[str, bytes, bytes]] = ()  # (field, expected or b"", new): CAS
+    records: Sequence[tuple[str, bytes, bytes]] = ()  # (field, expected or b"", new): CAS;
+    # new == expected only checks the record (a decision that depends on it, written by others)
+    counts: Sequence[tuple[str, int]] = ()  # (stats field, coins to add): invariant counters
     reply_body: bytes = b""  # with a request id: the reply to replay on a retry
     reply_ttl_s: int = 86_400
 
@@ -76,6 +78,7 @@ async def apply(
         store.today_of(now_ms),
         commit.debt_add,
         len(commit.records),
+        len(commit.counts),
     ]
     for name, value in commit.fields.items():
         args += (name, value)
@@ -91,6 +94,8 @@ async def apply(
         args += hold.argv()
     for name, expected, value in commit.records:
         args += (name, expected, value)
+    for name, by in commit.counts:
+        args += (name, by)
     script_keys = (
         keys.state,
         keys.wallet,

@@ -24,7 +24,12 @@ from typing import Any
 
 import msgpack
 
-TRANSFER_ID_BYTES_MAX = 200
+# The limit lives with the id builder (game_rules.commerce.transfer_id, which digests what
+# would not fit) and with commit.lua (ID_BYTES_MAX, for the debt repayment ids it makes).
+from game_rules import commerce
+
+TRANSFER_ID_BYTES_MAX = commerce.TRANSFER_ID_BYTES_MAX
+
 VERIFY_PAGE_ENTRIES = 1000
 
 
@@ -58,7 +63,7 @@ class Transfer:
         if self.kind == "c" and self.batch is None:
             raise ValueError("a credit needs an expiry batch")
         if not 0 < len(self.transfer_id.encode()) <= TRANSFER_ID_BYTES_MAX:
-            raise ValueError("transfer id must be 1..200 bytes")
+            raise ValueError(f"transfer id must be 1..{TRANSFER_ID_BYTES_MAX} bytes")
 
     def argv(self) -> tuple[str, str, int, str, str, str]:
         batch = str(batch_int(self.batch)) if self.batch else ""
@@ -129,10 +134,16 @@ class Wallet:
     checkpoint: Checkpoint = field(default_factory=Checkpoint)
     held: int = 0
     debt: int = 0
+    holds: dict[str, tuple[int, int]] = field(default_factory=dict)  # order -> (coins, expires)
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> Wallet:
         batches = {batch_date(int(k[2:])): int(v) for k, v in raw.items() if k.startswith(b"b:")}
+        holds = {}
+        for k, v in raw.items():
+            if k.startswith(b"h:"):
+                coins, expires_ms = v.split(b"|")
+                holds[k[2:].decode()] = (int(coins), int(expires_ms))
         checkpoint = Checkpoint()
         if b"ck_seq" in raw:
             ck_batches = msgpack.unpackb(raw.get(b"ck_batches", b"\x80"), strict_map_key=False)
@@ -152,7 +163,17 @@ class Wallet:
             checkpoint=checkpoint,
             held=int(raw.get(b"held", 0)),
             debt=int(raw.get(b"debt", 0)),
+            holds=holds,
         )
+
+    def held_at(self, now_ms: int) -> int:
+        """Coins held at now_ms: a pending hold past its expires_ms is void whether or not a
+        commit has written that yet (commit.lua voids it on the player's next commit). The
+        wallet's index `h:<order>` lists the pending holds; a wallet whose index does not add
+        up to `held` (holds reserved before the index) counts `held` as it stands."""
+        if sum(coins for coins, _ in self.holds.values()) != self.held:
+            return self.held
+        return sum(coins for coins, expires_ms in self.holds.values() if expires_ms > now_ms)
 
     def by_batch(self) -> list[dict[str, Any]]:
         return [{"expires": d.isoformat(), "coins": c} for d, c in self.batches.items()]

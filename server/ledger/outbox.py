@@ -4,13 +4,17 @@ credits another player (step 2, on that player's slot, idempotent by transfer id
 
 The process that made the order completes it at once; the relay completes whatever a
 crash left behind. Invariant, per source: coins ordered = coins credited + in flight.
+
+An operator's reversal of such a credit debits coins back to `mint:<source>`, which nets
+them out of the mint's balance; the reversal's commit counts them in the player's bucket
+stats (`<source>:reversed`), so coins credited = minus the mint's balance + coins reversed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, cast
 
@@ -110,8 +114,9 @@ async def relay(store: Store, now_ms: int, grace_ms: int = RELAY_GRACE_MS) -> in
 @dataclass
 class FlightReport:
     ordered: dict[str, int]
-    credited: dict[str, int]
+    credited: dict[str, int]  # ever credited: minus the mint's balance + reversed
     in_flight: dict[str, int]
+    reversed: dict[str, int] = field(default_factory=lambda: {s: 0 for s in OUTBOX_SOURCES})
 
     @property
     def problems(self) -> list[str]:
@@ -125,7 +130,7 @@ class FlightReport:
 
 async def audit(redis: Redis) -> FlightReport:
     """Coins ordered from crops vs credited to players vs still in an outbox."""
-    report = FlightReport(*({s: 0 for s in OUTBOX_SOURCES} for _ in range(3)))
+    report = FlightReport(*({s: 0 for s in OUTBOX_SOURCES} for _ in range(4)))
     for bucket in range(BUCKETS):
         counters = cast(dict[bytes, bytes], await redis.hgetall(stats(bucket)))
         minted = cast(
@@ -135,7 +140,9 @@ async def audit(redis: Redis) -> FlightReport:
         orders = cast(list[bytes], await redis.lrange(outbox(bucket), 0, -1))
         for source, mint in zip(OUTBOX_SOURCES, minted, strict=True):
             report.ordered[source] += int(counters.get(f"{source}:ordered".encode(), 0))
-            report.credited[source] -= int(mint or 0)
+            reversed_coins = int(counters.get(f"{source}:reversed".encode(), 0))
+            report.reversed[source] += reversed_coins
+            report.credited[source] += reversed_coins - int(mint or 0)
         for raw in orders:
             order = Order.decode(raw)
             report.in_flight[order.source] += order.coins

@@ -3,7 +3,8 @@
 --
 -- KEYS (all carry the player's bucket tag, so one hash slot):
 --   1 state     hash  ver, pseq, rule components (msgpack blobs)
---   2 wallet    hash  bal, seq, head, held, debt, b:<YYYYMMDD> coins per expiry batch
+--   2 wallet    hash  bal, seq, head, held, debt, b:<YYYYMMDD> coins per expiry batch,
+--                     h:<order id> "<coins>|<expires_ms>" per pending checkout hold
 --   3 journal   list  msgpack entries, oldest first
 --   4 txids     hash  transfer id -> "<kind>|<amount>|<account>|<seq>"
 --   5 sys       hash  system account (bucket-local) -> balance, may be negative
@@ -12,13 +13,15 @@
 --   8 reply     hash  body, bal: the cached reply of a request id (ignored when ARGV[7] == "")
 --   9 channel   pub/sub channel of the player (not a key; declared for the slot check)
 --  10 outbox    list  credit orders for players in other slots (steal, water), see outbox.py
---  11 stats     hash  <source>:ordered coins ever put in the outbox, for the in-flight invariant
+--  11 stats     hash  <source>:ordered coins ever put in the outbox, <source>:reversed coins
+--                     of its credits reversed since, for the in-flight invariant
 --  12 timers    zset  timers of the bucket scored by due ms, see timers.py
 --  13 holds     hash  checkout order id -> "pending|<coins>|<expires_ms>", "posted|<ms>" or
 --                     "voided|<ms>" (tombstones answer repeats; compaction prunes old ones)
 --  14 records   hash  platform records (an order's reward lines and refunds), compare-and-set
 -- ARGV:
---   1 now_ms          integer, epoch milliseconds: the ts of every journal entry
+--   1 now_ms          integer, epoch milliseconds: the ts of every journal entry; pending
+--                     holds whose expires_ms <= now_ms are void from this commit on
 --   2 expected_ver    integer; -1 skips the version check (platform and operator credits)
 --   3 n_fields        state fields to write
 --   4 n_transfers
@@ -35,28 +38,36 @@
 --                     expire to sink:expire in this commit; 0 = no expiry check
 --  15 debt_add        coins a refund could not take back, owed from the next credits
 --  16 n_records       records to compare-and-set
+--  17 n_counts        stats counters to add to
 --   then n_fields     x (field, value)
 --   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref)
 --   then n_pushes     x (type, data as a msgpack map)
 --   then n_orders     x (source, amount coins > 0, order as msgpack)
 --   then n_timers     x (member, due_ms)
 --   then n_holds      x (op "reserve"|"post"|"void", order id, coins, expires_ms)
---   then n_records    x (field, expected value or "" for absent, new value)
+--   then n_records    x (field, expected value or "" for absent, new value; new == expected
+--                     only checks)
+--   then n_counts     x (stats field, integer to add)
 -- Returns {status, balance_coins, ver, pseq, receivers, held_coins, debt_coins}; receivers
 -- lists, per extra push, how many subscribers got it (0: no socket anywhere).
 -- status is "ok", "exists" (every transfer and hold op was already done: nothing written),
 -- "CONFLICT" (version moved: reload and retry), "TRANSFER_MISMATCH" (an id reused with another
--- kind/amount/account), "INSUFFICIENT_FUNDS" (a debit or hold larger than the coins not held),
--- "HOLD_NOT_FOUND", "HOLD_POSTED", "HOLD_VOIDED", "HOLD_MISMATCH" (a hold op that its order's
--- state refuses), "RECORD_CONFLICT" (a record changed since it was read: reload and retry)
--- or "BAD_TRANSFER" (malformed input: a bug in the caller).
+-- kind/amount/account, or an id this script makes taken already), "INSUFFICIENT_FUNDS" (a
+-- debit or hold larger than the coins not held), "HOLD_NOT_FOUND", "HOLD_POSTED",
+-- "HOLD_VOIDED", "HOLD_MISMATCH", "HOLD_EXPIRED" (a hold op that its order's state refuses),
+-- "RECORD_CONFLICT" (a record changed since it was read: reload and retry) or "BAD_TRANSFER"
+-- (malformed input, or a transfer id in the names this script makes: a bug in the caller).
 -- Only "ok" writes anything.
 --
 -- Every check runs before the first write: Redis does not roll back a failed script.
 -- No game rule lives here: amounts, batches and ids come from game_rules via the shell;
 -- the script only keeps the books (FIFO by expiry, holds, debt first, expiry by date).
+-- The ids it makes itself live in names no caller may use: `debt:<credit id>` (or
+-- `debt#<sha1 of it>` when that would pass ID_BYTES_MAX) and `expire:<YYYYMMDD>:<seq>`.
 
+local ID_BYTES_MAX = 200  -- TRANSFER_ID_BYTES_MAX in server/ledger/ledger.py
 local now_ms = ARGV[1]
+local now = tonumber(now_ms)
 local expected_ver = tonumber(ARGV[2])
 local n_fields = tonumber(ARGV[3])
 local n_transfers = tonumber(ARGV[4])
@@ -71,14 +82,16 @@ local n_holds = tonumber(ARGV[13])
 local today = tonumber(ARGV[14])
 local debt_add = tonumber(ARGV[15])
 local n_records = tonumber(ARGV[16])
+local n_counts = tonumber(ARGV[17])
 
-local fields_at = 16
+local fields_at = 17
 local transfers_at = fields_at + 2 * n_fields
 local pushes_at = transfers_at + 6 * n_transfers
 local orders_at = pushes_at + 2 * n_pushes
 local timers_at = orders_at + 3 * n_orders
 local holds_at = timers_at + 2 * n_timers
 local records_at = holds_at + 4 * n_holds
+local counts_at = records_at + 3 * n_records
 
 local counters = redis.call('HMGET', KEYS[1], 'ver', 'pseq')
 local ver = tonumber(counters[1] or '0')
@@ -86,6 +99,7 @@ local pseq = tonumber(counters[2] or '0')
 local wallet = redis.call('HGETALL', KEYS[2])
 local bal, seq, head, held, debt = 0, 0, '', 0, 0
 local batches = {}
+local pending, indexed = {}, 0  -- order -> {coins, expires_ms}: the wallet's hold index
 for i = 1, #wallet, 2 do
   local f, v = wallet[i], wallet[i + 1]
   if f == 'bal' then bal = tonumber(v)
@@ -95,6 +109,10 @@ for i = 1, #wallet, 2 do
   elseif f == 'debt' then debt = tonumber(v)
   elseif string.sub(f, 1, 2) == 'b:' then
     batches[#batches + 1] = {tonumber(string.sub(f, 3)), tonumber(v)}
+  elseif string.sub(f, 1, 2) == 'h:' then
+    local coins, expires = string.match(v, '^(%d+)|(%d+)$')
+    pending[string.sub(f, 3)] = {tonumber(coins), tonumber(expires)}
+    indexed = indexed + tonumber(coins)
   end
 end
 table.sort(batches, function(a, b) return a[1] < b[1] end)
@@ -108,7 +126,7 @@ end
 if expected_ver >= 0 and ver ~= expected_ver then
   return refuse('CONFLICT')
 end
-if not today or not debt_add or debt_add < 0 or debt_add % 1 ~= 0 then
+if not today or not debt_add or debt_add < 0 or debt_add % 1 ~= 0 or not now then
   return refuse('BAD_TRANSFER')
 end
 for r = 0, n_records - 1 do
@@ -117,9 +135,42 @@ for r = 0, n_records - 1 do
     return refuse('RECORD_CONFLICT')
   end
 end
+for c = 0, n_counts - 1 do
+  local by = tonumber(ARGV[counts_at + 2 + 2 * c])
+  if not by or by % 1 ~= 0 then return refuse('BAD_TRANSFER') end
+end
+
+-- Holds past their time are void from now on, whether or not their timer fired. The index
+-- must add up to `held`; holds from before it existed are read from the holds hash once.
+local reindex = indexed ~= held
+if reindex then
+  pending, held = {}, 0
+  local all = redis.call('HGETALL', KEYS[13])
+  for i = 1, #all, 2 do
+    local coins, expires = string.match(all[i + 1], '^pending|(%d+)|(%d+)$')
+    if coins then
+      pending[all[i]] = {tonumber(coins), tonumber(expires)}
+      held = held + tonumber(coins)
+    end
+  end
+end
+local hold_writes = {}  -- order -> new value of the holds hash
+local lapsed = {}  -- order -> true: voided by its time in this commit
+for order, p in pairs(pending) do
+  if p[2] <= now then
+    held = held - p[1]
+    hold_writes[order] = 'voided|' .. now_ms
+    lapsed[order] = true
+    pending[order] = nil
+  end
+end
 
 -- Plan everything against copies of the balances (checks only, no writes).
 local plan = {}
+local function taken(id)
+  -- An id this script makes that is in txids already: refused, never overwritten.
+  return redis.call('HEXISTS', KEYS[4], id) == 1
+end
 local function spend(amount)
   -- Take `amount` from the batches that expire first; the list of batches moved.
   local moved, left = {}, amount
@@ -135,11 +186,6 @@ local function spend(amount)
   end
   return moved
 end
-local function debit_entry(id, amount, account, ref)
-  bal = bal - amount
-  local fp = 'd|' .. amount .. '|' .. account .. '|'
-  plan[#plan + 1] = {id, amount, account, -amount, spend(amount), ref, fp}
-end
 
 -- Expiry first, against the holds as they stood: batches whose last valid day has passed go
 -- to the expiry sink, except coins that a checkout hold locks. A post spends the oldest
@@ -152,59 +198,55 @@ if today > 0 then
     locked = locked - kept
     if b[1] < today and b[2] > kept then
       local gone = b[2] - kept
-      if gone > 0 then
-        b[2] = b[2] - gone
-        bal = bal - gone
-        touched[b[1]] = true
-        local id = 'expire:' .. player_id .. ':' .. b[1] .. ':' .. now_ms
-        plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, 'expired', 'd|' .. gone .. '|sink:expire|'}
-      end
+      b[2] = b[2] - gone
+      bal = bal - gone
+      touched[b[1]] = true
+      local id = 'expire:' .. b[1] .. ':' .. (seq + #plan + 1)
+      if taken(id) then return refuse('TRANSFER_MISMATCH') end
+      plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, 'expired', 'd|' .. gone .. '|sink:expire|'}
     end
   end
 end
 
 -- Holds: reserve locks coins (not a posting); post and void release them.
-local hold_writes = {}
 local fresh_holds = 0
 for h = 0, n_holds - 1 do
   local op, order = ARGV[holds_at + 1 + 4 * h], ARGV[holds_at + 2 + 4 * h]
   local coins, expires_ms = tonumber(ARGV[holds_at + 3 + 4 * h]), ARGV[holds_at + 4 + 4 * h]
   local now_state = hold_writes[order] or redis.call('HGET', KEYS[13], order)
-  if now_state then  -- "posted|<ms>" -> "posted": the time is only for compaction
-    local word = string.match(now_state, '^(%a+)|')
-    if word == 'posted' or word == 'voided' then now_state = word end
-  end
-  local pending_coins = nil
-  if now_state and string.sub(now_state, 1, 8) == 'pending|' then
-    pending_coins = tonumber(string.match(now_state, '^pending|(%d+)|'))
-  end
+  local word = now_state and string.match(now_state, '^(%a+)')  -- "posted|<ms>" -> "posted"
+  local pending_coins = word == 'pending' and tonumber(string.match(now_state, '^pending|(%d+)|'))
   if op == 'reserve' then
     if not coins or coins <= 0 or coins % 1 ~= 0 or not tonumber(expires_ms) then
       return refuse('BAD_TRANSFER')
     end
-    local wanted = 'pending|' .. coins .. '|' .. expires_ms
-    if now_state == wanted then
+    -- A hold is (order, coins): the first reserve fixes its expiry, a repeat keeps it.
+    if pending_coins == coins then
       -- the same reserve again: nothing to do
-    elseif now_state == 'posted' then return refuse('HOLD_POSTED')
-    elseif now_state == 'voided' then return refuse('HOLD_VOIDED')
+    elseif word == 'posted' then return refuse('HOLD_POSTED')
+    elseif word == 'voided' then return refuse('HOLD_VOIDED')
     elseif now_state then return refuse('HOLD_MISMATCH')
     else
       if coins > bal - held then return refuse('INSUFFICIENT_FUNDS') end
       held = held + coins
-      hold_writes[order] = wanted
+      hold_writes[order] = 'pending|' .. coins .. '|' .. expires_ms
+      pending[order] = {coins, tonumber(expires_ms)}
       fresh_holds = fresh_holds + 1
     end
   elseif op == 'post' or op == 'void' then
     local done = (op == 'post') and 'posted' or 'voided'
-    if now_state == done then
-      -- already posted / voided: nothing to do
-    elseif now_state == 'posted' then return refuse('HOLD_POSTED')
-    elseif now_state == 'voided' then return refuse('HOLD_VOIDED')
+    if op == 'post' and lapsed[order] then return refuse('HOLD_EXPIRED')
+    elseif word == done then
+      -- already posted / voided; a void of a hold that lapsed in this commit is its void
+      if lapsed[order] then fresh_holds = fresh_holds + 1; lapsed[order] = false end
+    elseif word == 'posted' then return refuse('HOLD_POSTED')
+    elseif word == 'voided' then return refuse('HOLD_VOIDED')
     elseif not pending_coins then return refuse('HOLD_NOT_FOUND')
     else
       if op == 'post' and coins and coins > pending_coins then return refuse('HOLD_MISMATCH') end
       held = held - pending_coins
       hold_writes[order] = done .. '|' .. now_ms
+      pending[order] = nil
       fresh_holds = fresh_holds + 1
     end
   else
@@ -220,8 +262,10 @@ for t = 0, n_transfers - 1 do
   local id, kind, amount = ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
   local account, batch, ref = ARGV[at + 4], ARGV[at + 5], ARGV[at + 6]
   local fp = kind .. '|' .. ARGV[at + 3] .. '|' .. account .. '|'
-  if in_call[id] or not amount or amount <= 0 or amount % 1 ~= 0 or (kind ~= 'c' and kind ~= 'd')
-      or (kind == 'c' and not tonumber(batch)) then
+  local made_here = string.sub(id, 1, 5) == 'debt:' or string.sub(id, 1, 5) == 'debt#'
+    or string.sub(id, 1, 7) == 'expire:'
+  if in_call[id] or made_here or not amount or amount <= 0 or amount % 1 ~= 0
+      or (kind ~= 'c' and kind ~= 'd') or (kind == 'c' and not tonumber(batch)) then
     return refuse('BAD_TRANSFER')
   end
   in_call[id] = true
@@ -260,7 +304,12 @@ for _, c in ipairs(credits) do
   local repay = math.min(debt, c[2])
   if repay > 0 then
     debt = debt - repay
-    debit_entry(c[1] .. ':debt', repay, 'clawback', 'debt repaid')
+    local id = 'debt:' .. c[1]
+    if #id > ID_BYTES_MAX then id = 'debt#' .. redis.sha1hex(c[1]) end
+    if taken(id) then return refuse('TRANSFER_MISMATCH') end
+    bal = bal - repay
+    local fp = 'd|' .. repay .. '|clawback|'
+    plan[#plan + 1] = {id, repay, 'clawback', -repay, spend(repay), 'debt repaid', fp}
   end
 end
 debt = debt + debt_add
@@ -301,7 +350,11 @@ local function frame(kind, data, counted)
   push_frames[#push_frames + 1] = {bytes, counted}
 end
 
-local wallet_args = {}
+local wallet_args, wallet_gone = {}, {}
+local function wallet_set(f, v)
+  wallet_args[#wallet_args + 1] = f
+  wallet_args[#wallet_args + 1] = v
+end
 if #plan > 0 then
   local first_posting = seq == 0
   local running = balance_before
@@ -311,7 +364,7 @@ if #plan > 0 then
     -- p = {id, amount, account, signed amount, batches moved, ref, fingerprint}
     seq = seq + 1
     running = running + p[4]
-    local entry = cmsgpack.pack({seq, tonumber(now_ms), p[1], p[3], p[4], running, p[5], p[6], head})
+    local entry = cmsgpack.pack({seq, now, p[1], p[3], p[4], running, p[5], p[6], head})
     entries[#entries + 1] = entry
     head = redis.sha1hex(entry)
     txids[#txids + 1] = p[1]
@@ -320,42 +373,43 @@ if #plan > 0 then
   end
   redis.call('RPUSH', KEYS[3], unpack(entries))
   redis.call('HSET', KEYS[4], unpack(txids))
-  wallet_args = {'bal', bal, 'seq', seq, 'head', head}
-  local emptied = {}
+  wallet_set('bal', bal)
+  wallet_set('seq', seq)
+  wallet_set('head', head)
   for _, b in ipairs(batches) do
     if touched[b[1]] then
-      if b[2] > 0 then
-        wallet_args[#wallet_args + 1] = 'b:' .. b[1]
-        wallet_args[#wallet_args + 1] = b[2]
-      else
-        emptied[#emptied + 1] = 'b:' .. b[1]
-      end
+      if b[2] > 0 then wallet_set('b:' .. b[1], b[2]) else wallet_gone[#wallet_gone + 1] = 'b:' .. b[1] end
     end
-  end
-  if #emptied > 0 then
-    redis.call('HDEL', KEYS[2], unpack(emptied))
   end
   if first_posting then
     redis.call('SADD', KEYS[7], player_id)
   end
   frame('balance', cmsgpack.pack({balance = bal, delta = bal - balance_before}), false)
 end
-if held ~= held_before then
-  wallet_args[#wallet_args + 1] = 'held'
-  wallet_args[#wallet_args + 1] = held
+if held ~= held_before or reindex then
+  wallet_set('held', held)
 end
 if debt ~= debt_before then
-  wallet_args[#wallet_args + 1] = 'debt'
-  wallet_args[#wallet_args + 1] = debt
+  wallet_set('debt', debt)
+end
+for order, value in pairs(hold_writes) do
+  redis.call('HSET', KEYS[13], order, value)
+  if not pending[order] then wallet_gone[#wallet_gone + 1] = 'h:' .. order end
+end
+for order, p in pairs(pending) do
+  if reindex or hold_writes[order] then wallet_set('h:' .. order, p[1] .. '|' .. p[2]) end
+end
+if #wallet_gone > 0 then
+  redis.call('HDEL', KEYS[2], unpack(wallet_gone))
 end
 if #wallet_args > 0 then
   redis.call('HSET', KEYS[2], unpack(wallet_args))
 end
-for order, value in pairs(hold_writes) do
-  redis.call('HSET', KEYS[13], order, value)
-end
 for r = 0, n_records - 1 do
-  redis.call('HSET', KEYS[14], ARGV[records_at + 1 + 3 * r], ARGV[records_at + 3 + 3 * r])
+  local at = records_at + 3 * r
+  if ARGV[at + 3] ~= ARGV[at + 2] then
+    redis.call('HSET', KEYS[14], ARGV[at + 1], ARGV[at + 3])
+  end
 end
 
 for i = 0, n_pushes - 1 do
@@ -383,6 +437,9 @@ for o = 0, n_orders - 1 do
   local source, amount = ARGV[orders_at + 1 + 3 * o], tonumber(ARGV[orders_at + 2 + 3 * o])
   redis.call('RPUSH', KEYS[10], ARGV[orders_at + 3 + 3 * o])
   redis.call('HINCRBY', KEYS[11], source .. ':ordered', amount)
+end
+for c = 0, n_counts - 1 do
+  redis.call('HINCRBY', KEYS[11], ARGV[counts_at + 1 + 2 * c], tonumber(ARGV[counts_at + 2 + 2 * c]))
 end
 for t = 0, n_timers - 1 do
   redis.call('ZADD', KEYS[12], tonumber(ARGV[timers_at + 2 + 2 * t]), ARGV[timers_at + 1 + 2 * t])
