@@ -188,7 +188,8 @@ def cmd_report_finance(settings: Settings, args: argparse.Namespace) -> int:
     async def run(url: str, source: Source, sums: FlowSums) -> None:
         redis = Redis.from_url(url)
         try:
-            async for _, entry in ledger_entries(redis, archives, source):
+            now_ms = int(time.time() * 1000)  # "now": the coins held at this moment
+            async for _, entry in ledger_entries(redis, archives, source, now_ms=now_ms):
                 sums.add(entry)
         finally:
             await redis.aclose()

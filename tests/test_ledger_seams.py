@@ -456,3 +456,17 @@ async def test_the_sweep_voids_holds_of_wallets_nobody_touches(
     clock.advance(900_000)
     assert await commerce.sweep_expiry(live.manor.dispatcher.services) == 1
     assert (await look(http, "ned"))["held"] == 0
+
+
+async def test_the_lookup_counts_a_hold_past_its_expiry_as_void_before_any_touch(
+    api: tuple[Live, httpx.AsyncClient], clock: FrozenClock
+) -> None:
+    _, http = api
+    await paid(http, "lia", "O", 10_000)  # 1000 coins
+    await call(
+        http, "platform/checkout/reserve", player="lia", order_id="c1", order_fen=10_000, coins=400
+    )
+    assert ((view := await look(http, "lia"))["held"], view["available"]) == (400, 600)
+    clock.advance(900_000)  # past the hold's timeout; no timer fired, no commit touched her
+    view = await look(http, "lia")
+    assert (view["balance"], view["held"], view["available"]) == (1000, 0, 1000)

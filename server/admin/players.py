@@ -43,12 +43,13 @@ async def player(request: Request) -> JSONResponse:
         journal = await journal_page(services.store, keys, limit, before)
     except JournalBusy:
         raise Refused(503, "BUSY", "the journal kept changing; retry") from None
+    held = wallet.held_at(now_ms)  # a hold past its expiry is void before a commit says so
     return JSONResponse(
         {
             "player": pid,
             "balance": wallet.balance,
-            "held": wallet.held,
-            "available": wallet.balance - wallet.held,
+            "held": held,
+            "available": wallet.balance - held,
             "debt": wallet.debt,
             "batches": wallet.by_batch(),
             "signin": {

@@ -128,10 +128,15 @@ class Source:
 
 
 async def ledger_entries(
-    redis: Redis, archive_dir: Path | None, source: Source, buckets: list[int] | None = None
+    redis: Redis,
+    archive_dir: Path | None,
+    source: Source,
+    buckets: list[int] | None = None,
+    now_ms: int | None = None,
 ) -> AsyncIterator[tuple[str, Entry]]:
     """Every entry of every player: archived ones (if archive_dir) then live ones, each
-    (player, seq) once; fills `source` on the way."""
+    (player, seq) once; fills `source` on the way, with the coins held at `now_ms` (a hold
+    past its expiry is void before a commit writes it; None: as stored)."""
     players = outstanding = held = debt = 0
     for bucket in range(BUCKETS) if buckets is None else buckets:
         members = cast(set[bytes], await redis.smembers(players_index(bucket)))
@@ -141,7 +146,7 @@ async def ledger_entries(
             wallet = Wallet.from_hash(cast(dict[bytes, bytes], await redis.hgetall(keys.wallet)))
             players += 1
             outstanding += wallet.balance
-            held += wallet.held
+            held += wallet.held if now_ms is None else wallet.held_at(now_ms)
             debt += wallet.debt
             ck_seq = wallet.checkpoint.seq
             if archive_dir is None and ck_seq:
