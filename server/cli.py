@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -21,7 +22,9 @@ from server.ledger.outbox import audit
 from server.ledger.verify import verify
 from server.rulebook import check_rules, read_rules
 from server.settings import Settings, SettingsError, load_settings
+from server.store.cluster import EmbeddedCluster
 from server.store.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
+from server.store.store import connect
 
 
 def _store_folder(settings: Settings) -> Path:
@@ -30,7 +33,8 @@ def _store_folder(settings: Settings) -> Path:
 
 @contextlib.contextmanager
 def store_url(settings: Settings) -> Iterator[str]:
-    """The configured Redis, the running embedded one, or a temporary embedded one."""
+    """The configured Redis, the running embedded one, or a temporary embedded one: one
+    server, or with MANOR_STORE_SHARDS a local cluster of that many primaries."""
     if settings.redis_url:
         yield settings.redis_url
         return
@@ -44,12 +48,24 @@ def store_url(settings: Settings) -> Iterator[str]:
         if _answers_ping(port):
             yield url
             return
-    embedded = EmbeddedStore(
-        folder,
-        binary=find_server_binary(settings.redis_server_bin or None),
-        appendfsync=settings.store_appendfsync,
-        maxmemory_mb=settings.store_maxmemory_mb,
-    )
+    binary = find_server_binary(settings.redis_server_bin or None)
+    embedded: EmbeddedStore | EmbeddedCluster
+    if settings.store_shards:
+        embedded = EmbeddedCluster(
+            folder / "cluster",
+            shards=settings.store_shards,
+            replicas=settings.store_replicas,
+            binary=binary,
+            appendfsync=settings.store_appendfsync,
+            maxmemory_mb=settings.store_maxmemory_mb,
+        )
+    else:
+        embedded = EmbeddedStore(
+            folder,
+            binary=binary,
+            appendfsync=settings.store_appendfsync,
+            maxmemory_mb=settings.store_maxmemory_mb,
+        )
     url = embedded.start()
     url_file.write_text(url + "\n")
     try:
@@ -57,6 +73,12 @@ def store_url(settings: Settings) -> Iterator[str]:
     finally:
         embedded.stop()
         url_file.unlink(missing_ok=True)
+
+
+def client_for(url: str) -> Redis:
+    """A redis-py client for the store: a RedisCluster on a cluster. The CLI's readers
+    (verify, compact, finance, the relay) use only single-key commands both kinds route."""
+    return cast(Redis, connect(url))
 
 
 def _reason(exc: OSError | UnicodeDecodeError) -> str:
@@ -112,7 +134,7 @@ def cmd_rules_check(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
     async def run(url: str) -> int:
-        redis = Redis.from_url(url)
+        redis = client_for(url)
         archives = Path(args.archives) if args.archives else None
         try:
             report = await verify(redis, args.user, archives)
@@ -142,7 +164,7 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ledger_compact(settings: Settings, args: argparse.Namespace) -> int:
     from server.ledger.compaction import compact
-    from server.store.store import Store, connect
+    from server.store.store import Store
 
     archive_dir = Path(args.archive_dir) if args.archive_dir else settings.data_dir / "archive"
 
@@ -186,7 +208,7 @@ def cmd_report_finance(settings: Settings, args: argparse.Namespace) -> int:
     archives = Path(args.archives) if args.archives else None
 
     async def run(url: str, source: Source, sums: FlowSums) -> None:
-        redis = Redis.from_url(url)
+        redis = client_for(url)
         try:
             now_ms = int(time.time() * 1000)  # "now": the coins held at this moment
             async for _, entry in ledger_entries(redis, archives, source, now_ms=now_ms):
@@ -230,7 +252,7 @@ def cmd_push_dead_letters(settings: Settings, count: int) -> int:
     from server.store.keys import TRIGGER_STREAM
 
     async def run(url: str) -> int:
-        redis = Redis.from_url(url)
+        redis = client_for(url)
         try:
             total, letters = await read_dead_letters(redis, TRIGGER_STREAM, count)
         finally:
@@ -266,7 +288,7 @@ def cmd_push_relay(settings: Settings, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        redis = Redis.from_url(url)  # the trigger stream is one key: no cluster routing needed
+        redis = client_for(url)  # the trigger stream is one key: no cluster routing needed
         try:
             stats = await run_relay(
                 redis,

@@ -27,6 +27,8 @@ JWT_LEEWAY_S_MAX = 300
 WS_FRAME_BYTES_MAX_DEFAULT = 65_536
 
 CLUSTER_SEEDS_MAX = 64  # seed nodes in one cluster URL
+STORE_SHARDS_MAX = 16  # primaries of an embedded cluster (server/store/cluster.py)
+STORE_REPLICAS_MAX = 2  # replicas per primary of an embedded cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,8 @@ class Settings:
     metrics_key: str = ""
     workers: int = 1
     store_appendfsync: str = "always"  # embedded store: "always" or "everysec" (docs/operations.md)
+    store_shards: int = 0  # embedded store: 0 = one server; N = a local cluster of N primaries
+    store_replicas: int = 0  # embedded cluster: replicas per primary
     store_maxmemory_mb: int = 0  # embedded store: 0 = no limit; writes fail when full (noeviction)
     # soft: bigger frames get FRAME_TOO_LARGE and the socket stays open
     frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT
@@ -66,6 +70,8 @@ class Settings:
 _ENV = {f.name: "MANOR_" + f.name.upper() for f in fields(Settings)}
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
+    "store_shards": (0, STORE_SHARDS_MAX),
+    "store_replicas": (0, STORE_REPLICAS_MAX),
     "port": (1, 65535),
     "jwt_leeway_s": (0, JWT_LEEWAY_S_MAX),
     "workers": (1, 64),
@@ -175,6 +181,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             _check_redis_url(values["redis_url"])
         except ValueError as exc:
             problems.append(f"MANOR_REDIS_URL: {exc}")
+    if values.get("store_replicas") and not values.get("store_shards"):
+        problems.append("MANOR_STORE_REPLICAS: needs MANOR_STORE_SHARDS (replicas of what?)")
     if values.get("store_appendfsync", "always") not in ("always", "everysec"):
         problems.append("MANOR_STORE_APPENDFSYNC: must be 'always' or 'everysec'")
     soft = values.get("frame_bytes_max", FRAME_BYTES_MAX_DEFAULT)

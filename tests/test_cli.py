@@ -108,7 +108,10 @@ def test_serve_refuses_bad_settings_with_exit_code_2(tmp_path: Path) -> None:
     assert "MANOR_PORT" in done.stderr
 
 
-def test_serve_stops_its_embedded_store_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("shards", [0, 3])
+def test_serve_stops_its_embedded_store_on_sigterm(tmp_path: Path, shards: int) -> None:
+    """One embedded server, or (MANOR_STORE_SHARDS=3) a local cluster of three primaries."""
     import signal
     import time
 
@@ -119,24 +122,32 @@ def test_serve_stops_its_embedded_store_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MANOR_")}
     env |= {"MANOR_PORT": str(port), "MANOR_DATA_DIR": str(tmp_path)}
+    if shards:
+        env["MANOR_STORE_SHARDS"] = str(shards)
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--log-level", "warning"], env=env
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while True:
             assert time.monotonic() < deadline, "manor serve did not become ready"
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+                if ready.status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
+        primaries = [n for n in ready.json()["nodes"] if n.endswith("(primary)")]
+        assert len(primaries) == max(shards, 1)
         url = (tmp_path / "store" / "url").read_text().strip()
-        store_port = int(url.rsplit(":", 1)[1].split("/")[0])
-        assert _answers_ping(store_port)
+        assert url.startswith("redis+cluster://" if shards else "redis://")
+        seeds = url.split("://", 1)[1].split("/")[0].split(",")
+        store_ports = [int(seed.rsplit(":", 1)[1]) for seed in seeds]
+        assert len(store_ports) == max(shards, 1)
+        assert all(_answers_ping(p) for p in store_ports)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(20) == 0
-        assert not _answers_ping(store_port)
+        assert process.wait(30) == 0
+        assert not any(_answers_ping(p) for p in store_ports)
         assert not (tmp_path / "store" / "url").exists()
     finally:
         process.kill()
