@@ -174,6 +174,7 @@ async def test_a_slot_moved_away_is_followed(
     await fanout.attach(channel, inbox.sink(channel), inbox.gap(channel))
     await asyncio.sleep(0.3)
     assert await client.spublish(channel, b"before") == 1
+    await inbox.until(lambda: inbox.frames.get(channel) == [b"before"], DELIVERY_S_MAX)
 
     slot = client.keyslot(channel)
     source = client.get_node_from_key(channel).port
@@ -214,6 +215,30 @@ async def test_a_lost_primary_is_replaced_by_its_replica(tmp_path: Path) -> None
         assert all(inbox.gaps.get(c) == 1 for c in orphans)
         assert fanout.connections <= 3
         print(f"\nprimary lost: its channels delivered again after {took_s:.2f} s")
+        await fanout.close()
+    finally:
+        await client.aclose()
+        cluster.stop()
+
+
+async def test_the_whole_cluster_down_and_back_is_followed(tmp_path: Path) -> None:
+    """No node answers for a while (a power cut): the repair keeps trying, and once the
+    cluster is back every channel is subscribed again."""
+    cluster, client = await started(tmp_path)
+    try:
+        fanout = ShardedFanout(client)
+        await fanout.start()
+        inbox = Inbox()
+        channels = [c for group in channels_on_every_shard(client, 1).values() for c in group]
+        for channel in channels:
+            await fanout.attach(channel, inbox.sink(channel), inbox.gap(channel))
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(cluster.stop)
+        await asyncio.sleep(2.0)  # several failed reads of the slot map
+        await asyncio.to_thread(cluster.start)  # the same ports and nodes.conf files
+        for channel in channels:
+            await publish_until_delivered(client, inbox, channel, RECOVERY_S_MAX)
+        assert all(inbox.gaps.get(c) == 1 for c in channels)
         await fanout.close()
     finally:
         await client.aclose()

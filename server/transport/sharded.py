@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import cast
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from server.store.link import MORE, Endpoint, pack_command
 from server.transport.fanout import CHANNELS_MAX, CHANNELS_PER_SUBSCRIBE_MAX, Gap, Sink
@@ -313,7 +313,7 @@ class ShardedFanout:
             try:
                 await self._cluster.nodes_manager.initialize()
                 primaries = self._primaries()
-            except (RedisError, OSError) as exc:  # no node answers yet: wait longer
+            except (RedisError, RedisClusterException, OSError) as exc:  # none answers yet
                 log.warning("sharded fan-out: slot map unreadable (%r); retrying", exc)
                 self._dirty = True
                 pause_s = min(pause_s * 2, REPAIR_PAUSE_S_MAX)
