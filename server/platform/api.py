@@ -338,8 +338,9 @@ def json_body(raw: bytes) -> object:
 
 async def guarded(op: str, answer: Awaitable[JSONResponse]) -> JSONResponse:
     """`answer`, or the JSON error an exception inside it stands for: the store down or
-    overloaded is a 503 with Retry-After (retry with the same ids: nothing was written
-    that a retry would repeat); anything else unexpected is a 500 INTERNAL, logged."""
+    overloaded is a 503 with Retry-After (the call may have been applied before the store
+    died: a retry with the same ids finds out, and never applies it twice); anything else
+    unexpected is a 500 INTERNAL, logged."""
     try:
         return await answer
     except STORE_DOWN_ERRORS as exc:
