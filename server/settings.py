@@ -27,6 +27,8 @@ JWT_LEEWAY_S_MAX = 300
 WS_FRAME_BYTES_MAX_DEFAULT = 65_536
 
 CLUSTER_SEEDS_MAX = 64  # seed nodes in one cluster URL
+SECRET_CHARS_MIN = 32  # keys and the JWT secret: guessing must be out of reach
+SECRETS = ("platform_key", "admin_key", "metrics_key", "jwt_secret")
 STORE_SHARDS_MAX = 16  # primaries of an embedded cluster (server/store/cluster.py)
 STORE_REPLICAS_MAX = 2  # replicas per primary of an embedded cluster
 
@@ -155,6 +157,20 @@ def _check_redis_url(url: str) -> None:
         raise ValueError("has no host")
 
 
+def _store_problems(values: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    if values.get("redis_url"):
+        try:
+            _check_redis_url(values["redis_url"])
+        except ValueError as exc:
+            problems.append(f"MANOR_REDIS_URL: {exc}")
+    if values.get("store_replicas") and not values.get("store_shards"):
+        problems.append("MANOR_STORE_REPLICAS: needs MANOR_STORE_SHARDS (replicas of what?)")
+    if values.get("store_appendfsync", "always") not in ("always", "everysec"):
+        problems.append("MANOR_STORE_APPENDFSYNC: must be 'always' or 'everysec'")
+    return problems
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read MANOR_* variables (then keyword overrides); raise SettingsError naming each bad one."""
     env = os.environ if env is None else env
@@ -176,15 +192,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         value = values.get(key)
         if value is not None and not low <= value <= high:
             problems.append(f"{_ENV[key]}: must be in {low}..{high}, got {value}")
-    if values.get("redis_url"):
-        try:
-            _check_redis_url(values["redis_url"])
-        except ValueError as exc:
-            problems.append(f"MANOR_REDIS_URL: {exc}")
-    if values.get("store_replicas") and not values.get("store_shards"):
-        problems.append("MANOR_STORE_REPLICAS: needs MANOR_STORE_SHARDS (replicas of what?)")
-    if values.get("store_appendfsync", "always") not in ("always", "everysec"):
-        problems.append("MANOR_STORE_APPENDFSYNC: must be 'always' or 'everysec'")
+    problems += _store_problems(values)
     soft = values.get("frame_bytes_max", FRAME_BYTES_MAX_DEFAULT)
     hard = values.get("ws_frame_bytes_max", WS_FRAME_BYTES_MAX_DEFAULT)
     if isinstance(soft, int) and isinstance(hard, int) and soft > hard:
@@ -193,22 +201,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         )
     if values.get("rules") and not Path(values["rules"]).is_file():
         problems.append(f"MANOR_RULES: no such file {values['rules']!r}")
-    platform_key = values.get("platform_key")
-    if platform_key and len(platform_key) < 32:
-        problems.append("MANOR_PLATFORM_KEY: must be at least 32 characters")
     try:
         parse_api_keys(values.get("api_keys", ""))
     except ValueError as exc:
         problems.append(f"MANOR_API_KEYS: {exc}")
-    admin_key = values.get("admin_key")
-    if admin_key and len(admin_key) < 32:
-        problems.append("MANOR_ADMIN_KEY: must be at least 32 characters")
-    metrics_key = values.get("metrics_key")
-    if metrics_key and len(metrics_key) < 32:
-        problems.append("MANOR_METRICS_KEY: must be at least 32 characters")
-    secret = values.get("jwt_secret")
-    if secret and len(secret) < 32:
-        problems.append("MANOR_JWT_SECRET: must be at least 32 characters")
+    for key in SECRETS:
+        if values.get(key) and len(values[key]) < SECRET_CHARS_MIN:
+            problems.append(f"{_ENV[key]}: must be at least {SECRET_CHARS_MIN} characters")
     if problems:
         raise SettingsError(problems)
     return Settings(**values)

@@ -94,12 +94,25 @@ def test_bad_settings_stop_start_up_naming_each_variable() -> None:
         "MANOR_JWT_SECRET": "short",
         "MANOR_DEV_CLOCK": "maybe",
         "MANOR_FRAME_BYTES_MAX": "10",
+        "MANOR_STORE_REPLICAS": "1",  # without MANOR_STORE_SHARDS
+        "MANOR_ADMIN_KEY": "short",
     }
     with pytest.raises(SettingsError) as err:
         load_settings(env)
     named = " ".join(err.value.problems)
     for variable in env:
         assert variable in named
+
+
+def test_cluster_urls_are_checked_seed_by_seed() -> None:
+    good = load_settings({"MANOR_REDIS_URL": "rediss+cluster://u:p@a:7000,[::1]:7001,b:7002"})
+    assert good.redis_url.startswith("rediss+cluster://")
+    for bad in ("redis+cluster://a:7000,b", "redis+cluster://a:0", "redis+cluster://"):
+        with pytest.raises(SettingsError, match="MANOR_REDIS_URL"):
+            load_settings({"MANOR_REDIS_URL": bad})
+    seeds = ",".join(f"n{i}:7000" for i in range(65))
+    with pytest.raises(SettingsError, match="at most 64 seed nodes"):
+        load_settings({"MANOR_REDIS_URL": f"redis+cluster://{seeds}"})
 
 
 def test_serve_refuses_bad_settings_with_exit_code_2(tmp_path: Path) -> None:
