@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from game_rules.commerce import ID_RE
+from game_rules.ids import ID_RE
 from server.admin.checks import (
     GRANT_COINS_MAX,
     REASON_CHARS_MAX,

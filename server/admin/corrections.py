@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from game_rules import business_day, expiry_batch
-from game_rules.commerce import ID_RE, refund_net, reversal_id
-from game_rules.commerce import transfer_id as build_transfer_id
+from game_rules.commerce import refund_net
+from game_rules.ids import ID_RE, reversal_id
+from game_rules.ids import transfer_id as build_transfer_id
 from server.admin.checks import (
     TRANSFER_ID_RE,
     Refused,

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from game_rules.commerce import ID_RE
+from game_rules.ids import ID_RE
 from server.admin import api as admin
 from server.auth import PLAYER_ID_PATTERN
 from server.platform import commerce

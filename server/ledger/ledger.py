@@ -24,11 +24,11 @@ from typing import Any
 
 import msgpack
 
-# The limit lives with the id builder (game_rules.commerce.transfer_id, which digests what
+# The limit lives with the id builder (game_rules.ids.transfer_id, which digests what
 # would not fit) and with commit.lua (ID_BYTES_MAX, for the debt repayment ids it makes).
-from game_rules import commerce
+from game_rules import ids
 
-TRANSFER_ID_BYTES_MAX = commerce.TRANSFER_ID_BYTES_MAX
+TRANSFER_ID_BYTES_MAX = ids.TRANSFER_ID_BYTES_MAX
 
 VERIFY_PAGE_ENTRIES = 1000
 

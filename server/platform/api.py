@@ -18,7 +18,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from game_rules.commerce import ID_RE, Item
+from game_rules.commerce import Item
+from game_rules.ids import ID_RE
 from server.auth import PLAYER_ID_PATTERN
 from server.ops.friends import import_edges
 from server.pipeline import STORE_DOWN_ERRORS, Services

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from game_rules import RuleViolation
+from game_rules import RuleViolation, ids
 from game_rules import commerce as rule
 from server.ledger.commit import Commit, HoldOp, apply
 from server.ledger.ledger import Transfer, Wallet
@@ -118,7 +118,7 @@ async def settle(services: Services, player: str, order_id: str, op: str) -> dic
         raise Refused("HOLD_EXPIRED", "the hold timed out and was voided", 409)
     transfers = []
     if op == "post":
-        redeem_id = rule.transfer_id("redeem", order_id)
+        redeem_id = ids.transfer_id("redeem", order_id)
         transfers.append(Transfer(redeem_id, "d", coins, "sink:redeem", ref=f"order {order_id}"))
     commit = Commit(holds=[HoldOp(op, order_id, coins)], transfers=transfers)
     done = await apply(services.store, keys, commit, now_ms)

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from game_rules import RuleViolation
+from game_rules import RuleViolation, ids
 from game_rules import commerce as rule
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Transfer, Wallet
@@ -40,7 +40,7 @@ class OrderRecord:
     """What an order earned per item, and the refunds taken back from it so far.
 
     `reward_id` is the transfer id of the reward. Records written before transfer ids were
-    built by game_rules.commerce.transfer_id have none: their reward was `order:<id>:reward`.
+    built by game_rules.ids.transfer_id have none: their reward was `order:<id>:reward`.
     """
 
     items: tuple[tuple[str, int, int], ...]  # (item_id, paid_fen, coins)
@@ -99,7 +99,7 @@ async def order_paid(
         (item.item_id, item.paid_fen, coins)
         for item, (_, coins) in zip(items, reward.per_item, strict=True)
     )
-    record = OrderRecord(lines, reward_id=rule.order_reward_id(order_id))
+    record = OrderRecord(lines, reward_id=ids.order_reward_id(order_id))
     field = order_field(order_id)
     transfers = (
         [] if reward.credit is None else [credit_transfer(reward.credit, f"order {order_id}")]
@@ -167,7 +167,7 @@ async def order_refund(
         )
         transfers = []
         if taken:
-            refund_transfer_id = rule.transfer_id("refund", order_id, refund_id)
+            refund_transfer_id = ids.transfer_id("refund", order_id, refund_id)
             ref = f"refund {refund_id}"
             transfers.append(Transfer(refund_transfer_id, "d", taken, "clawback", ref=ref))
         unchanged = reversal_raw or b""
