@@ -60,6 +60,9 @@
 -- Only "ok" writes anything.
 --
 -- Every check runs before the first write: Redis does not roll back a failed script.
+-- One file of ~450 lines on purpose: the line between the checks and the writes ("Writes.
+-- Nothing below may fail") is what makes a commit safe, and it is audited in one place;
+-- split into parts joined at load time, a reader would have to rebuild it in their head.
 -- No game rule lives here: amounts, batches and ids come from game_rules via the shell;
 -- the script only keeps the books (FIFO by expiry, holds, debt first, expiry by date).
 -- The ids it makes itself live in names no caller may use: `debt:<credit id>` (or
