@@ -4,6 +4,9 @@
 (one player) sends a request, waits for its reply, repeats. After `warmup_s` a window of
 `duration_s` opens: replies completed inside it are counted and timed, and the watched
 processes' CPU time and the Redis command counters are sampled at its edges.
+
+Several `--url`s (one per server process) split the connections round-robin: connection i
+goes to url i mod n. Several `--redis-url`s (one per cluster primary) are each sampled.
 """
 
 from __future__ import annotations
@@ -87,24 +90,30 @@ async def read_reply(socket: ClientConnection, tally: Tally) -> dict[str, Any]:
     raise RuntimeError(f"no reply within {FRAMES_PER_REPLY_MAX} frames")
 
 
-async def drive(socket: ClientConnection, op: str, stop_at_s: float, tally: Tally) -> None:
-    """Closed loop on one socket until `stop_at_s` (monotonic) or the request cap."""
+async def drive(socket: ClientConnection, op: str, stop_at_s: float, tally: Tally) -> int:
+    """Closed loop on one socket until `stop_at_s` (monotonic) or the request cap; returns
+    the replies it counted inside the window."""
+    counted = 0
     for request_id in range(1, REQUESTS_PER_CONNECTION_MAX + 1):
         if time.monotonic() >= stop_at_s:
-            return
+            break
         frame = msgpack.packb({"id": request_id, "op": op, "args": {}})
         sent_ns = time.perf_counter_ns()
         await socket.send(frame)
         reply = await read_reply(socket, tally)
+        counted += tally.counting
         tally.record(reply, time.perf_counter_ns() - sent_ns)
         if reply.get("id") != request_id:
             raise RuntimeError(f"reply id {reply.get('id')!r} for request {request_id}")
+    return counted
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     players = [f"{args.player_prefix}{i:04d}" for i in range(args.connections)]
+    urls = [args.url[i % len(args.url)] for i in range(args.connections)]  # round-robin
     sockets = await asyncio.wait_for(
-        asyncio.gather(*(open_socket(args.url, p) for p in players)), CONNECT_S_MAX
+        asyncio.gather(*(open_socket(u, p) for u, p in zip(urls, players, strict=True))),
+        CONNECT_S_MAX,
     )
     tally = Tally()
     start_s = time.monotonic()
@@ -121,6 +130,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         after = probe.sample(pids, args.redis_url)
         done, pending = await asyncio.wait(drivers, timeout=DRAIN_S_MAX)
         failures = [repr(t.exception()) for t in done if t.exception() is not None]
+        replies_by_url = dict.fromkeys(args.url, 0)
+        for url, task in zip(urls, drivers, strict=True):
+            if task in done and task.exception() is None:
+                replies_by_url[url] += task.result()
     finally:
         for task in drivers:
             task.cancel()
@@ -128,6 +141,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
     latencies_ns = sorted(tally.latencies_ns)
     window_s = closed_s - opened_s
+    calls_by_node = {
+        url: probe.calls_delta(before.redis_calls_by_url[url], after.redis_calls_by_url[url])
+        for url in args.redis_url
+    }
     return {
         "op": args.op,
         "connections": args.connections,
@@ -135,6 +152,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "window_s": window_s,
         "replies": tally.replies,
         "round_trips_per_s": tally.replies / window_s,
+        "replies_by_url": replies_by_url,
         "latency_ms_p50": percentile_ms(latencies_ns, 0.50),
         "latency_ms_p99": percentile_ms(latencies_ns, 0.99),
         "errors": tally.errors,
@@ -146,19 +164,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_s_by_pid": {
             str(pid): after.cpu_s_by_pid[pid] - before.cpu_s_by_pid[pid] for pid in pids
         },
-        "redis_calls": probe.calls_delta(before.redis_calls, after.redis_calls),
+        "redis_calls": probe.calls_sum(calls_by_node),
+        "redis_calls_by_node": calls_by_node,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     top = argparse.ArgumentParser(prog="python -m bench.loadgen")
-    top.add_argument("--url", required=True)
+    top.add_argument("--url", action="append", required=True, help="repeat: round-robin")
     top.add_argument("--op", default="sign_in")
     top.add_argument("--connections", type=int, default=100)
     top.add_argument("--warmup-s", type=float, default=2.0)
     top.add_argument("--duration-s", type=float, default=10.0)
     top.add_argument("--watch-pid", type=int, action="append", default=[])
-    top.add_argument("--redis-url", default="")
+    top.add_argument("--redis-url", action="append", default=[], help="repeat: per node")
     top.add_argument("--player-prefix", default="bench-")
     args = top.parse_args(argv)
     report = asyncio.run(run(args))

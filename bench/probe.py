@@ -21,7 +21,10 @@ def cpu_s(pid: int) -> float:
 
 
 def command_calls(redis_url: str) -> dict[str, int]:
-    """INFO commandstats as {command: calls}; commands run inside Lua scripts are included."""
+    """INFO commandstats of one node as {command: calls}; commands run inside Lua included.
+
+    On a cluster, `redis_url` names one node (`redis://h:p/0`): each shard counts its own.
+    """
     client = Redis.from_url(redis_url)
     try:
         stats = client.info("commandstats")
@@ -36,14 +39,23 @@ def calls_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]
     return {name: calls for name, calls in sorted(delta.items()) if calls}
 
 
+def calls_sum(by_node: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Calls per command summed over the nodes (a single store: its own counts)."""
+    total: dict[str, int] = {}
+    for calls in by_node.values():
+        for name, count in calls.items():
+            total[name] = total.get(name, 0) + count
+    return dict(sorted(total.items()))
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """CPU seconds of the watched processes, and Redis command calls, at one instant."""
+    """CPU seconds of the watched processes, and each node's command calls, at one instant."""
 
     cpu_s_by_pid: dict[int, float]
-    redis_calls: dict[str, int]
+    redis_calls_by_url: dict[str, dict[str, int]]
 
 
-def sample(pids: list[int], redis_url: str) -> Sample:
-    calls = command_calls(redis_url) if redis_url else {}
+def sample(pids: list[int], redis_urls: list[str]) -> Sample:
+    calls = {url: command_calls(url) for url in redis_urls}
     return Sample({pid: cpu_s(pid) for pid in pids}, calls)

@@ -54,31 +54,49 @@ def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"bench server not listening on port {port} after {LISTEN_WAIT_S_MAX} s")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown, lifespan included
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGINT to each (uvicorn's graceful shutdown, lifespan included), then wait for all."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGINT)
+    deadline_s = time.monotonic() + STOP_WAIT_S_MAX
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline_s - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def bench_servers(
+    app: str, options: dict[int, list[str]]
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """A server process per port (`options`: port -> its options), all started before any is
+    waited for, and stopped together."""
+    processes: list[subprocess.Popen[bytes]] = []
     try:
-        process.wait(STOP_WAIT_S_MAX)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        for port, extra in options.items():
+            command = [sys.executable, "-m", "bench.serve", app, "--port", str(port), *extra]
+            processes.append(
+                subprocess.Popen(
+                    command,
+                    cwd=REPO,
+                    stdin=subprocess.DEVNULL,
+                    preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the death signal
+                )
+            )
+        for port, process in zip(options, processes, strict=True):
+            wait_listening(port, process)
+        yield processes
+    finally:
+        stop(processes)
 
 
 @contextlib.contextmanager
 def bench_server(app: str, port: int, options: list[str]) -> Iterator[subprocess.Popen[bytes]]:
-    command = [sys.executable, "-m", "bench.serve", app, "--port", str(port), *options]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the parent-death signal
-    )
-    try:
-        wait_listening(port, process)
-        yield process
-    finally:
-        stop(process)
+    with bench_servers(app, {port: options}) as processes:
+        yield processes[0]
 
 
 def run_loadgen(options: list[str], timeout_s: float) -> dict[str, Any]:

@@ -40,7 +40,8 @@ def build_app(args: argparse.Namespace) -> Starlette:
         return create_echo_app()
     # Experiments with the store's pipelining (docs/benchmark.md); 0 keeps its defaults.
     if args.store_write_min:
-        store.WRITE_COMMANDS_MIN = link.WRITE_COMMANDS_MIN = args.store_write_min
+        link.WRITE_COMMANDS_MIN = args.store_write_min
+        store.WRITE_COMMANDS_MIN = args.store_write_min  # type: ignore[attr-defined]
     if args.store_links:
         store.LINKS = args.store_links
     settings = signin_settings(args.redis_url, Path(args.data_dir))

@@ -1,11 +1,15 @@
 """`make bench`: WebSocket round trips/s of a bare msgpack echo vs the real `sign_in`.
 
-Phases, each with its own server process and a separate client process (bench/loadgen.py):
-  echo            bench/echo_app.py under the uvicorn options of `manor serve`
-  signin_always   server.app.create_app + embedded store, appendfsync always (the default)
-  signin_everysec the same with appendfsync everysec
-  signin_steady   the same as signin_always on a normal clock: after each player's first
-                  sign-in of the day, replies are `already` (one load round trip, no commit)
+Phases, each with its own server process(es) and a separate client process (bench/loadgen.py):
+  echo              bench/echo_app.py under the uvicorn options of `manor serve`
+  signin_always     server.app.create_app + embedded store, appendfsync always (the default)
+  signin_everysec   the same with appendfsync everysec
+  signin_steady     the same as signin_always on a normal clock: after each player's first
+                    sign-in of the day, replies are `already` (one load round trip, no commit)
+  cluster_always    signin_always on a local Redis Cluster of three primaries
+                    (server.store.cluster.EmbeddedCluster, appendfsync always)
+  cluster_always_2p the same with two server processes, the connections split between them
+  cluster_steady    signin_steady on the three-primary cluster
 The credit phases run a time-lapse clock so nearly every sign-in credits coins.
 Figures are printed and written to bench/results/<UTC timestamp>.json.
 """
@@ -13,56 +17,110 @@ Figures are printed and written to bench/results/<UTC timestamp>.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.procs import REPO, bench_server, exit_on_sigterm, free_port, run_loadgen
+from bench.procs import (
+    REPO,
+    bench_server,
+    bench_servers,
+    exit_on_sigterm,
+    free_port,
+    run_loadgen,
+)
+from server.store.cluster import EmbeddedCluster
 from server.store.embedded import EmbeddedStore
 
 RESULTS_DIR = REPO / "bench" / "results"
 PHASE_SLACK_S = 60.0  # connect, drain and exit on top of warm-up + window
-PHASES = ("echo", "signin_always", "signin_everysec", "signin_steady")
+CLUSTER_SHARDS = 3
+INDENT = " " * 19  # under a phase's first line
 
 
-def loadgen_options(args: argparse.Namespace, port: int, op: str) -> list[str]:
-    return [
-        "--url",
-        f"ws://127.0.0.1:{port}/v1/ws",
-        "--op",
-        op,
-        "--connections",
-        str(args.connections),
-        "--warmup-s",
-        str(args.warmup_s),
-        "--duration-s",
-        str(args.duration_s),
-    ]
+@dataclass(frozen=True)
+class Phase:
+    """What one sign-in phase runs: its store, clock and number of server processes."""
+
+    appendfsync: str = "always"
+    steady: bool = False  # the app's normal clock (mostly `already`), else time-lapse
+    cluster: bool = False  # EmbeddedCluster(shards=CLUSTER_SHARDS), else one EmbeddedStore
+    servers: int = 1  # server processes; the loadgen splits its connections between them
 
 
-def summarize(report: dict[str, Any], server_pid: int, redis_pid: int | None) -> dict[str, Any]:
-    """Per-request figures from a loadgen report."""
+SIGNIN_PHASES = {
+    "signin_always": Phase(),
+    "signin_everysec": Phase(appendfsync="everysec"),
+    "signin_steady": Phase(steady=True),
+    "cluster_always": Phase(cluster=True),
+    "cluster_always_2p": Phase(cluster=True, servers=2),
+    "cluster_steady": Phase(steady=True, cluster=True),
+}
+PHASES = ("echo", *SIGNIN_PHASES)
+# Ratios printed besides `<phase>_over_echo`: each cluster phase over its single-store path.
+BASELINES = {
+    "cluster_always": "signin_always",
+    "cluster_always_2p": "cluster_always",
+    "cluster_steady": "signin_steady",
+}
+
+
+def loadgen_options(args: argparse.Namespace, ports: list[int], op: str) -> list[str]:
+    options = ["--op", op, "--connections", str(args.connections)]
+    options += ["--warmup-s", str(args.warmup_s), "--duration-s", str(args.duration_s)]
+    for port in ports:
+        options += ["--url", f"ws://127.0.0.1:{port}/v1/ws"]
+    return options
+
+
+def summarize(
+    report: dict[str, Any], server_pids: list[int], nodes: list[tuple[str, int]]
+) -> dict[str, Any]:
+    """Per-request figures from a loadgen report; `nodes`: (url, pid) of each Redis primary."""
     replies = max(1, report["replies"])
     window_s = report["window_s"]
     cpu = report["cpu_s_by_pid"]
-    server_cpu_s = cpu[str(server_pid)]
+    server_cpu_s = [cpu[str(pid)] for pid in server_pids]
     client_cpu_s = cpu[str(report["client_pid"])]
     summary = {
         **report,
-        "server_cpu_us_per_request": 1e6 * server_cpu_s / replies,
-        "server_cpu_cores": server_cpu_s / window_s,
+        "server_processes": len(server_pids),
+        "server_cpu_us_per_request": 1e6 * sum(server_cpu_s) / replies,
+        "server_cpu_cores": sum(server_cpu_s) / window_s,
+        "server_cpu_cores_by_process": [s / window_s for s in server_cpu_s],
+        # Each process's CPU over the replies of its own connections.
+        "server_cpu_us_per_request_by_process": [
+            1e6 * s / max(1, n)
+            for s, n in zip(server_cpu_s, report["replies_by_url"].values(), strict=True)
+        ],
         "client_cpu_cores": client_cpu_s / window_s,
         "credited_fraction": report["credited"] / replies,
         "pushes_per_request": report["pushes"] / replies,
     }
-    if redis_pid is not None:
-        redis_cpu_s = cpu[str(redis_pid)]
-        summary["redis_cpu_us_per_request"] = 1e6 * redis_cpu_s / replies
-        summary["redis_cpu_cores"] = redis_cpu_s / window_s
+    if nodes:
+        shards = []
+        for url, pid in nodes:
+            calls = report["redis_calls_by_node"][url]
+            shards.append(
+                {
+                    "node": url.removeprefix("redis://").removesuffix("/0"),
+                    "pid": pid,
+                    "commands_per_request": sum(calls.values()) / replies,
+                    "cpu_us_per_request": 1e6 * cpu[str(pid)] / replies,
+                    "cpu_cores": cpu[str(pid)] / window_s,
+                }
+            )
+        summary["redis_nodes"] = shards
+        summary["redis_cpu_us_per_request"] = sum(s["cpu_us_per_request"] for s in shards)
+        summary["redis_cpu_cores"] = sum(s["cpu_cores"] for s in shards)
         summary["redis_commands_per_request"] = sum(report["redis_calls"].values()) / replies
     return summary
 
@@ -70,39 +128,66 @@ def summarize(report: dict[str, Any], server_pid: int, redis_pid: int | None) ->
 def run_echo(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     with bench_server("echo", port, []) as server:
-        options = [*loadgen_options(args, port, "echo"), "--watch-pid", str(server.pid)]
+        options = [*loadgen_options(args, [port], "echo"), "--watch-pid", str(server.pid)]
         report = run_loadgen(options, args.warmup_s + args.duration_s + PHASE_SLACK_S)
-    return summarize(report, server.pid, None)
+    return summarize(report, [server.pid], [])
 
 
-def run_signin(args: argparse.Namespace, appendfsync: str, steady: bool = False) -> dict[str, Any]:
-    """The real app; `steady`: on a normal clock (mostly `already`), else time-lapse."""
-    with tempfile.TemporaryDirectory(prefix="manor-bench-") as tmp:
-        store = EmbeddedStore(Path(tmp) / "store", appendfsync=appendfsync)
+@contextlib.contextmanager
+def started_store(folder: Path, phase: Phase) -> Iterator[tuple[str, list[tuple[str, int]]]]:
+    """The app's Redis URL and (url, pid) of each primary; stopped on the way out."""
+    if phase.cluster:
+        cluster = EmbeddedCluster(folder, shards=CLUSTER_SHARDS, appendfsync=phase.appendfsync)
         try:
-            redis_url = store.start()
-            assert store.process is not None
-            redis_pid = store.process.pid
-            port = free_port()
-            day_ms = 0.0 if steady else args.day_ms
-            options = ["--redis-url", redis_url, "--data-dir", tmp, "--day-ms", str(day_ms)]
-            options += ["--store-write-min", str(args.store_write_min)]
-            options += ["--store-links", str(args.store_links)]
-            if args.profile_dir:
-                name = "steady" if steady else appendfsync
-                profile = Path(args.profile_dir) / f"signin_{name}.pstats"
-                options += ["--profile", str(profile.resolve())]
-            with bench_server("signin", port, options) as server:
-                client = loadgen_options(args, port, "sign_in")
-                client += ["--watch-pid", str(server.pid), "--watch-pid", str(redis_pid)]
-                client += ["--redis-url", redis_url]
-                report = run_loadgen(client, args.warmup_s + args.duration_s + PHASE_SLACK_S)
+            url = cluster.start()
+            nodes = []
+            for node in cluster.primaries:
+                assert node.process is not None
+                nodes.append((node.url, node.process.pid))
+            yield url, nodes
         finally:
-            store.stop()
+            cluster.stop()
+        return
+    store = EmbeddedStore(folder, appendfsync=phase.appendfsync)
+    try:
+        url = store.start()
+        assert store.process is not None
+        yield url, [(url, store.process.pid)]
+    finally:
+        store.stop()
+
+
+def run_signin(args: argparse.Namespace, name: str, phase: Phase) -> dict[str, Any]:
+    """The real app on `phase`'s store and clock, in `phase.servers` processes."""
+    with (
+        tempfile.TemporaryDirectory(prefix="manor-bench-") as tmp,
+        started_store(Path(tmp) / "store", phase) as (redis_url, nodes),
+    ):
+        day_ms = 0.0 if phase.steady else args.day_ms
+        options = ["--redis-url", redis_url, "--data-dir", tmp, "--day-ms", str(day_ms)]
+        options += ["--store-write-min", str(args.store_write_min)]
+        options += ["--store-links", str(args.store_links)]
+        by_port: dict[int, list[str]] = {}
+        while len(by_port) < phase.servers:
+            by_port.setdefault(free_port(), list(options))
+        if args.profile_dir:
+            for index, extra in enumerate(by_port.values()):
+                suffix = f"_{index + 1}" if phase.servers > 1 else ""
+                profile = Path(args.profile_dir) / f"{name}{suffix}.pstats"
+                extra += ["--profile", str(profile.resolve())]
+        with bench_servers("signin", by_port) as servers:
+            pids = [server.pid for server in servers]
+            client = loadgen_options(args, list(by_port), "sign_in")
+            for pid in [*pids, *(pid for _, pid in nodes)]:
+                client += ["--watch-pid", str(pid)]
+            for url, _ in nodes:
+                client += ["--redis-url", url]
+            report = run_loadgen(client, args.warmup_s + args.duration_s + PHASE_SLACK_S)
     return {
-        **summarize(report, server.pid, redis_pid),
-        "appendfsync": appendfsync,
-        "clock": "system" if steady else "time-lapse",
+        **summarize(report, pids, nodes),
+        "appendfsync": phase.appendfsync,
+        "clock": "system" if phase.steady else "time-lapse",
+        "store": f"cluster of {CLUSTER_SHARDS} primaries" if phase.cluster else "one server",
     }
 
 
@@ -123,25 +208,60 @@ def machine() -> dict[str, Any]:
 
 def print_phase(name: str, phase: dict[str, Any]) -> None:
     line = (
-        f"{name:<16} {phase['round_trips_per_s']:>8.0f} rt/s  "
+        f"{name:<18} {phase['round_trips_per_s']:>8.0f} rt/s  "
         f"p50 {phase['latency_ms_p50']:6.2f} ms  p99 {phase['latency_ms_p99']:6.2f} ms  "
         f"server {phase['server_cpu_us_per_request']:6.1f} µs/req "
         f"({phase['server_cpu_cores']:.2f} cores)  client {phase['client_cpu_cores']:.2f} cores"
     )
+    if phase["server_processes"] > 1:
+        for index, (cores, us, replies) in enumerate(
+            zip(
+                phase["server_cpu_cores_by_process"],
+                phase["server_cpu_us_per_request_by_process"],
+                phase["replies_by_url"].values(),
+                strict=True,
+            )
+        ):
+            line += (
+                f"\n{INDENT}server process {index + 1}: {replies / phase['window_s']:6.0f} rt/s"
+                f"  {us:6.1f} µs/req  ({cores:.2f} cores)"
+            )
     if "redis_commands_per_request" in phase:
         line += (
-            f"\n{'':<16} credited {phase['credited_fraction']:.1%}  "
+            f"\n{INDENT}credited {phase['credited_fraction']:.1%}  "
             f"redis {phase['redis_commands_per_request']:.2f} cmds/req  "
             f"redis {phase['redis_cpu_us_per_request']:.1f} µs/req "
             f"({phase['redis_cpu_cores']:.2f} cores)  pushes {phase['pushes_per_request']:.2f}/req"
         )
+        if len(phase["redis_nodes"]) > 1:
+            for shard in phase["redis_nodes"]:
+                line += (
+                    f"\n{INDENT}shard {shard['node']:<16} "
+                    f"{shard['commands_per_request']:5.2f} cmds/req  "
+                    f"{shard['cpu_us_per_request']:6.1f} µs/req ({shard['cpu_cores']:.2f} cores)"
+                )
     if phase["errors"] or phase["drivers_failed"]:
-        line += f"\n{'':<16} ERRORS {phase['errors']}  failed {phase['drivers_failed']}"
+        line += f"\n{INDENT}ERRORS {phase['errors']}  failed {phase['drivers_failed']}"
     print(line, flush=True)
 
 
+def ratios_of(phases: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """rt/s of each phase over echo's, and of each cluster phase over its baseline's."""
+    pairs = [(name, "echo") for name in phases if name != "echo"]
+    pairs += [(name, base) for name, base in BASELINES.items() if name in phases]
+    return {
+        f"{name}_over_{base}": phases[name]["round_trips_per_s"] / phases[base]["round_trips_per_s"]
+        for name, base in pairs
+        if base in phases and phases[base]["round_trips_per_s"]
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    top = argparse.ArgumentParser(prog="python -m bench.ws_signin", description=__doc__)
+    top = argparse.ArgumentParser(
+        prog="python -m bench.ws_signin",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     top.add_argument("--connections", type=int, default=100)
     top.add_argument("--warmup-s", type=float, default=2.0)
     top.add_argument("--duration-s", type=float, default=10.0)
@@ -149,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument(
         "--phases",
         default=",".join(PHASES),
-        help=f"comma-separated subset of {','.join(PHASES)} (the ratio needs echo)",
+        help=f"comma-separated subset of {','.join(PHASES)} (the ratios need echo "
+        "and the single-store phase of the same path)",
     )
     top.add_argument("--store-write-min", type=int, default=0, help="0: the store's default")
     top.add_argument("--store-links", type=int, default=0, help="0: the store's default")
@@ -161,32 +282,31 @@ def main(argv: list[str] | None = None) -> int:
         top.error(f"unknown phases {unknown}; choose from {', '.join(PHASES)}")
     exit_on_sigterm()
     started = dt.datetime.now(dt.UTC)
+    load_average = os.getloadavg()
     print(
         f"bench: {args.connections} connections, {args.warmup_s} s warm-up, "
-        f"{args.duration_s} s window, one business day per {args.day_ms} ms",
+        f"{args.duration_s} s window, one business day per {args.day_ms} ms; "
+        f"load average {load_average[0]:.2f}",
         flush=True,
     )
     phases: dict[str, dict[str, Any]] = {}
     for name in PHASES:
         if name in wanted:
+            phase_started_s = time.monotonic()
             if name == "echo":
                 phases[name] = run_echo(args)
-            elif name == "signin_steady":
-                phases[name] = run_signin(args, "always", steady=True)
             else:
-                phases[name] = run_signin(args, name.removeprefix("signin_"))
+                phases[name] = run_signin(args, name, SIGNIN_PHASES[name])
+            phases[name]["phase_wall_s"] = time.monotonic() - phase_started_s  # setup included
             print_phase(name, phases[name])
-    echo_rps = phases["echo"]["round_trips_per_s"] if "echo" in phases else 0.0
-    ratios = {
-        f"{name}_over_echo": phase["round_trips_per_s"] / echo_rps
-        for name, phase in phases.items()
-        if name != "echo" and echo_rps
-    }
+    ratios = ratios_of(phases)
     for name, ratio in ratios.items():
         print(f"ratio {name}: {ratio:.3f}")
     results = {
         "started_utc": started.isoformat(),
         "machine": machine(),
+        "load_average_at_start": load_average,
+        "load_average_at_end": os.getloadavg(),
         "options": vars(args),
         "phases": phases,
         "ratios": ratios,
