@@ -138,6 +138,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = Store(connect(settings.redis_url))
         await store.load_scripts()
+        if settings.store_ack != "local":
+            fsync = settings.store_ack == "replica_fsync"
+            await store.require_replica_ack(settings.store_ack_timeout_ms, fsync)
         fanout_redis = connect(settings.redis_url)
         fanout: Pushes = (
             ShardedFanout(fanout_redis)

@@ -13,8 +13,14 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import msgpack
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from game_rules import RuleViolation
@@ -24,22 +30,26 @@ from server.protocol import ProtocolError, Request
 from server.rulebook import Rulebook
 from server.settings import Settings
 from server.store.keys import PlayerKeys
-from server.store.store import Arg, Store
+from server.store.store import Arg, ReplicaTimeout, Store
 
 COMMIT_ATTEMPTS_MAX = 5
 
-# The store cannot answer now, but nothing was written: the caller may retry with the same
-# id (WebSocket `STORE_UNAVAILABLE`, HTTP 503 with Retry-After). Connection refused, reset
-# or timed out (redis-py's ConnectionError and TimeoutError, BusyLoadingError included:
-# the store is loading its data after a restart), a replica that refuses writes, a store
-# that is out of memory (`noeviction` refuses writes) or whose primary is down. A script
-# refused by OOM or READONLY never started, so it wrote nothing.
+# The store cannot answer now (it may have applied the request before failing): the caller
+# may retry with the same id (WebSocket `STORE_UNAVAILABLE`, HTTP 503 with Retry-After).
+# Connection refused, reset or timed out (redis-py's ConnectionError and TimeoutError,
+# BusyLoadingError included: the store is loading its data after a restart), a replica
+# that refuses writes, a store that is out of memory (`noeviction` refuses writes) or whose
+# primary is down, a cluster none of whose nodes answers, or a write no replica confirmed
+# in time. A script refused by OOM or READONLY never started, so it wrote nothing.
 STORE_DOWN_ERRORS: tuple[type[Exception], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ReadOnlyError,
     OutOfMemoryError,
     MasterDownError,
+    RedisClusterException,  # no node of the cluster answers
+    ClusterDownError,
+    ReplicaTimeout,  # MANOR_STORE_ACK=replica: applied, but no replica confirmed it yet
 )
 
 

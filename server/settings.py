@@ -29,6 +29,8 @@ WS_FRAME_BYTES_MAX_DEFAULT = 65_536
 CLUSTER_SEEDS_MAX = 64  # seed nodes in one cluster URL
 SECRET_CHARS_MIN = 32  # keys and the JWT secret: guessing must be out of reach
 SECRETS = ("platform_key", "admin_key", "metrics_key", "jwt_secret")
+STORE_ACK_POLICIES = ("local", "replica", "replica_fsync")
+STORE_ACK_TIMEOUT_MS_MAX = 60_000
 STORE_SHARDS_MAX = 16  # primaries of an embedded cluster (server/store/cluster.py)
 STORE_REPLICAS_MAX = 2  # replicas per primary of an embedded cluster
 
@@ -53,6 +55,8 @@ class Settings:
     metrics_key: str = ""
     workers: int = 1
     store_appendfsync: str = "always"  # embedded store: "always" or "everysec" (docs/operations.md)
+    store_ack: str = "local"  # local, replica or replica_fsync: when a coin commit is acked
+    store_ack_timeout_ms: int = 1000  # store_ack=replica: how long to wait for a replica
     store_shards: int = 0  # embedded store: 0 = one server; N = a local cluster of N primaries
     store_replicas: int = 0  # embedded cluster: replicas per primary
     store_maxmemory_mb: int = 0  # embedded store: 0 = no limit; writes fail when full (noeviction)
@@ -73,6 +77,7 @@ _ENV = {f.name: "MANOR_" + f.name.upper() for f in fields(Settings)}
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "store_shards": (0, STORE_SHARDS_MAX),
+    "store_ack_timeout_ms": (1, STORE_ACK_TIMEOUT_MS_MAX),
     "store_replicas": (0, STORE_REPLICAS_MAX),
     "port": (1, 65535),
     "jwt_leeway_s": (0, JWT_LEEWAY_S_MAX),
@@ -168,6 +173,8 @@ def _store_problems(values: Mapping[str, Any]) -> list[str]:
         problems.append("MANOR_STORE_REPLICAS: needs MANOR_STORE_SHARDS (replicas of what?)")
     if values.get("store_appendfsync", "always") not in ("always", "everysec"):
         problems.append("MANOR_STORE_APPENDFSYNC: must be 'always' or 'everysec'")
+    if values.get("store_ack", "local") not in STORE_ACK_POLICIES:
+        problems.append("MANOR_STORE_ACK: must be 'local', 'replica' or 'replica_fsync'")
     return problems
 
 

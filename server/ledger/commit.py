@@ -112,7 +112,8 @@ async def apply(
         keys.holds,
         keys.records,
     )
-    status, balance, ver, pseq, receivers, held, debt = await store.script(
+    # Durable as MANOR_STORE_ACK asks: with `replica`, only once a replica has it too.
+    status, balance, ver, pseq, receivers, held, debt = await store.durable_script(
         "commit", script_keys, args
     )
     return CommitResult(

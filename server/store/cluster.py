@@ -135,6 +135,9 @@ class EmbeddedCluster:
                 # A replica may serve a shard whose primary is gone, if a little behind.
                 "--cluster-replica-validity-factor",
                 "0",
+                # A new replica syncs at once (the default waits 5 s for more replicas).
+                "--repl-diskless-sync-delay",
+                "0",
             ],
         )
 
@@ -172,6 +175,15 @@ class EmbeddedCluster:
             return True
 
         self._until(every_node_ok, "the cluster to be ok on every node")
+
+        def replicas_online() -> bool:
+            for shard, primary in enumerate(self.primaries):
+                info = _text(_call(primary.port, "INFO", "replication"))
+                if info.count("state=online") < len(self.replicas_of(shard)):
+                    return False
+            return True
+
+        self._until(replicas_online, "every replica to finish its first sync")
 
     def _until(self, check: Any, what: str) -> None:
         deadline = time.monotonic() + FORM_WAIT_S_MAX
