@@ -18,7 +18,7 @@ from server.store.cluster import EmbeddedCluster, _call, _text
 from server.store.keys import PlayerKeys
 from server.transport.sharded import ShardedFanout, is_sharded
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("kills_cluster_nodes")]
 
 DELIVERY_S_MAX = 2.0  # a push on a healthy shard
 RECOVERY_S_MAX = 15.0  # node timeout (2 s) + election + our repair, with room for a slow CI
