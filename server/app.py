@@ -33,6 +33,7 @@ from server.settings import Settings, load_settings, parse_api_keys
 from server.store.store import Store, connect
 from server.store.timers import Timers
 from server.transport.fanout import Fanout, Pushes
+from server.transport.presence import Presence
 from server.transport.sharded import ShardedFanout
 from server.transport.ws import websocket_endpoint
 
@@ -59,6 +60,7 @@ class Manor:
     scheduler: Scheduler
     api_keys: dict[str, tuple[str, frozenset[str]]]
     metrics: Metrics
+    presence: Presence
     sockets: int = 0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -167,11 +169,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             scheduler,
             parse_api_keys(settings.api_keys, settings.platform_key),
             metrics,
+            Presence(store, the_clock),
         )
         # A reload on any process reaches this one through the fan-out's pub/sub connection.
         await fanout.attach(RULES_CHANNEL, reload_follower(rulebook))
         if settings.jobs:
             scheduler.start()
+        # Every process renews its own sockets' leases, jobs or not.
+        manor.tasks.append(asyncio.create_task(manor.presence.run()))
         if settings.dev_clock and isinstance(the_clock, OffsetClock):
             manor.tasks.append(asyncio.create_task(_follow_dev_clock(manor, the_clock)))
         app.state.manor = manor

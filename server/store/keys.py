@@ -38,6 +38,7 @@ class PlayerKeys:
         "player_id",
         "push_channel",
         "records",
+        "sockets",
         "state",
         "stats",
         "sys",
@@ -61,6 +62,8 @@ class PlayerKeys:
         self.holds = f"{base}:holds"  # hash: checkout order id -> hold state (commit.lua)
         self.records = f"{base}:records"  # hash: platform records, e.g. order:<id> (msgpack)
         self.push_channel = f"{base}:push"
+        # sorted set: socket id -> lease expiry ms, across processes (socket_lease.lua)
+        self.sockets = f"{base}:sockets"
         self.sys = sys_accounts(self.bucket)
         self.outbox = outbox(self.bucket)
         self.stats = stats(self.bucket)

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 SEQ_PATTERN = re.compile(r"[0-9]{1,15}")
 CLOSE_GRACE_S = 5.0  # how long a socket we close may take to accept the close frame
+# A handshake the store cannot count falls back on this process's own count.
+LEASE_STORE_ERRORS: tuple[type[Exception], ...] = (StoreBusy, *STORE_DOWN_ERRORS)
 
 
 STORE_WARNING_EVERY_S = 1.0  # a store outage fails every request: log one line a second
@@ -47,7 +49,10 @@ def warn_store_down(op: str, exc: Exception) -> None:
     now_s = time.monotonic()
     if now_s - _store_warned_at_s >= STORE_WARNING_EVERY_S:
         _store_warned_at_s = now_s
-        log.warning("store unavailable (op %s answered STORE_UNAVAILABLE): %r", op, exc)
+        if op == "handshake":
+            log.warning("store unavailable (socket limit counted per process): %r", exc)
+        else:
+            log.warning("store unavailable (op %s answered STORE_UNAVAILABLE): %r", op, exc)
 
 
 def bearer_token(websocket: WebSocket) -> str | None:
@@ -261,16 +266,45 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     since_seq = None if since is None else int(since)
     keys = PlayerKeys(player_id)
-    if app.fanout.sinks_of(keys.push_channel) >= app.settings.sockets_per_player_max:
+    socket_id = app.presence.new_socket_id()
+    if not await take_place(app, keys, socket_id):
         await websocket.accept(subprotocol if offered else None)
         await websocket.close(CLOSE_TOO_MANY_SOCKETS)
         return
-    await websocket.accept(subprotocol if offered else None)
-    connection = Connection(
-        websocket, Codec(subprotocol), keys, app.dispatcher, app.fanout, app.settings, app.metrics
-    )
-    app.sockets += 1
     try:
-        await connection.serve(since_seq)
+        await websocket.accept(subprotocol if offered else None)
+        connection = Connection(
+            websocket,
+            Codec(subprotocol),
+            keys,
+            app.dispatcher,
+            app.fanout,
+            app.settings,
+            app.metrics,
+        )
+        app.sockets += 1
+        try:
+            await connection.serve(since_seq)
+        finally:
+            app.sockets -= 1
     finally:
-        app.sockets -= 1
+        await app.presence.release(keys, socket_id)
+
+
+async def take_place(app: Any, keys: PlayerKeys, socket_id: str) -> bool:
+    """A place for one more socket of the player, counted across every process
+    (presence.py); False at MANOR_SOCKETS_PER_PLAYER_MAX.
+
+    When the store cannot count, this process counts its own sockets as it did before the
+    leases, and the next renewal writes the new socket's lease once the store answers.
+    """
+    limit: int = app.settings.sockets_per_player_max
+    try:
+        taken: bool = await app.presence.take(keys, socket_id, limit)
+    except LEASE_STORE_ERRORS as exc:
+        warn_store_down("handshake", exc)
+        if app.fanout.sinks_of(keys.push_channel) >= limit:
+            return False
+        app.presence.hold(keys, socket_id)
+        return True
+    return taken
