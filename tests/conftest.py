@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import warnings
 import shutil
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
