@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from server.clock import FrozenClock
 from server.ledger.verify import verify
@@ -128,3 +130,28 @@ async def test_health_and_readiness(live: Live) -> None:
     assert set(ready["nodes"].values()) == {"ok"}
     primaries = [node for node in ready["nodes"] if node.endswith("(primary)")]
     assert len(primaries) == (3 if "+cluster://" in live.settings.redis_url else 1)
+
+
+async def test_a_push_published_while_pubsub_was_down_is_replayed_to_the_socket(
+    live: Live, redis: Redis, clock: FrozenClock
+) -> None:
+    """The process lost its pub/sub connection; a credit landed before it subscribed again.
+    Once it has, the socket is caught up from the inbox, in seq order, without a reconnect."""
+    from server.ledger.commit import Commit, apply
+    from server.ledger.ledger import Transfer
+    from server.store.keys import PlayerKeys
+
+    client = await live.connect("gus")
+    await client.call("sign_in")
+    assert (await client.next_push())["seq"] == 1
+    if isinstance(redis, RedisCluster):
+        await redis.client_kill_filter(_type="pubsub", target_nodes=RedisCluster.ALL_NODES)
+    else:
+        await redis.client_kill_filter(_type="pubsub")
+    grant = Transfer("grant:gap", "c", 5, "mint:grant", date(2027, 6, 30))
+    store = live.manor.store
+    done = await apply(store, PlayerKeys("gus"), Commit(transfers=[grant]), clock.now_ms())
+    assert done.status == "ok"
+    push = await client.next_push(timeout_s=10)  # the fan-out resubscribes after 0.5 s
+    assert (push["push"], push["seq"], push["data"]["delta"]) == ("balance", 2, 5)
+    await client.close()

@@ -102,6 +102,8 @@ class Connection:
         self.bucket = TokenBucket(settings.requests_per_s_max, settings.request_burst_max)
         self.strikes = 0
         self.metrics = metrics
+        self.last_push_seq: int | None = None  # the newest push this socket was offered
+        self.catching_up: set[asyncio.Task[None]] = set()
 
     @property
     def close_code(self) -> int | None:
@@ -115,13 +117,30 @@ class Connection:
 
     def offer_push(self, frame: bytes) -> None:
         """From the fan-out: a client too slow to drain its queue is disconnected."""
+        self.last_push_seq = int(msgpack.unpackb(frame)["seq"])
         self.sender.offer(self.codec.push(frame), CLOSE_SLOW_CONSUMER)
+
+    def catch_up(self) -> None:
+        """From the fan-out, once the player's channel is subscribed again after a lost
+        connection: pushes published in between never came live, so replay them from the
+        inbox. A socket that has seen no push yet cannot say where it stands: it gets
+        `resync`, as a resume from too far back does."""
+        since = -1 if self.last_push_seq is None else self.last_push_seq
+        task = asyncio.get_running_loop().create_task(self._replay(since))
+        self.catching_up.add(task)
+        task.add_done_callback(self.catching_up.discard)
 
     def send_message(self, message: dict[str, Any]) -> None:
         self.sender.offer(self.codec.encode(message), CLOSE_SLOW_CONSUMER)
 
     async def reply(self, message: dict[str, Any]) -> None:
         await self.sender.send(self.codec.encode(message), CLOSE_SLOW_CONSUMER)
+
+    async def _replay(self, since_seq: int) -> None:
+        try:
+            await self.resume(since_seq)
+        except STORE_DOWN_ERRORS as exc:  # still down: the client's own resume covers it
+            warn_store_down("catch_up", exc)
 
     async def resume(self, since_seq: int) -> None:
         """Replay the pushes after `since_seq` from the inbox, or say a snapshot is needed.
@@ -152,7 +171,8 @@ class Connection:
         frame; a client that reads nothing never gets it, and is cut off instead.
         """
         writer = asyncio.create_task(self.sender.run())
-        await self.fanout.attach(self.keys.push_channel, self.offer_push)
+        self.last_push_seq = since_seq
+        await self.fanout.attach(self.keys.push_channel, self.offer_push, self.catch_up)
         reader = asyncio.create_task(self.read_all(since_seq))
         closing = asyncio.create_task(self.sender.closing.wait())
         try:
@@ -160,10 +180,10 @@ class Connection:
             if self.close_code is not None and not writer.done():
                 await asyncio.wait({writer}, timeout=CLOSE_GRACE_S)
         finally:
-            await self.fanout.detach(self.keys.push_channel, self.offer_push)
-            for task in (reader, writer, closing):
+            await self.fanout.detach(self.keys.push_channel, self.offer_push, self.catch_up)
+            for task in (reader, writer, closing, *self.catching_up):
                 task.cancel()
-            await asyncio.gather(reader, writer, closing, return_exceptions=True)
+            await asyncio.gather(reader, writer, closing, *self.catching_up, return_exceptions=True)
 
     async def read_all(self, since_seq: int | None) -> None:
         try:
