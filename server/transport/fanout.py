@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol, cast
 
 from redis.asyncio import Redis
@@ -45,6 +45,45 @@ class Pushes(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class Gaps:
+    """Per channel, what to call once it is subscribed again after subscriptions were lost:
+    frames published in between were not delivered (both fan-outs keep one)."""
+
+    def __init__(self) -> None:
+        self._by_channel: dict[str, set[Gap]] = {}
+        self._due: set[str] = set()  # lost: call their gaps at the next confirmation
+
+    def add(self, channel: str, gap: Gap | None) -> None:
+        if gap is not None:
+            self._by_channel.setdefault(channel, set()).add(gap)
+
+    def discard(self, channel: str, gap: Gap | None) -> None:
+        gaps = self._by_channel.get(channel)
+        if gap is None or gaps is None:
+            return
+        gaps.discard(gap)
+        if not gaps:
+            del self._by_channel[channel]
+
+    def lost(self, channels: Iterable[str]) -> None:
+        self._due.update(c for c in channels if c in self._by_channel)
+
+    def lost_all(self) -> None:
+        self._due = set(self._by_channel)
+
+    def confirmed(self, channel: str) -> None:
+        """Frames published from now on reach us: a socket that replays its inbox now
+        misses nothing."""
+        if channel not in self._due:
+            return
+        self._due.discard(channel)
+        for gap in tuple(self._by_channel.get(channel, ())):
+            try:
+                gap()
+            except Exception:  # one socket's failure must not end the others' replay
+                log.exception("fanout: a gap callback failed")
 
 
 class _Wire(asyncio.Protocol):
@@ -121,8 +160,7 @@ class Fanout:
         self.endpoint = Endpoint.of(redis)
         self._wire: _Wire | None = None
         self._sinks: dict[str, set[Sink]] = {}
-        self._gaps: dict[str, set[Gap]] = {}
-        self._gap_due: set[str] = set()  # resubscribed: run their gaps once confirmed
+        self._gaps = Gaps()
         self._reconnect: asyncio.Task[None] | None = None
         self._closed = False
         self.process_channel = f"m:proc:{uuid.uuid4().hex}"  # keeps the connection subscribed
@@ -170,8 +208,7 @@ class Fanout:
     async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
         """Deliver the channel's frames to `sink` until detached; `gap` runs once the
         channel is subscribed again after a lost connection (frames may have been missed)."""
-        if gap is not None:
-            self._gaps.setdefault(channel, set()).add(gap)
+        self._gaps.add(channel, gap)
         sinks = self._sinks.get(channel)
         if sinks is None:
             if len(self._sinks) >= CHANNELS_MAX:
@@ -183,12 +220,7 @@ class Fanout:
             sinks.add(sink)
 
     async def detach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
-        if gap is not None:
-            gaps = self._gaps.get(channel)
-            if gaps is not None:
-                gaps.discard(gap)
-                if not gaps:
-                    del self._gaps[channel]
+        self._gaps.discard(channel, gap)
         sinks = self._sinks.get(channel)
         if sinks is None:
             return
@@ -211,7 +243,7 @@ class Fanout:
         if wire is not self._wire or not wire.established or self._closed:
             return
         self._wire = None
-        self._gap_due = set(self._gaps)
+        self._gaps.lost_all()
         log.warning("fanout: pub/sub connection lost (%r); resubscribing", exc)
         self._reconnect = asyncio.get_running_loop().create_task(self._resubscribe())
 
@@ -231,13 +263,4 @@ class Fanout:
         return len(self._sinks.get(channel, ()))
 
     def subscribed(self, channel: str) -> None:
-        """Frames published from now on reach us: a socket that replays its inbox now
-        misses nothing."""
-        if channel not in self._gap_due:
-            return
-        self._gap_due.discard(channel)
-        for gap in tuple(self._gaps.get(channel, ())):
-            try:
-                gap()
-            except Exception:  # one socket's failure must not end the others' replay
-                log.exception("fanout: a gap callback failed")
+        self._gaps.confirmed(channel)

@@ -27,7 +27,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from server.store.link import MORE, Endpoint, pack_command
-from server.transport.fanout import CHANNELS_MAX, CHANNELS_PER_SUBSCRIBE_MAX, Gap, Sink
+from server.transport.fanout import CHANNELS_MAX, CHANNELS_PER_SUBSCRIBE_MAX, Gap, Gaps, Sink
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,11 @@ class ShardedFanout:
     def __init__(self, cluster: RedisCluster) -> None:
         self._cluster = cluster
         self._sinks: dict[str, set[Sink]] = {}
-        self._gaps: dict[str, set[Gap]] = {}
+        self._gaps = Gaps()
         self._home: dict[str, str] = {}  # sharded channel -> the node it is subscribed on
         self._wires: dict[str, _NodeWire] = {}  # node name -> its connection
         self._global: str = ""  # the node whose connection holds the classic channels
         self._lost: set[str] = set()  # channels to subscribe again where their slot lives
-        self._gap_due: set[str] = set()  # resubscribed: run their gap callbacks when confirmed
         self._dirty = False
         self._repair: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -165,8 +164,7 @@ class ShardedFanout:
     async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
         """Deliver the channel's frames to `sink` until detached; `gap` runs after the
         channel was resubscribed (frames published meanwhile were not delivered)."""
-        if gap is not None:
-            self._gaps.setdefault(channel, set()).add(gap)
+        self._gaps.add(channel, gap)
         sinks = self._sinks.get(channel)
         if sinks is not None:
             sinks.add(sink)
@@ -177,12 +175,7 @@ class ShardedFanout:
         self._subscribe([channel])
 
     async def detach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
-        if gap is not None:
-            gaps = self._gaps.get(channel)
-            if gaps is not None:
-                gaps.discard(gap)
-                if not gaps:
-                    del self._gaps[channel]
+        self._gaps.discard(channel, gap)
         sinks = self._sinks.get(channel)
         if sinks is None:
             return
@@ -335,19 +328,10 @@ class ShardedFanout:
                 self._lost |= lost
                 self._dirty = True
                 continue
-            self._gap_due |= lost
+            self._gaps.lost(lost)
 
     def subscribed(self, channel: str) -> None:
-        """A subscription is confirmed: frames published from now on reach us, so a socket
-        that replays its inbox now misses nothing."""
-        if channel not in self._gap_due:
-            return
-        self._gap_due.discard(channel)
-        for gap in tuple(self._gaps.get(channel, ())):
-            try:
-                gap()
-            except Exception:  # one socket's failure must not end the others' replay
-                log.exception("sharded fan-out: a gap callback failed")
+        self._gaps.confirmed(channel)
 
     def _drop(self, name: str) -> None:
         wire = self._wires.pop(name)
