@@ -83,3 +83,28 @@ async def test_readyz_names_the_primary_it_cannot_reach(
     assert body["ok"] is False
     assert body["nodes"][f"127.0.0.1:{gone.port} (primary)"].startswith("unreachable")
     assert f"127.0.0.1:{gone.port}" in body["store"]
+
+
+@pytest.mark.usefixtures("kills_cluster_nodes")
+async def test_a_dead_nodes_connection_error_is_raised_not_returned(
+    cluster: EmbeddedCluster,
+) -> None:
+    """redis-py's cluster pipeline hands back a dead node's ConnectionError as that
+    command's reply (raise_on_error=False); the store must raise it, for a single call and
+    inside a group, or callers read an exception object as data."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from server.store.store import Store
+
+    store = Store(connect(cluster.url))
+    await store.load_scripts()
+    wallet = PlayerKeys("ann").wallet
+    client = store.redis
+    assert isinstance(client, RedisCluster)
+    port = client.get_node_from_key(wallet).port
+    next(n for n in cluster.primaries if n.port == port).kill()
+    with pytest.raises(RedisConnectionError):
+        await store.call("HGET", wallet, "bal")
+    with pytest.raises(RedisConnectionError):
+        await store.call_many(("HGET", wallet, "bal"), ("HGET", wallet, "seq"))
+    await store.close()

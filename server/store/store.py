@@ -367,13 +367,15 @@ class Store:
         for at, (_, future, size) in enumerate(batch):
             if future is None or future.done():
                 continue
+            # Every exception, not only error replies: the cluster pipeline also hands back a
+            # dead node's ConnectionError as its commands' results.
             if size == 1:
                 result = results[at]
             else:
                 result = results[at + 1 - size : at + 1]
-                errors = [r for r in result if isinstance(r, ResponseError)]
+                errors = [r for r in result if isinstance(r, Exception)]
                 result = errors[0] if errors else result
-            if isinstance(result, ResponseError):
+            if isinstance(result, Exception):
                 future.set_exception(result)
             else:
                 future.set_result(result)
