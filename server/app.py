@@ -184,7 +184,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         try:
             yield
         finally:
-            scheduler.stop()
+            await scheduler.stop()
             for task in manor.tasks:
                 task.cancel()
             await asyncio.gather(*manor.tasks, return_exceptions=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import date
 
+import pytest
 from redis.asyncio import Redis
 
 from server.ledger.commit import Commit, apply
@@ -116,3 +118,28 @@ async def test_credit_done_but_order_not_dropped_is_not_paid_twice(
     assert await relay(store, NOW_MS + 10_000) == 1
     assert await redis.hget(PlayerKeys("bob").wallet, "bal") == b"2"
     assert (await audit(redis)).problems == []
+
+
+async def test_stopping_the_scheduler_ends_a_running_job_quietly(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    from server.jobs.scheduler import Scheduler
+
+    started = asyncio.Event()
+    ended: list[str] = []
+
+    async def slow() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            ended.append("cancelled")
+
+    scheduler = Scheduler(Leases(store))
+    scheduler.every("slow", 0.05, slow)
+    scheduler.start()
+    await asyncio.wait_for(started.wait(), 5)
+    with caplog.at_level(logging.WARNING):
+        await asyncio.wait_for(scheduler.stop(), 5)
+    assert ended == ["cancelled"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
