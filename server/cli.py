@@ -248,16 +248,18 @@ def cmd_push_dead_letters(settings: Settings, count: int) -> int:
     """Print how many triggers the relay parked, and the newest `count` of them."""
     from datetime import UTC, datetime
 
-    from server.jobs.dead_letters import DEAD_LETTER_LEN_MAX, read_dead_letters
-    from server.store.keys import TRIGGER_STREAM
+    from server.jobs.dead_letters import DEAD_LETTER_LEN_MAX, read_dead_letters, relay_streams
 
     async def run(url: str) -> int:
         redis = client_for(url)
-        try:
-            total, letters = await read_dead_letters(redis, TRIGGER_STREAM, count)
+        try:  # every partition's dead letters and the legacy stream's, newest first
+            total, letters = await read_dead_letters(redis, count)
         finally:
             await redis.aclose()
-        print(f"dead letters: {total} (kept at most {DEAD_LETTER_LEN_MAX}, oldest out first)")
+        print(
+            f"dead letters: {total} (kept at most {DEAD_LETTER_LEN_MAX} per stream, "
+            f"{len(relay_streams())} streams, oldest out first)"
+        )
         for letter in letters:
             parked = datetime.fromtimestamp(letter.parked_ms / 1000, UTC).isoformat(
                 timespec="seconds"
@@ -274,7 +276,8 @@ def cmd_push_dead_letters(settings: Settings, count: int) -> int:
 
 def cmd_push_relay(settings: Settings, args: argparse.Namespace) -> int:
     """Forward push triggers to a webhook until SIGINT/SIGTERM (or list the dead letters)."""
-    from server.jobs.push_relay import run_relay
+    from server.jobs.dead_letters import relay_streams
+    from server.jobs.push_relay import IN_FLIGHT_MAX, run_relay
 
     if args.dead_letters is not None:
         return cmd_push_dead_letters(settings, args.dead_letters)
@@ -288,7 +291,10 @@ def cmd_push_relay(settings: Settings, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        redis = client_for(url)  # the trigger stream is one key: no cluster routing needed
+        # One blocked XREADGROUP per stream (every partition, the legacy stream), the
+        # webhook requests' XACKs, and a few spare. On a cluster the bound is per node.
+        connections = len(relay_streams()) + IN_FLIGHT_MAX + 8
+        redis = cast(Redis, connect(url, max_connections=connections))
         try:
             stats = await run_relay(
                 redis,

@@ -31,8 +31,15 @@ from server.jobs.push_relay import (
     verify_signature,
 )
 from server.store.embedded import free_port
-from server.store.keys import TRIGGER_STREAM, TRIGGER_STREAM_LEN_MAX
+from server.store.keys import (
+    LEGACY_TRIGGER_STREAM,
+    TRIGGER_STREAM_LEN_MAX,
+    trigger_partition,
+    trigger_stream_of,
+    trigger_streams,
+)
 from tests.live import running
+from tests.trigger_streams import players_in
 
 SECRET = b"push-secret-0123456789abcdef"
 GROUP = "push-gateway"
@@ -55,6 +62,9 @@ class Receiver:
     answer_delay_s: float = 0.0
     in_flight: int = 0
     in_flight_peak: int = 0
+    arrived: list[str] = field(default_factory=list)  # X-Manor-Delivery, as requests come in
+    holding: bool = False  # requests wait for `release` (a receiver that hangs)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     def payloads(self) -> list[dict[str, Any]]:
         return [json.loads(r.body) for r in self.received]
@@ -68,9 +78,12 @@ async def receiving(port: int | None = None) -> AsyncIterator[Receiver]:
 
     async def hook(request: Request) -> Response:
         body = await request.body()
+        receiver.arrived.append(request.headers["x-manor-delivery"])
         receiver.in_flight += 1
         receiver.in_flight_peak = max(receiver.in_flight_peak, receiver.in_flight)
         await asyncio.sleep(receiver.answer_delay_s)
+        if receiver.holding:
+            await receiver.release.wait()
         receiver.in_flight -= 1
         receiver.received.append(Received(time.monotonic(), dict(request.headers), body))
         status, headers = receiver.plan.pop(0) if receiver.plan else (200, {})
@@ -81,7 +94,10 @@ async def receiving(port: int | None = None) -> AsyncIterator[Receiver]:
     app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
     config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
     async with running(config):
-        yield receiver
+        try:
+            yield receiver
+        finally:
+            receiver.release.set()  # held requests end, so uvicorn can shut down
 
 
 @pytest.fixture
@@ -90,9 +106,13 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield running
 
 
+ALL_STREAMS = [*trigger_streams(), LEGACY_TRIGGER_STREAM]
+
+
 async def add(redis: Redis, player: str, kind: str = "crop_ripe", **data: Any) -> str:
+    """XADD a trigger to the player's partition, as the app does; its delivery id."""
     entry_id = await redis.xadd(
-        TRIGGER_STREAM,
+        trigger_stream_of(player),
         {
             "player": player,
             "kind": kind,
@@ -103,11 +123,21 @@ async def add(redis: Redis, player: str, kind: str = "crop_ripe", **data: Any) -
         maxlen=TRIGGER_STREAM_LEN_MAX,
         approximate=True,
     )
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return f"{trigger_partition(player)}/{text}"
 
 
 async def pending(redis: Redis) -> int:
-    return int((await redis.xpending(TRIGGER_STREAM, GROUP))["pending"])
+    """The group's pending entries over every trigger stream."""
+    total = 0
+    for stream in ALL_STREAMS:
+        if await redis.exists(stream) and await redis.xinfo_groups(stream):
+            total += int((await redis.xpending(stream, GROUP))["pending"])
+    return total
+
+
+async def failure_counts_left(redis: Redis) -> int:
+    return sum([await redis.exists(f"{stream}:failures") for stream in ALL_STREAMS])
 
 
 async def relay(redis: Redis, url: str, consumer: str = "a", **options: Any) -> Any:
@@ -199,7 +229,7 @@ async def test_relay_401_held_pending_not_dropped(redis: Redis, receiver: Receiv
 async def test_relay_malformed_entry_dropped_without_request(
     redis: Redis, receiver: Receiver
 ) -> None:
-    await redis.xadd(TRIGGER_STREAM, {"player": "p1", "kind": "stolen", "data": "{"})
+    await redis.xadd(trigger_stream_of("p1"), {"player": "p1", "kind": "stolen", "data": "{"})
     good = await add(redis, "p2")
     stats = await relay(redis, receiver.url)
     assert (stats.delivered, stats.dropped) == (1, 1)
@@ -254,7 +284,8 @@ async def test_relay_stop_during_backoff_leaves_entry_pending(redis: Redis) -> N
 
 async def test_relay_existing_group_position_kept(redis: Redis, receiver: Receiver) -> None:
     await add(redis, "old")
-    await redis.xgroup_create(TRIGGER_STREAM, GROUP, "$")
+    for stream in trigger_streams():
+        await redis.xgroup_create(stream, GROUP, "$", mkstream=True)
     await add(redis, "new")
     await relay(redis, receiver.url)
     assert [p["player"] for p in receiver.payloads()] == ["new"]
@@ -381,14 +412,16 @@ async def test_manor_push_relay_command_forwards_and_stops_on_sigterm(
     assert await pending(redis) == 0
 
 
-DEAD = f"{TRIGGER_STREAM}:dead"
-
-
 async def dead_letters(redis: Redis) -> list[dict[str, str]]:
-    return [
-        {k.decode(): v.decode() for k, v in fields.items()}
-        for _, fields in await redis.xrange(DEAD)
-    ]
+    """Every stream's dead letters (each beside its stream), with the `delivery` id the
+    webhook saw; in parking order within a stream."""
+    letters = []
+    for partition, stream in [*enumerate(trigger_streams()), (None, LEGACY_TRIGGER_STREAM)]:
+        for _, fields in await redis.xrange(f"{stream}:dead"):
+            letter = {k.decode(): v.decode() for k, v in fields.items()}
+            prefix = "" if partition is None else f"{partition}/"
+            letters.append(letter | {"delivery": prefix + letter["id"]})
+    return letters
 
 
 async def test_relay_parks_a_trigger_that_keeps_failing_in_the_dead_letter_stream(
@@ -414,17 +447,20 @@ async def test_relay_parks_a_trigger_that_keeps_failing_in_the_dead_letter_strea
     assert len(attempts) == 3 * 2  # 3 passes of 2 attempts, then never again
     assert sorted(p["id"] for p in receiver.payloads() if p["player"] != "bad") == sorted(good)
     [parked] = await dead_letters(redis)
-    assert (parked["id"], parked["player"], parked["kind"], parked["failures"]) == (
+    assert (parked["delivery"], parked["player"], parked["kind"], parked["failures"]) == (
         poison,
         "bad",
         "crop_ripe",
         "3",
     )
     assert "HTTP 500" in parked["reason"] and json.loads(parked["data"]) == {"plot": 1}
-    assert not await redis.exists(f"{TRIGGER_STREAM}:failures")  # nothing left behind
+    assert not await failure_counts_left(redis)  # nothing left behind
     batches = [r.getMessage() for r in caplog.records if "push relay: batch" in r.getMessage()]
     assert batches and any("1 dead-lettered" in line for line in batches), batches
-    parked_logs = [r for r in caplog.records if r.levelname == "ERROR" and poison in r.getMessage()]
+    poison_id = poison.split("/")[1]
+    parked_logs = [
+        r for r in caplog.records if r.levelname == "ERROR" and poison_id in r.getMessage()
+    ]
     assert parked_logs
 
 
@@ -441,7 +477,7 @@ async def test_relay_a_down_receiver_parks_nothing_until_the_entries_are_old(
         await asyncio.sleep(0.01)
         stats = await relay(redis, url, attempts_max=1, claim_idle_ms=1, dead_letter_after=1)
         assert (stats.dropped, stats.dead_lettered) == (0, 0)
-    assert not await redis.exists(f"{TRIGGER_STREAM}:failures")
+    assert not await failure_counts_left(redis)
     assert await pending(redis) == 3
     await asyncio.sleep(0.01)
     aged = await relay(redis, url, attempts_max=1, claim_idle_ms=1, dead_letter_age_ms=5)
@@ -453,23 +489,24 @@ async def test_relay_a_down_receiver_parks_nothing_until_the_entries_are_old(
 async def test_relay_rejected_and_malformed_entries_are_kept_as_dead_letters(
     redis: Redis, receiver: Receiver
 ) -> None:
-    await redis.xadd(TRIGGER_STREAM, {"player": "p1", "kind": "stolen", "data": "{"})
+    await redis.xadd(trigger_stream_of("p1"), {"player": "p1", "kind": "stolen", "data": "{"})
     rejected = await add(redis, "p2")
     receiver.plan = [(422, {})]
     stats = await relay(redis, receiver.url)
     assert (stats.dropped, stats.dead_lettered) == (2, 0)
-    letters = await dead_letters(redis)
+    letters = sorted(await dead_letters(redis), key=lambda letter: letter["reason"])
     assert [letter["reason"].split(":")[0] for letter in letters] == ["malformed", "rejected"]
-    assert letters[1]["id"] == rejected and "HTTP 422" in letters[1]["reason"]
+    assert letters[1]["delivery"] == rejected and "HTTP 422" in letters[1]["reason"]
 
 
 async def test_the_dead_letter_stream_is_capped(redis: Redis, receiver: Receiver) -> None:
-    for n in range(6):
-        await add(redis, f"p{n}")
+    players = players_in(5, 6)  # one partition: its dead-letter stream keeps the newest 4
+    for player in players:
+        await add(redis, player)
     receiver.plan = [(410, {})] * 6
     stats = await relay(redis, receiver.url, dead_letter_len_max=4)
-    assert stats.dropped == 6
-    assert await redis.xlen(DEAD) == 4
+    assert stats.dropped == 6 and stats.dead_letters == 4
+    assert await redis.xlen(f"{trigger_stream_of(players[0])}:dead") == 4
 
 
 async def test_manor_push_relay_dead_letters_view(

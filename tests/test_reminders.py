@@ -10,15 +10,15 @@ from redis.asyncio import Redis
 from server.clock import FrozenClock
 from server.ops.account import remind_streaks
 from server.ops.triggers import offer
-from server.store.keys import TRIGGER_STREAM
 from tests.conftest import shanghai_ms
 from tests.live import Live
+from tests.trigger_streams import read_triggers
 
 DAY_MS = 86_400_000
 
 
 async def kinds(redis: Redis) -> list[tuple[str, str, str]]:
-    entries = await redis.xrange(TRIGGER_STREAM)
+    entries = await read_triggers(redis)
     return [
         (f[b"player"].decode(), f[b"kind"].decode(), f[b"collapse_key"].decode())
         for _, f in entries
@@ -61,7 +61,7 @@ async def test_trigger_in_quiet_hours_waits_for_the_morning(
     assert await kinds(redis) == []
     await timers.tick(shanghai_ms("2026-11-24T08:00:00"))
     assert await kinds(redis) == [("sam", "crop_ripe", "ripe:sam:0:1")]
-    entry = (await redis.xrange(TRIGGER_STREAM))[0][1]
+    entry = (await read_triggers(redis))[0][1]
     assert json.loads(entry[b"data"]) == {"plot": 0}
 
 

@@ -7,10 +7,11 @@ import json
 from redis.asyncio import Redis
 
 from server.clock import FrozenClock
-from server.store.keys import TRIGGER_STREAM, PlayerKeys
+from server.store.keys import PlayerKeys
 from tests.conftest import shanghai_ms
 from tests.dispatch import op
 from tests.live import Live
+from tests.trigger_streams import read_triggers
 
 OWNER = "o" * 64  # the longest player id (PLAYER_ID_PATTERN)
 THIEVES = [f"{n}" * 64 for n in range(1, 7)]
@@ -21,7 +22,7 @@ def move_to(clock: FrozenClock, local_time: str) -> None:
 
 
 async def stolen_triggers(redis: Redis) -> list[dict[str, str]]:
-    entries = await redis.xrange(TRIGGER_STREAM)
+    entries = await read_triggers(redis)
     decoded = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
     return [t for t in decoded if t["kind"] == "stolen"]
 
@@ -64,7 +65,7 @@ async def test_a_deferred_trigger_armed_with_its_data_in_the_member_still_fires(
     await redis.zadd(PlayerKeys("ann").timers, {old: clock.now_ms()})
     report = await live.manor.timers.tick(clock.now_ms())
     assert (report.fired, report.failed) == (1, 0)
-    entries = await redis.xrange(TRIGGER_STREAM)
+    entries = await read_triggers(redis)
     assert [json.loads(fields[b"data"]) for _, fields in entries] == [
         {"plot": 0, "cycle": 1, "seed": "turnip"}
     ]

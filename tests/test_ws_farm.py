@@ -14,8 +14,9 @@ from server.client import ManorClient, ManorError
 from server.clock import FrozenClock
 from server.ledger.outbox import audit
 from server.ledger.verify import verify
-from server.store.keys import TRIGGER_STREAM, PlayerKeys
+from server.store.keys import PlayerKeys
 from tests.live import Live
+from tests.trigger_streams import read_triggers
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -40,7 +41,7 @@ async def error_code(client: ManorClient, op: str, **args: Any) -> str:
 
 
 async def triggers(redis: Redis) -> list[dict[str, str]]:
-    entries = await redis.xrange(TRIGGER_STREAM)
+    entries = await read_triggers(redis)
     return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
 
 

@@ -8,9 +8,11 @@ parked in one step (MULTI: XADD to the dead-letter stream, XACK, HDEL of its fai
 - `failed`: it ended `dead_letter_after` passes undelivered (5xx, timeouts...) while it was
   the one being tried, so it is not retried for ever.
 
-The dead-letter stream `<stream>:dead` is capped (`MAXLEN`, oldest first out). Each entry
-copies the trigger's fields that exist, plus `id` (the trigger's stream id), `reason`,
-`failures` and `parked_ms`. `manor push-relay --dead-letters N` prints the newest N.
+Each trigger stream (every partition, and the legacy single stream) has its dead-letter
+stream `<stream>:dead` beside it, in its slot, capped (`MAXLEN`, oldest first out). Each
+entry copies the trigger's fields that exist, plus `id` (the trigger's stream id), `reason`,
+`failures` and `parked_ms`. `manor push-relay --dead-letters N` prints how many all of them
+keep and the newest N over all of them.
 """
 
 from __future__ import annotations
@@ -21,9 +23,19 @@ from typing import Any
 from redis.asyncio import Redis
 
 from server.jobs.webhook import Fields, text_of
+from server.store.keys import LEGACY_TRIGGER_STREAM, TRIGGER_PARTITIONS, trigger_stream
 
 DEAD_LETTER_LEN_MAX = 10_000
 TRIGGER_FIELDS = ("player", "kind", "collapse_key", "data", "created_ms")
+
+
+def relay_streams() -> list[tuple[str, int | None]]:
+    """(stream, partition) the relay consumes: every partition, then the legacy stream that
+    versions before the partitions wrote (partition None), drained while it exists."""
+    streams: list[tuple[str, int | None]] = [
+        (trigger_stream(p), p) for p in range(TRIGGER_PARTITIONS)
+    ]
+    return [*streams, (LEGACY_TRIGGER_STREAM, None)]
 
 
 def dead_letter_stream(stream: str) -> str:
@@ -39,7 +51,7 @@ def failures_key(stream: str) -> str:
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     dead_id: str  # the id in the dead-letter stream
-    trigger_id: str
+    trigger_id: str  # as the webhook saw it: `<partition>/<stream id>` (bare: legacy stream)
     player: str
     kind: str
     reason: str
@@ -76,23 +88,43 @@ async def park(
         await pipe.execute()
 
 
-async def read_dead_letters(redis: Redis, stream: str, count: int) -> tuple[int, list[DeadLetter]]:
-    """(how many are kept, the newest `count` of them, newest first)."""
-    key = dead_letter_stream(stream)
-    total = int(await redis.xlen(key))
-    entries: Any = await redis.xrevrange(key, count=count) if count > 0 else []
-    letters = []
-    for dead_id, raw in entries:
-        fields = {text_of(k): text_of(v) for k, v in raw.items()}
-        letters.append(
-            DeadLetter(
-                text_of(dead_id),
-                fields.get("id", ""),
-                fields.get("player", ""),
-                fields.get("kind", ""),
-                fields.get("reason", ""),
-                int(fields.get("failures") or 0),
-                int(fields.get("parked_ms") or 0),
+async def read_dead_letters(
+    redis: Redis, count: int, streams: list[tuple[str, int | None]] | None = None
+) -> tuple[int, list[DeadLetter]]:
+    """(how many are kept over all the streams' dead letters, the newest `count` of them,
+    newest first). Each dead-letter stream is its own key (its own slot on a cluster): one
+    XLEN and one XREVRANGE each, merged by parking time."""
+    streams = relay_streams() if streams is None else streams
+
+    async def one(stream: str, partition: int | None) -> tuple[int, list[DeadLetter]]:
+        key = dead_letter_stream(stream)
+        total = int(await redis.xlen(key))
+        entries: Any = await redis.xrevrange(key, count=count) if count > 0 and total else []
+        letters = []
+        for dead_id, raw in entries:
+            fields = {text_of(k): text_of(v) for k, v in raw.items()}
+            trigger_id = fields.get("id", "")
+            if partition is not None and trigger_id:
+                trigger_id = f"{partition}/{trigger_id}"
+            letters.append(
+                DeadLetter(
+                    text_of(dead_id),
+                    trigger_id,
+                    fields.get("player", ""),
+                    fields.get("kind", ""),
+                    fields.get("reason", ""),
+                    int(fields.get("failures") or 0),
+                    int(fields.get("parked_ms") or 0),
+                )
             )
-        )
-    return total, letters
+        return total, letters
+
+    found = [await one(stream, partition) for stream, partition in streams]
+    letters = [letter for _, some in found for letter in some]
+    letters.sort(key=lambda letter: (letter.parked_ms, _id_order(letter.dead_id)), reverse=True)
+    return sum(total for total, _ in found), letters[: max(count, 0)]
+
+
+def _id_order(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return (int(ms or 0), int(seq or 0))

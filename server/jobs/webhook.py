@@ -33,16 +33,25 @@ Fields = Mapping[bytes | str, bytes | str]
 
 @dataclass(frozen=True, slots=True)
 class Trigger:
-    id: str
+    id: str  # the stream entry id (XACK, failure counts)
     player: str
     kind: str
     collapse_key: str
     data: dict[str, Any]
     created_ms: int
+    partition: int | None = None  # the trigger stream's partition; None: the legacy stream
+
+    @property
+    def delivery_id(self) -> str:
+        """`id` and `X-Manor-Delivery`: unique over all partitions (two partitions can hold
+        the same stream id), `<partition>/<stream id>`. Entries of the legacy single stream
+        keep the bare stream id earlier relays sent, so a receiver still de-duplicates an
+        entry that an old relay delivered and a new one sends again."""
+        return self.id if self.partition is None else f"{self.partition}/{self.id}"
 
     def body(self) -> bytes:
         payload = {
-            "id": self.id,
+            "id": self.delivery_id,
             "player": self.player,
             "kind": self.kind,
             "collapse_key": self.collapse_key,
@@ -73,7 +82,9 @@ def text_of(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def parse_trigger(entry_id: bytes | str, fields: Fields | None) -> Trigger:
+def parse_trigger(
+    entry_id: bytes | str, fields: Fields | None, partition: int | None = None
+) -> Trigger:
     """The trigger in one stream entry; ValueError when it can never be delivered."""
     if not fields:
         raise ValueError("entry has no fields (deleted by MAXLEN while pending?)")
@@ -82,7 +93,13 @@ def parse_trigger(entry_id: bytes | str, fields: Fields | None) -> Trigger:
         data = json.loads(text["data"])
         created_ms = int(text["created_ms"])
         trigger = Trigger(
-            text_of(entry_id), text["player"], text["kind"], text["collapse_key"], data, created_ms
+            text_of(entry_id),
+            text["player"],
+            text["kind"],
+            text["collapse_key"],
+            data,
+            created_ms,
+            partition,
         )
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed trigger: {exc!r}") from exc
@@ -158,9 +175,12 @@ def blames_the_entry(status: int) -> bool:
 
 
 async def pause(stop: asyncio.Event, ms: int) -> bool:
-    """Sleep ms unless stop is set first; True when stopped."""
+    """Sleep ms unless stop is set first; True when stopped. asyncio.timeout, not wait_for:
+    Python 3.11's wait_for can hang a task cancelled just as its timeout fires (seen when a
+    relay task was cancelled while its idle loops paused)."""
     try:
-        await asyncio.wait_for(stop.wait(), ms / 1000)
+        async with asyncio.timeout(ms / 1000):
+            await stop.wait()
     except TimeoutError:
         return False
     return True
@@ -202,7 +222,7 @@ class Poster:
                 "Content-Type": "application/json",
                 "X-Manor-Timestamp": str(timestamp_ms),
                 "X-Manor-Signature": sign(self.secret, timestamp_ms, body),
-                "X-Manor-Delivery": trigger.id,
+                "X-Manor-Delivery": trigger.delivery_id,
             }
             wait_ms: int | None = None
             try:
@@ -226,7 +246,7 @@ class Poster:
                 if outcome is Outcome.HOLD:
                     log.error(
                         "push relay: holding %s (%s, player %s): %s",
-                        trigger.id,
+                        trigger.delivery_id,
                         trigger.kind,
                         trigger.player,
                         reason,
@@ -240,7 +260,7 @@ class Poster:
                 return Posted(Outcome.RETRY, "stopped", 0, attempt - 1, stopped=True)
         log.warning(
             "push relay: %s left pending after %d attempts: %s",
-            trigger.id,
+            trigger.delivery_id,
             self.attempts_max,
             reason,
         )

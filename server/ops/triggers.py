@@ -1,7 +1,8 @@
 """Push-notification triggers for players whom a push did not reach.
 
 A push that matters (ripe crop, thefts, streak at risk) and reached no socket becomes a
-trigger: the rules decide (quiet hours, daily cap), then it goes to one Redis stream that
+trigger: the rules decide (quiet hours, daily cap), then it goes to the trigger stream of
+the player's partition (one of TRIGGER_PARTITIONS, by bucket range: no single hot key) that
 the app's push gateway (or `manor push-relay`) consumes with a consumer group. A trigger
 deferred by quiet hours waits as a timer in the player's bucket, `notify|player|kind|key`;
 its data waits beside it in a string key of the player's slot, written before the timer is
@@ -19,7 +20,7 @@ from game_rules.notify import decide
 from server.ledger.commit import Commit, apply
 from server.ops.components import notify_of, pack
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services, load
-from server.store.keys import TRIGGER_STREAM, TRIGGER_STREAM_LEN_MAX, PlayerKeys
+from server.store.keys import TRIGGER_STREAM_LEN_MAX, PlayerKeys, trigger_stream_of
 from server.store.store import Store
 from server.store.timers import member
 
@@ -49,7 +50,8 @@ async def send(
         "data": json.dumps(data, separators=(",", ":")),
         "created_ms": str(now_ms),
     }
-    args: list[str | int] = ["XADD", TRIGGER_STREAM, "MAXLEN", "~", TRIGGER_STREAM_LEN_MAX, "*"]
+    stream = trigger_stream_of(player_id)
+    args: list[str | int] = ["XADD", stream, "MAXLEN", "~", TRIGGER_STREAM_LEN_MAX, "*"]
     for name, value in fields.items():
         args += (name, value)
     await store.call(*args)

@@ -11,9 +11,34 @@ import zlib
 
 BUCKETS = 1024
 PREFIX = "m"
-# One stream of push triggers, read by the push gateway (or `manor push-relay`).
-TRIGGER_STREAM = "m:{notify}:triggers"
-TRIGGER_STREAM_LEN_MAX = 100_000  # writers: XADD TRIGGER_STREAM MAXLEN ~ <this> * ...
+# Push triggers go to TRIGGER_PARTITIONS streams, read by the push gateway (or `manor
+# push-relay`) with one consumer group on each. A player's triggers all go to the partition
+# of its bucket range (bucket * P // BUCKETS), so they keep their order; each partition has
+# a hash tag of its own, so the partitions spread over a cluster's primaries instead of
+# making one hot slot. Choosing P (docs/push-relay.md): a power of two up to BUCKETS, at
+# least a few per primary; every relay holds one blocked read per partition. It may grow
+# (the relay reads partitions 0..P-1 by name), never shrink while entries wait.
+TRIGGER_PARTITIONS = 16
+TRIGGER_STREAM_LEN_MAX = 100_000  # per partition: XADD <stream> MAXLEN ~ <this> * ...
+# The single stream of earlier versions: no longer written; the relay drains it if it exists.
+LEGACY_TRIGGER_STREAM = "m:{notify}:triggers"
+
+
+def trigger_partition(player_id: str) -> int:
+    return bucket_of(player_id) * TRIGGER_PARTITIONS // BUCKETS
+
+
+def trigger_stream(partition: int) -> str:
+    return f"{PREFIX}:{{notify:{partition}}}:triggers"
+
+
+def trigger_streams() -> list[str]:
+    """Every partition's stream, partition 0 first."""
+    return [trigger_stream(p) for p in range(TRIGGER_PARTITIONS)]
+
+
+def trigger_stream_of(player_id: str) -> str:
+    return trigger_stream(trigger_partition(player_id))
 
 
 def bucket_of(player_id: str) -> int:
