@@ -7,8 +7,9 @@ POSTs each entry as signed JSON and acknowledges it only once the webhook answer
 parks it as a dead letter beside its stream (malformed, rejected for good, or failing pass
 after pass). Several relays share the load (the group gives each entry to one of them) and
 claim (XAUTOCLAIM) what a dead one left pending, in every partition. Delivery is at least
-once: `X-Manor-Delivery` (`<partition>/<stream id>`) lets the receiver drop repeats. The
-body, signature and answer classes are in webhook.py, the dead letters in dead_letters.py.
+once: `X-Manor-Delivery` (`<partition>/<stream id>`) lets the receiver drop repeats. This
+module checks the options and runs the relay; the loops are in relay.py, the body,
+signature and answer classes in webhook.py, the dead letters in dead_letters.py.
 See docs/push-relay.md.
 """
 
