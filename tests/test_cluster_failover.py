@@ -31,7 +31,6 @@ import asyncio
 import collections
 import contextlib
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -49,11 +48,11 @@ from server.ledger.ledger import Entry
 from server.ledger.outbox import audit
 from server.ledger.verify import verify
 from server.store.cluster import EmbeddedCluster, _call, _text
-from server.store.embedded import EmbeddedStore, free_port
+from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.store import connect
 from tests.live import SECRET
-from tests.test_crash_loop import die_with_parent
+from tests.processes import manor_serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("kills_cluster_nodes")]
 
@@ -77,7 +76,6 @@ WARMUP_S = 2.0
 AFTER_S = 1.5  # load once the victim's players are credited again
 DRAIN_S_MAX = 30.0
 RELAY_S_MAX = 20.0  # outbox orders older than 5 s are relayed every 2 s
-READY_WAIT_S_MAX = 20.0
 REJOIN_S_MAX = 30.0
 REQUEST_TIMEOUT_S = 5.0
 RETRY_PAUSE_S = 0.02
@@ -119,55 +117,16 @@ async def server_process(
 ) -> AsyncIterator[str]:
     """`manor serve` as its own OS process; yields its http:// base URL."""
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MANOR_")}
-    env |= {
-        "MANOR_REDIS_URL": redis_url,
-        "MANOR_JWT_SECRET": SECRET,
-        "MANOR_PORT": str(port),
-        "MANOR_DATA_DIR": str(data_dir),
+    settings = {
         "MANOR_PLATFORM_KEY": PLATFORM_KEY,
         "MANOR_RULES": str(DEMO_RULES),
         "MANOR_DEV_CLOCK": "1",
         "MANOR_JOBS": "1" if jobs else "0",
         "MANOR_STORE_ACK": ack,
     }
-    log = (data_dir / "server.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server.cli",
-        "serve",
-        "--log-level",
-        "warning",
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=log,
-        preexec_fn=die_with_parent,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_WAIT_S_MAX
-        async with httpx.AsyncClient() as http:
-            while True:
-                assert process.returncode is None, "manor serve exited"
-                assert time.monotonic() < deadline, "manor serve did not become ready"
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"{base}/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-        yield base
-        assert process.returncode is None, "manor serve died during the failover"
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        log.close()
+    async with manor_serve(redis_url, data_dir, settings, data_dir / "server.log") as server:
+        yield server.http
+        assert server.process.returncode is None, "manor serve died during the failover"
 
 
 def ws(base: str) -> str:

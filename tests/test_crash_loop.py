@@ -20,11 +20,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import os
 import random
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -38,9 +35,10 @@ from server.auth import issue_token
 from server.client import ManorClient, ManorError
 from server.ledger.ledger import Entry
 from server.ledger.verify import verify
-from server.store.embedded import EmbeddedStore, free_port
+from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from tests.live import SECRET
+from tests.processes import manor_serve
 
 LOOPS = int(os.environ.get("MANOR_CRASH_LOOPS", "3"))
 HTTP_WORKERS = 4
@@ -53,12 +51,9 @@ WARMUP_S = 1.0
 UP_S = (0.4, 1.0)  # load between two kills, drawn at random
 DOWN_S = 0.3  # the store stays dead this long
 DRAIN_S_MAX = 45.0  # after the last restart, every request must be acknowledged by then
-READY_WAIT_S_MAX = 20.0
 REQUEST_TIMEOUT_S = 5.0
 RETRY_PAUSE_S = 0.02
 WS_RETRYABLE = {"BUSY", "STORE_UNAVAILABLE", "INTERNAL"}  # docs/protocol.md, Errors
-PR_SET_PDEATHSIG = 1
-REPO = Path(__file__).resolve().parent.parent
 PLATFORM_KEY = "crash-platform-key-0123456789-abcdefghij"
 
 
@@ -78,60 +73,13 @@ class Tally:
         self.retried[kind] += 1
 
 
-def die_with_parent() -> None:
-    """Runs in the child before exec: Linux sends it SIGTERM if pytest dies, even by -9."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @contextlib.asynccontextmanager
 async def server_process(redis_url: str, data_dir: Path) -> AsyncIterator[str]:
     """`manor serve` as its own OS process on `redis_url`; yields its http:// base URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MANOR_")}
-    env |= {
-        "MANOR_REDIS_URL": redis_url,
-        "MANOR_JWT_SECRET": SECRET,
-        "MANOR_PORT": str(port),
-        "MANOR_DATA_DIR": str(data_dir),
-        "MANOR_PLATFORM_KEY": PLATFORM_KEY,
-        "MANOR_JOBS": "0",
-    }
-    log = (data_dir / "server.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server.cli",
-        "serve",
-        "--log-level",
-        "warning",
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=log,
-        preexec_fn=die_with_parent,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_WAIT_S_MAX
-        async with httpx.AsyncClient() as http:
-            while True:
-                assert process.returncode is None, "manor serve exited"
-                assert time.monotonic() < deadline, "manor serve did not become ready"
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"{base}/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-        yield base
-        assert process.returncode is None, "manor serve died during the crash loop"
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        log.close()
+    settings = {"MANOR_PLATFORM_KEY": PLATFORM_KEY, "MANOR_JOBS": "0"}
+    async with manor_serve(redis_url, data_dir, settings, data_dir / "server.log") as server:
+        yield server.http
+        assert server.process.returncode is None, "manor serve died during the crash loop"
 
 
 async def order_worker(base: str, worker: int, tally: Tally) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,15 +20,15 @@ from redis.exceptions import ResponseError
 from server.client import ManorClient
 from server.clock import FrozenClock
 from server.protocol import CLOSE_TOO_MANY_SOCKETS
-from server.store.embedded import EmbeddedStore, free_port
+from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.store import Store
 from server.transport.presence import SOCKET_LEASE_MS, Presence
-from tests.live import SECRET, Live, serve
+from tests.live import Live, serve
+from tests.processes import manor_serve
 
 LIMIT = 2
 WAIT_S_MAX = 5.0
-READY_WAIT_S_MAX = 20.0
 
 
 async def accepted(server: Live | str, token: str) -> ManorClient:
@@ -230,35 +228,13 @@ async def server_process(
     redis_url: str, data_dir: Path
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """`manor serve` as its own OS process with the socket limit and the dev clock."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MANOR_")}
-    env |= {
-        "MANOR_REDIS_URL": redis_url,
-        "MANOR_JWT_SECRET": SECRET,
-        "MANOR_PORT": str(port),
-        "MANOR_DATA_DIR": str(data_dir),
+    settings = {
         "MANOR_SOCKETS_PER_PLAYER_MAX": str(LIMIT),
         "MANOR_DEV_CLOCK": "1",
         "MANOR_JOBS": "0",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "serve", "--log-level", "warning", env=env
-    )
-    try:
-        deadline = time.monotonic() + READY_WAIT_S_MAX
-        async with httpx.AsyncClient() as http:
-            while True:
-                assert process.returncode is None, "manor serve exited"
-                assert time.monotonic() < deadline, "manor serve did not become ready"
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-        yield f"ws://127.0.0.1:{port}", process
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        await asyncio.wait_for(process.wait(), 10)
+    async with manor_serve(redis_url, data_dir, settings) as server:
+        yield server.ws, server.process
 
 
 async def test_sockets_of_a_killed_process_free_their_places_after_the_lease(

@@ -2,52 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 from redis.asyncio import Redis
 
 from server.client import ManorClient
-from server.store.embedded import EmbeddedStore, free_port
-from tests.live import SECRET, Live
-
-READY_WAIT_S_MAX = 20.0
+from server.store.embedded import EmbeddedStore
+from tests.live import Live
+from tests.processes import manor_serve
 
 
 @contextlib.asynccontextmanager
 async def server_process(redis_url: str, data_dir: Path) -> AsyncIterator[str]:
     """`manor serve` as its own OS process; yields its ws:// base URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MANOR_")}
-    env |= {
-        "MANOR_REDIS_URL": redis_url,
-        "MANOR_JWT_SECRET": SECRET,
-        "MANOR_PORT": str(port),
-        "MANOR_DATA_DIR": str(data_dir),
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "serve", "--log-level", "warning", env=env
-    )
-    try:
-        deadline = time.monotonic() + READY_WAIT_S_MAX
-        async with httpx.AsyncClient() as http:
-            while True:
-                assert process.returncode is None, "manor serve exited"
-                assert time.monotonic() < deadline, "manor serve did not become ready"
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 10)
+    async with manor_serve(redis_url, data_dir, {}) as server:
+        yield server.ws
 
 
 async def test_credit_on_one_process_pushes_to_socket_on_another(
