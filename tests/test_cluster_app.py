@@ -8,13 +8,16 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 
 import httpx
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from server.store.cluster import EmbeddedCluster
+from server.ledger.commit import Commit, apply
+from server.ledger.ledger import Transfer
+from server.store.cluster import EmbeddedCluster, _call, _text
 from server.store.keys import PlayerKeys
 from server.store.store import connect
 from tests.live import Live, serve
@@ -108,3 +111,45 @@ async def test_a_dead_nodes_connection_error_is_raised_not_returned(
     with pytest.raises(RedisConnectionError):
         await store.call_many(("HGET", wallet, "bal"), ("HGET", wallet, "seq"))
     await store.close()
+
+
+def move_slot(cluster: EmbeddedCluster, slot: int, source: int, target: int) -> int:
+    """Migrate a slot with its keys from one primary to another, as an operator's
+    resharding does (IMPORTING, MIGRATING, MIGRATE every key, then SETSLOT NODE on every
+    primary). The count of keys moved."""
+    source_id = _text(_call(source, "CLUSTER", "MYID"))
+    target_id = _text(_call(target, "CLUSTER", "MYID"))
+    _call(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    _call(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    moved = 0
+    while keys := _call(source, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+        _call(source, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        moved += len(keys)
+    for node in cluster.primaries:
+        _call(node.port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    return moved
+
+
+async def test_a_slot_moved_under_a_live_socket_keeps_its_pushes_and_ops(
+    live: Live, cluster: EmbeddedCluster
+) -> None:
+    """The player's slot migrates to another primary while their socket is open: ops keep
+    answering (never INTERNAL) and the next credit's push still reaches the socket."""
+    client = await live.connect("mover")
+    assert (await client.call("sign_in"))["already"] is False
+    assert (await client.next_push())["seq"] == 1
+    store = live.manor.store
+    keys = PlayerKeys("mover")
+    redis = store.redis
+    assert isinstance(redis, RedisCluster)
+    slot = redis.keyslot(keys.wallet)
+    source = redis.get_node_from_key(keys.wallet).port
+    target = next(n.port for n in cluster.primaries if n.port != source)
+    assert move_slot(cluster, slot, source, target) >= 3  # state, wallet, journal...
+    assert (await client.call("state"))["balance"] == 10  # the store follows MOVED
+    grant = Transfer("grant:moved", "c", 5, "mint:grant", date(2027, 6, 30))
+    done = await apply(store, keys, Commit(transfers=[grant]), live.manor.clock.now_ms())
+    assert done.status == "ok"
+    push = await client.next_push(timeout_s=10)  # the fan-out subscribed where it moved
+    assert (push["push"], push["seq"], push["data"]["delta"]) == ("balance", 2, 5)
+    await client.close()
