@@ -185,6 +185,16 @@ async def _exchange(services: Services, body: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+# What post and void answer: the hold's state after the step, and the wallet once it moved.
+HOLD_STEP = {
+    "order_id": "string",
+    "state": "string",
+    "already": "boolean",
+    "coins": "integer?",
+    "balance": "integer?",
+    "available": "integer?",
+}
+
 P = Field("player", doc="the player id")
 ORDER = Field("id", doc="the platform's order id")
 ENDPOINTS = (
@@ -272,14 +282,7 @@ ENDPOINTS = (
         "checkout",
         "Capture the held coins (once)",
         {"player": P, "order_id": ORDER},
-        {
-            "order_id": "string",
-            "state": "string",
-            "already": "boolean",
-            "coins": "integer?",
-            "balance": "integer?",
-            "available": "integer?",
-        },
+        HOLD_STEP,
         _post,
         ("HOLD_NOT_FOUND", "HOLD_VOIDED", "HOLD_EXPIRED"),
     ),
@@ -288,14 +291,7 @@ ENDPOINTS = (
         "checkout",
         "Release the held coins (once)",
         {"player": P, "order_id": ORDER},
-        {
-            "order_id": "string",
-            "state": "string",
-            "already": "boolean",
-            "coins": "integer?",
-            "balance": "integer?",
-            "available": "integer?",
-        },
+        HOLD_STEP,
         _void,
         ("HOLD_NOT_FOUND", "HOLD_POSTED"),
     ),
