@@ -71,6 +71,11 @@ class Settings:
     reply_retention_s: int = 86_400  # how long a request id's reply is replayed
     ledger_page_max: int = 100
     sockets_per_player_max: int = 8
+    # The scheduled compaction (server/jobs/compactor.py): every `compact_every_s` (0: off)
+    # one process archives the old journal entries of the next `compact_buckets_per_run`
+    # buckets, so the whole ring (1024 buckets) goes round in about 64 minutes by default.
+    compact_every_s: int = 60
+    compact_buckets_per_run: int = 16
 
 
 _ENV = {f.name: "MANOR_" + f.name.upper() for f in fields(Settings)}
@@ -92,6 +97,8 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "reply_retention_s": (60, 30 * 86_400),
     "ledger_page_max": (1, 1000),
     "sockets_per_player_max": (1, 100),
+    "compact_every_s": (0, 86_400),
+    "compact_buckets_per_run": (1, 1024),
 }
 
 

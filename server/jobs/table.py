@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from server.jobs.compactor import compact_next
 from server.jobs.scheduler import Scheduler
 from server.ledger import outbox
 from server.ops import triggers
@@ -57,4 +58,16 @@ def scheduler_for(services: Services, timers: Timers) -> Scheduler:
         rules.timezone,
         lambda: commerce.warn_expiring(services),
     )
+    settings = services.settings
+    if settings.compact_every_s:
+        scheduler.every(
+            "compaction",
+            settings.compact_every_s,
+            lambda: compact_next(
+                services.store,
+                settings.data_dir / "archive",
+                clock.now_ms(),
+                settings.compact_buckets_per_run,
+            ),
+        )
     return scheduler
