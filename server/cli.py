@@ -25,6 +25,7 @@ from server.settings import Settings, SettingsError, load_settings
 from server.store.cluster import EmbeddedCluster
 from server.store.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
 from server.store.store import connect
+from server.transport.ws import uvicorn_ws_options
 
 
 def _store_folder(settings: Settings) -> Path:
@@ -110,8 +111,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
-            ws="websockets-sansio",
-            ws_max_size=settings.ws_frame_bytes_max,
+            **uvicorn_ws_options(settings),
             log_level=args.log_level,
             lifespan="on",
         )

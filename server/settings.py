@@ -64,6 +64,10 @@ class Settings:
     frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT
     # hard: bigger frames close the socket with 1009
     ws_frame_bytes_max: int = WS_FRAME_BYTES_MAX_DEFAULT
+    # permessage-deflate for clients that offer it (browsers and most mobile stacks do). Off:
+    # frames are small msgpack, and each compressing socket costs ~35 KB of RSS and CPU on
+    # every frame (docs/benchmark.md, idle sockets).
+    ws_deflate: bool = False
     requests_per_s_max: int = 50  # per connection, token bucket refill rate
     request_burst_max: int = 100  # per connection, token bucket size
     rate_strikes_max: int = 20  # RATE_LIMITED replies before the socket is closed

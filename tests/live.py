@@ -19,6 +19,7 @@ from server.client import ManorClient
 from server.clock import Clock
 from server.settings import Settings
 from server.store.embedded import free_port
+from server.transport.ws import uvicorn_ws_options
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 START_WAIT_S_MAX = 10.0
@@ -57,8 +58,7 @@ async def serve(
         app,
         host="127.0.0.1",
         port=port,
-        ws="websockets-sansio",
-        ws_max_size=settings.ws_frame_bytes_max,
+        **uvicorn_ws_options(settings),
         lifespan="on",
         log_level="warning",
     )

@@ -55,6 +55,15 @@ def warn_store_down(op: str, exc: Exception) -> None:
             log.warning("store unavailable (op %s answered STORE_UNAVAILABLE): %r", op, exc)
 
 
+def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
+    """The WebSocket options of uvicorn for `manor serve`, the benches and the tests."""
+    return {
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.ws_frame_bytes_max,
+        "ws_per_message_deflate": settings.ws_deflate,
+    }
+
+
 def bearer_token(websocket: WebSocket) -> str | None:
     header = websocket.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
