@@ -107,12 +107,17 @@ class Connection:
         self.dispatcher = dispatcher
         self.fanout = fanout
         self.settings = settings
-        self.sender = Sender(self._send_frame, websocket.close, settings.send_queue_max)
+        self.sender = Sender(
+            self._send_frame, websocket.close, settings.send_queue_max, self._closing
+        )
         self.bucket = TokenBucket(settings.requests_per_s_max, settings.request_burst_max)
         self.strikes = 0
         self.metrics = metrics
         self.last_push_seq: int | None = None  # the newest push this socket was offered
-        self.catching_up: set[asyncio.Task[None]] = set()
+        self.catching_up: set[asyncio.Task[None]] | None = None  # made by the first catch-up
+        self.task: asyncio.Task[Any] | None = None  # the task serving the socket
+        self.cut_off = False  # set when the grace after our close ran out
+        self.cut_timer: asyncio.TimerHandle | None = None
 
     @property
     def close_code(self) -> int | None:
@@ -136,8 +141,20 @@ class Connection:
         `resync`, as a resume from too far back does."""
         since = -1 if self.last_push_seq is None else self.last_push_seq
         task = asyncio.get_running_loop().create_task(self._replay(since))
+        if self.catching_up is None:
+            self.catching_up = set()
         self.catching_up.add(task)
         task.add_done_callback(self.catching_up.discard)
+
+    def _closing(self, code: int) -> None:
+        """A close is decided (flood, slow consumer): the client has CLOSE_GRACE_S to take
+        the close frame; one that reads nothing never does, and is cut off then."""
+        self.cut_timer = asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._cut_off)
+
+    def _cut_off(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.cut_off = True
+            self.task.cancel()
 
     def send_message(self, message: dict[str, Any]) -> None:
         self.sender.offer(self.codec.encode(message), CLOSE_SLOW_CONSUMER)
@@ -174,25 +191,32 @@ class Connection:
                 self.offer_push(frame)
 
     async def serve(self, since_seq: int | None) -> None:
-        """Read requests and write frames until either side ends the socket.
+        """Read requests and write frames until either side ends the socket, in the
+        caller's task: an idle socket owns no task of its own.
 
         A socket we close (flood, slow consumer) gets CLOSE_GRACE_S to take the close
         frame; a client that reads nothing never gets it, and is cut off instead.
         """
-        writer = asyncio.create_task(self.sender.run())
+        self.task = asyncio.current_task()
         self.last_push_seq = since_seq
         await self.fanout.attach(self.keys.push_channel, self.offer_push, self.catch_up)
-        reader = asyncio.create_task(self.read_all(since_seq))
-        closing = asyncio.create_task(self.sender.closing.wait())
         try:
-            await asyncio.wait({reader, writer, closing}, return_when=asyncio.FIRST_COMPLETED)
-            if self.close_code is not None and not writer.done():
-                await asyncio.wait({writer}, timeout=CLOSE_GRACE_S)
+            await self.read_all(since_seq)
+            drainer = self.sender.drainer
+            if self.close_code is not None and drainer is not None and not drainer.done():
+                await asyncio.wait({drainer}, timeout=CLOSE_GRACE_S)
+        except asyncio.CancelledError:
+            if not self.cut_off or self.task is None:
+                raise
+            self.task.uncancel()  # our own cut-off: the socket ends normally
         finally:
+            if self.cut_timer is not None:  # the socket ends here either way
+                self.cut_timer.cancel()
             await self.fanout.detach(self.keys.push_channel, self.offer_push, self.catch_up)
-            for task in (reader, writer, closing, *self.catching_up):
+            catching_up = tuple(self.catching_up or ())
+            for task in catching_up:
                 task.cancel()
-            await asyncio.gather(reader, writer, closing, *self.catching_up, return_exceptions=True)
+            await asyncio.gather(self.sender.stop(), *catching_up, return_exceptions=True)
 
     async def read_all(self, since_seq: int | None) -> None:
         try:
