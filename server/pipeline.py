@@ -155,7 +155,7 @@ async def load(store: Store, keys: PlayerKeys, reply: str | None) -> tuple[Snaps
     """The player's state and balance (and a cached reply) in one round trip."""
     commands: list[tuple[Arg, ...]] = [("HGETALL", keys.state), ("HGET", keys.wallet, "bal")]
     if reply:
-        commands.append(("HGETALL", reply))
+        commands.append(("GET", reply))
     got = await store.call_many(*commands)
     state = cast(dict[bytes, bytes], got[0])
     snapshot = Snapshot(int(state.get(b"ver", 0)), state, int(got[1] or 0))
@@ -199,12 +199,14 @@ def rule_op(decide: RuleOp) -> OpRun:
     return run
 
 
-def replay(request: Request, cached: dict[bytes, bytes]) -> dict[str, Any]:
-    body = msgpack.unpackb(cached[b"body"], raw=False)
+def replay(request: Request, cached: bytes) -> dict[str, Any]:
+    """A stored reply: `<balance>:<msgpack {op, result}>` (commit.lua writes it)."""
+    balance, _, packed = cached.partition(b":")
+    body = msgpack.unpackb(packed, raw=False)
     if body["op"] != request.op:
         raise OpError("ID_REUSED", f"request id {request.id!r} was used for {body['op']}")
     result: dict[str, Any] = body["result"]
-    return {**result, "balance": int(cached[b"bal"])}
+    return {**result, "balance": int(balance)}
 
 
 @dataclass

@@ -102,7 +102,7 @@ async def digest(redis: Redis) -> str:
     """A hash of every key's value (DUMP), request-id replies and socket leases (which come
     and go with sockets) aside: equal digests, same data."""
     keys = sorted(
-        k for k in await redis.keys("*") if b":reply:" not in k and not k.endswith(b":sockets")
+        k for k in await redis.keys("*") if b":rep:" not in k and not k.endswith(b":sockets")
     )
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:

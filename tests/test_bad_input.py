@@ -29,7 +29,7 @@ def pack(message: Any) -> bytes:
 
 
 async def snapshot(redis: Redis) -> dict[bytes, Any]:
-    keys = sorted(k for k in await redis.keys("*") if b":reply:" not in k)
+    keys = sorted(k for k in await redis.keys("*") if b":rep:" not in k)
     return {key: await redis.dump(key) for key in keys}
 
 

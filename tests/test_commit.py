@@ -142,7 +142,7 @@ async def test_commit_caches_reply_with_retention(store: Store, redis: Redis) ->
     key = keys.reply("req-1")
     commit = Commit(transfers=[credit("t1", 3)], reply_body=b"\x80", reply_ttl_s=120)
     await apply(store, keys, commit, NOW_MS, reply_key=key)
-    assert await redis.hgetall(key) == {b"body": b"\x80", b"bal": b"3"}
+    assert await redis.get(key) == b"3:\x80"
     assert 0 < await redis.ttl(key) <= 120
 
 
@@ -156,14 +156,18 @@ async def test_commit_concurrent_same_transfer_posts_once(store: Store, redis: R
     assert (await verify(redis)).ok
 
 
-async def test_inbox_is_capped(store: Store, redis: Redis) -> None:
-    from server.ledger.commit import INBOX_MAX
+async def test_inbox_is_capped_and_trimmed_every_few_pushes(store: Store, redis: Redis) -> None:
+    from server.ledger.commit import INBOX_KEEP, INBOX_MAX
 
     keys = PlayerKeys("hank")
+    lengths = []
     for i in range(INBOX_MAX + 5):
         await apply(store, keys, Commit(transfers=[credit(f"t{i}", 1)]), NOW_MS)
+        lengths.append(await redis.llen(keys.inbox))
+    assert max(lengths) == INBOX_MAX  # never more
+    assert lengths[INBOX_MAX] == INBOX_KEEP  # the push past INBOX_MAX trimmed it back
     frames = await redis.lrange(keys.inbox, 0, -1)
-    assert len(frames) == INBOX_MAX
+    assert len(frames) == INBOX_KEEP + 4
     assert msgpack.unpackb(frames[-1])["seq"] == INBOX_MAX + 5
 
 

@@ -44,12 +44,12 @@ def test_check_args_refuses_bad_values(args: dict[str, object]) -> None:
 
 
 def test_replay_returns_the_stored_result_with_its_balance() -> None:
-    cached = {b"body": msgpack.packb({"op": "sign_in", "result": {"coins": 10}}), b"bal": b"10"}
+    cached = b"10:" + msgpack.packb({"op": "sign_in", "result": {"coins": 10}})
     assert replay(Request("r1", "sign_in", {}), cached) == {"coins": 10, "balance": 10}
 
 
 def test_replay_refuses_an_id_reused_for_another_op() -> None:
-    cached = {b"body": msgpack.packb({"op": "plant", "result": {}}), b"bal": b"0"}
+    cached = b"0:" + msgpack.packb({"op": "plant", "result": {}})
     with pytest.raises(OpError) as err:
         replay(Request("r1", "sign_in", {}), cached)
     assert err.value.code == "ID_REUSED"

@@ -23,7 +23,7 @@ from tests.live import SECRET, Live, serve
 
 
 async def snapshot(redis: Redis) -> dict[bytes, Any]:
-    keys = sorted(k for k in await keys_matching(redis) if b":reply:" not in k)
+    keys = sorted(k for k in await keys_matching(redis) if b":rep:" not in k)
     return {key: await redis.dump(key) for key in keys}
 
 

@@ -9,7 +9,10 @@ from server.ledger.ledger import Transfer
 from server.store.keys import PlayerKeys, players_index
 from server.store.store import Arg, Store
 
-INBOX_MAX = 100
+# A player's inbox (the pushes a resume replays) keeps at least the newest INBOX_KEEP and
+# at most INBOX_MAX: one LTRIM every INBOX_MAX - INBOX_KEEP pushes, not one per push.
+INBOX_MAX = 120
+INBOX_KEEP = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ async def apply(
         commit.debt_add,
         len(commit.records),
         len(commit.counts),
+        INBOX_KEEP,
     ]
     for name, value in commit.fields.items():
         args += (name, value)

@@ -172,7 +172,7 @@ def raid(kind: str) -> OpRun:
                 ("HGETALL", owner.state),
                 ("HGET", owner.friends, me),
                 ("HGET", keys.friends, owner.player_id),
-                ("HGETALL", reply),
+                ("GET", reply),
             )
             if cached:
                 return replay(request, cached)

@@ -95,7 +95,8 @@ class PlayerKeys:
         self.timers = timers(self.bucket)
 
     def reply(self, request_id: str) -> str:
-        return f"{PREFIX}:{tag(self.bucket)}:{self.player_id}:reply:{request_id}"
+        # `rep`, not the former `reply` (a hash): a string now, so old keys are left alone
+        return f"{PREFIX}:{tag(self.bucket)}:{self.player_id}:rep:{request_id}"
 
     def friend_push(self, status: str, from_id: str) -> str:
         """String with a TTL: a `friend_request` push from `from_id` went out lately."""

@@ -8,9 +8,11 @@
 --   3 journal   list  msgpack entries, oldest first
 --   4 txids     hash  transfer id -> "<kind>|<amount>|<account>|<seq>"
 --   5 sys       hash  system account (bucket-local) -> balance, may be negative
---   6 inbox     list  push frames (msgpack), newest last, capped at ARGV[9]
+--   6 inbox     list  push frames (msgpack), newest last: past ARGV[9] entries it is trimmed
+--                     to the newest ARGV[18] (a trim every few pushes, not on each one)
 --   7 players   set   player ids of this bucket that own a wallet
---   8 reply     hash  body, bal: the cached reply of a request id (ignored when ARGV[7] == "")
+--   8 reply     string "<balance>:<reply body>": the cached reply of a request id (ignored
+--                     when ARGV[7] == ""), one SET with its expiry
 --   9 channel   pub/sub channel of the player (not a key; declared for the slot check)
 --  10 outbox    list  credit orders for players in other slots (steal, water), see outbox.py
 --  11 stats     hash  <source>:ordered coins ever put in the outbox, <source>:reversed coins
@@ -29,7 +31,7 @@
 --   6 n_orders        outbox orders
 --   7 reply_body      msgpack reply without `balance`; "" = no request id to remember
 --   8 reply_ttl_s     seconds
---   9 inbox_max       entries kept in the inbox
+--   9 inbox_max       entries the inbox may hold before a trim
 --  10 player_id       added to the bucket's players set on the first posting
 --  11 publish         "PUBLISH", or "SPUBLISH" on Redis Cluster (sharded pub/sub)
 --  12 n_timers        timers to arm (or move: the member names the timer)
@@ -39,6 +41,8 @@
 --  15 debt_add        coins a refund could not take back, owed from the next credits
 --  16 n_records       records to compare-and-set
 --  17 n_counts        stats counters to add to
+--  18 inbox_keep      entries a trim keeps (<= inbox_max): every push after inbox_keep
+--                     ones is replayable
 --   then n_fields     x (field, value)
 --   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref)
 --   then n_pushes     x (type, data as a msgpack map)
@@ -87,7 +91,9 @@ local debt_add = tonumber(ARGV[15])
 local n_records = tonumber(ARGV[16])
 local n_counts = tonumber(ARGV[17])
 
-local fields_at = 17
+local inbox_keep = tonumber(ARGV[18])
+
+local fields_at = 18
 local transfers_at = fields_at + 2 * n_fields
 local pushes_at = transfers_at + 6 * n_transfers
 local orders_at = pushes_at + 2 * n_pushes
@@ -427,7 +433,7 @@ if #push_frames > 0 then
     if f[2] then receivers[#receivers + 1] = got end
   end
   if redis.call('RPUSH', KEYS[6], unpack(bytes)) > inbox_max then
-    redis.call('LTRIM', KEYS[6], -inbox_max, -1)
+    redis.call('LTRIM', KEYS[6], -inbox_keep, -1)
   end
   state_args[#state_args + 1] = 'pseq'
   state_args[#state_args + 1] = pseq
@@ -449,8 +455,7 @@ for t = 0, n_timers - 1 do
 end
 
 if reply_body ~= '' then
-  redis.call('HSET', KEYS[8], 'body', reply_body, 'bal', bal)
-  redis.call('EXPIRE', KEYS[8], tonumber(ARGV[8]))
+  redis.call('SET', KEYS[8], bal .. ':' .. reply_body, 'EX', tonumber(ARGV[8]))
 end
 
 if #push_frames == 0 then pseq = 0 end
