@@ -36,6 +36,20 @@ from game_rules.rulefile.commerce_sections import (
     read_exchange,
     read_rewards,
 )
+from game_rules.rulefile.draw_sections import (
+    DRAW_DEFAULT,
+    DRAW_PERIODS,
+    POOLS_DEFAULT,
+    PRIZE_KINDS,
+    DrawPeriod,
+    DrawRules,
+    PoolCatalog,
+    PoolRules,
+    PrizeCatalog,
+    PrizeKind,
+    PrizeRules,
+    read_draw,
+)
 from game_rules.rulefile.farm_sections import (
     FRIENDS_CEILING,
     FRIENDSHIP_COOLDOWN_S_MAX,
@@ -61,7 +75,24 @@ from game_rules.rulefile.farm_sections import (
     read_notify,
     read_seeds,
 )
+from game_rules.rulefile.growth_sections import (
+    GROWTH_EVENTS_DEFAULT,
+    LEVELS_DEFAULT,
+    GrowthEventCatalog,
+    GrowthEventRules,
+    GrowthRules,
+    Level,
+    Perks,
+    read_growth,
+)
 from game_rules.rulefile.limits import DAY_S, MS_PER_S, REWARD_COINS_MAX
+from game_rules.rulefile.mall_sections import (
+    MALL_DEFAULT,
+    MallCatalog,
+    MallItem,
+    MallRules,
+    read_mall,
+)
 from game_rules.rulefile.signin_sections import (
     EXPIRY_YEARS_LATER_DEFAULT,
     EXPIRY_YEARS_LATER_MAX,
@@ -75,6 +106,16 @@ from game_rules.rulefile.signin_sections import (
     read_signin,
 )
 from game_rules.rulefile.table import Table
+from game_rules.rulefile.tasks_sections import (
+    TASKS_RULES_DEFAULT,
+    CampaignCatalog,
+    CampaignRules,
+    TaskCatalog,
+    TaskRules,
+    TasksRules,
+    growth_event_problems,
+    read_tasks_part,
+)
 
 TIMEZONE_DEFAULT = "Asia/Shanghai"
 VERSION_LEN_MAX = 64
@@ -87,13 +128,17 @@ __all__ = [
     "COINS_PER_YUAN_MAX",
     "DAY_S",
     "DIGEST_HEX_LEN",
+    "DRAW_DEFAULT",
+    "DRAW_PERIODS",
     "EXPIRY_YEARS_LATER_DEFAULT",
     "EXPIRY_YEARS_LATER_MAX",
     "FRIENDSHIP_COOLDOWN_S_MAX",
     "FRIENDS_CEILING",
+    "GROWTH_EVENTS_DEFAULT",
     "GROW_S_MAX",
     "HOLD_TIMEOUT_S_MAX",
     "ITEM_COINS_MAX_CEILING",
+    "LEVELS_DEFAULT",
     "MS_PER_S",
     "PAID_FEN_MAX",
     "PARTNERS_DEFAULT",
@@ -103,6 +148,8 @@ __all__ = [
     "PER_DAY_MAX_CEILING",
     "PLOTS_MAX",
     "POINTS_PER_EXCHANGE_MAX_CEILING",
+    "POOLS_DEFAULT",
+    "PRIZE_KINDS",
     "RATIO_TERM_MAX",
     "REVIEW_TIERS_LEN_MAX",
     "REWARD_COINS_MAX",
@@ -110,6 +157,7 @@ __all__ = [
     "SEEDS_LEN_MAX",
     "SEED_NAME_RE",
     "SIGNIN_REWARDS_LEN_MAX",
+    "TASKS_RULES_DEFAULT",
     "THEFT_BATCH_S_MAX",
     "TIMEZONE_DEFAULT",
     "TIMEZONE_LEN_MAX",
@@ -120,22 +168,42 @@ __all__ = [
     "WATER_FIXED_S_MAX",
     "WATER_MODES",
     "WATER_SHARE_PCT_MAX",
+    "CampaignCatalog",
+    "CampaignRules",
     "Catalog",
     "CheckoutRules",
+    "DrawPeriod",
+    "DrawRules",
     "ExchangeRules",
     "ExpiryRules",
     "FarmRules",
+    "GrowthEventCatalog",
+    "GrowthEventRules",
+    "GrowthRules",
+    "Level",
+    "MallCatalog",
+    "MallItem",
+    "MallRules",
     "N",
     "NotifyRules",
     "OrderRewardRules",
     "PartnerCatalog",
     "PartnerRules",
+    "Perks",
+    "PoolCatalog",
+    "PoolRules",
+    "PrizeCatalog",
+    "PrizeKind",
+    "PrizeRules",
     "ReviewRewardRules",
     "Rules",
     "SeedCatalog",
     "SeedRules",
     "SignInRules",
     "StealRules",
+    "TaskCatalog",
+    "TaskRules",
+    "TasksRules",
     "WaterMode",
     "WaterRules",
     "parse_rules",
@@ -158,6 +226,10 @@ class Rules:
     order_reward: OrderRewardRules = OrderRewardRules()
     review_reward: ReviewRewardRules = ReviewRewardRules()
     exchange: ExchangeRules = ExchangeRules()
+    draw: DrawRules = DRAW_DEFAULT
+    tasks: TasksRules = TASKS_RULES_DEFAULT  # [tasks.*] and [campaigns.*]
+    mall: MallRules = MALL_DEFAULT
+    growth: GrowthRules = GrowthRules()
 
 
 def parse_rules(text: str, source: str = "<rules>") -> Rules:
@@ -180,7 +252,13 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
     checkout = root.section("checkout", read_checkout)
     rewards = root.section("rewards", read_rewards)
     exchange = root.section("exchange", read_exchange)
+    draw = root.section("draw", read_draw) if root.has("draw") else DRAW_DEFAULT
+    tasks = read_tasks_part(root)  # [tasks.*] and [campaigns.*], each its default when absent
+    mall = root.section("mall", read_mall) if root.has("mall") else MALL_DEFAULT
+    growth = root.section("growth", read_growth) if root.has("growth") else GrowthRules()
     root.close()
+    if tasks is not None and growth is not None:  # a task's growth event must exist
+        problems += growth_event_problems(tasks, growth.events)
 
     if problems:
         raise RulesError(problems, source)
@@ -189,6 +267,7 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
     assert signin is not None and expiry is not None
     assert farm is not None and seeds is not None and notify is not None
     assert checkout is not None and rewards is not None and exchange is not None
+    assert draw is not None
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_HEX_LEN]
     return Rules(
         version=version,
@@ -204,6 +283,10 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
         order_reward=rewards[0],
         review_reward=rewards[1],
         exchange=exchange,
+        draw=draw,
+        tasks=tasks if tasks is not None else TASKS_RULES_DEFAULT,
+        mall=mall if mall is not None else MALL_DEFAULT,
+        growth=growth if growth is not None else GrowthRules(),
     )
 
 
