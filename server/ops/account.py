@@ -19,7 +19,8 @@ from server.ledger.commit import Commit, apply
 from server.ledger.journal_page import JournalBusy, journal_page
 from server.ledger.ledger import Transfer, Wallet
 from server.ops import triggers
-from server.ops.components import pack, signin_of
+from server.ops.components import growth_of, pack, signin_of
+from server.ops.growth import panel
 from server.pipeline import Change, IntArg, Op, OpError, Services, Snapshot, rule_op
 from server.protocol import Request
 from server.settings import Settings
@@ -62,7 +63,8 @@ async def state(
     wallet = Wallet.from_hash(wallet_raw)
     snapshot = Snapshot(int(state_raw.get(b"ver", 0)), state_raw, wallet.balance)
     rules = services.rulebook.rules
-    view = sign_in_view(signin_of(snapshot), rules, services.clock.now_ms())
+    now_ms = services.clock.now_ms()
+    view = sign_in_view(signin_of(snapshot), rules, now_ms)
     return {
         "player": keys.player_id,
         "balance": wallet.balance,
@@ -73,6 +75,7 @@ async def state(
         "day": view.day.isoformat(),
         "push_seq": int(snapshot.fields.get(b"pseq", 0)),
         "rules_version": rules.version,
+        "growth": panel(growth_of(snapshot), rules, now_ms),
     }
 
 

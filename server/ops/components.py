@@ -9,6 +9,7 @@ import msgpack
 
 from game_rules import Rules, SignInState
 from game_rules.farm import Daily, Farm
+from game_rules.growth_state import GrowthState
 from game_rules.notify import NotifyState
 from server.pipeline import Snapshot
 
@@ -37,6 +38,11 @@ def daily_of(snapshot: Snapshot) -> Daily:
 def notify_of(snapshot: Snapshot) -> NotifyState:
     wire = snapshot.component("notify")
     return NotifyState() if wire is None else NotifyState.from_wire(wire)
+
+
+def growth_of(snapshot: Snapshot) -> GrowthState:
+    wire = snapshot.component("growth")
+    return GrowthState() if wire is None else GrowthState.from_wire(wire)
 
 
 def snapshot_of(state: dict[bytes, bytes], balance: Any = 0) -> Snapshot:

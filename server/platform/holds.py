@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from game_rules import RuleViolation, ids
+import msgpack
+
+from game_rules import Rules, RuleViolation, ids
 from game_rules import commerce as rule
+from game_rules.growth import GrowthState, rules_at_level
 from server.ledger.commit import Commit, HoldOp, apply
 from server.ledger.ledger import Transfer, Wallet
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services
@@ -32,11 +35,23 @@ def hold_state(raw: bytes | None, now_ms: int) -> tuple[str, int, int]:
     return (parts[0], 0, 0)
 
 
+def level_rules(services: Services, growth_raw: bytes | None, now_ms: int) -> Rules:
+    """The rules with the checkout ratio and cap of the player's member level."""
+    wire = None if growth_raw is None else msgpack.unpackb(growth_raw, raw=False)
+    state = GrowthState() if wire is None else GrowthState.from_wire(wire)
+    return rules_at_level(services.rulebook.rules, state, now_ms)
+
+
 async def quote(services: Services, player: str, order_fen: int) -> dict[str, Any]:
-    wallet = Wallet.from_hash(await services.store.call("HGETALL", PlayerKeys(player).wallet))
-    available = wallet.balance - wallet.held_at(services.clock.now_ms())
+    keys = PlayerKeys(player)
+    wallet_raw, growth_raw = await services.store.call_many(
+        ("HGETALL", keys.wallet), ("HGET", keys.state, "growth")
+    )
+    wallet = Wallet.from_hash(wallet_raw)
+    now_ms = services.clock.now_ms()
+    available = wallet.balance - wallet.held_at(now_ms)
     try:
-        got = rule.quote(services.rulebook.rules, order_fen, max(0, available))
+        got = rule.quote(level_rules(services, growth_raw, now_ms), order_fen, max(0, available))
     except RuleViolation as exc:
         raise ruled(exc) from None
     return {
@@ -63,12 +78,12 @@ async def reserve(
     services: Services, player: str, order_id: str, order_fen: int, coins: int
 ) -> dict[str, Any]:
     keys = PlayerKeys(player)
-    rules = services.rulebook.rules
     for _ in range(COMMIT_ATTEMPTS_MAX):
-        wallet_raw, hold_raw = await services.store.call_many(
-            ("HGETALL", keys.wallet), ("HGET", keys.holds, order_id)
+        wallet_raw, hold_raw, growth_raw = await services.store.call_many(
+            ("HGETALL", keys.wallet), ("HGET", keys.holds, order_id), ("HGET", keys.state, "growth")
         )
         now_ms = services.clock.now_ms()
+        rules = level_rules(services, growth_raw, now_ms)
         state, held_coins, expires_ms = hold_state(hold_raw, now_ms)
         if state != "none":
             return _repeat(order_id, coins, state, held_coins, expires_ms)

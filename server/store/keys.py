@@ -127,6 +127,13 @@ def timers(bucket: int) -> str:
     return f"{PREFIX}:{tag(bucket)}:timers"
 
 
+def growth_players(bucket: int) -> str:
+    """Set of player ids of this bucket that have growth events: the recompute job walks it.
+    Added to before the commit that writes a player's first growth (an extra member whose
+    commit failed is harmless: the job finds no growth and skips it)."""
+    return f"{PREFIX}:{tag(bucket)}:growth"
+
+
 def players_index(bucket: int) -> str:
     """Set of player ids that have a wallet in this bucket: `ledger verify` walks it."""
     return f"{PREFIX}:{tag(bucket)}:players"
