@@ -32,10 +32,12 @@ Refund = tuple[str, int]  # (item_id, refunded_fen)
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One line of an order: what the player actually paid for it, in fen."""
+    """One line of an order: what the player actually paid for it, in fen, and the shop's
+    category of the item ("" none), which a campaign's category bonus matches."""
 
     item_id: str
     paid_fen: int
+    category: str = ""
 
 
 @dataclass(frozen=True, slots=True)

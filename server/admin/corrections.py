@@ -114,10 +114,11 @@ async def _order_of_reward(
     store: Store, keys: PlayerKeys, transfer_id: str, entry: Entry
 ) -> tuple[str, bytes, OrderRecord] | None:
     """The order record whose reward `transfer_id` is, if it is one: (field, raw, record).
-    order_paid books the reward from mint:order with the ref "order <order id>"."""
+    order_paid books the reward from mint:order with the ref "order <order id>", followed
+    by " campaign <name> ..." when a campaign raised it (order ids have no spaces)."""
     if entry.account != "mint:order" or not entry.ref.startswith("order "):
         return None
-    order_id = entry.ref.removeprefix("order ")
+    order_id = entry.ref.removeprefix("order ").split(" ", 1)[0]  # " campaign ..." may follow
     field = order_field(order_id)
     raw = await store.call("HGET", keys.records, field)
     if raw is None:

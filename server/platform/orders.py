@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from game_rules import RuleViolation, ids
+from game_rules import RuleViolation, campaign, ids
 from game_rules import commerce as rule
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Transfer, Wallet
@@ -94,6 +94,9 @@ async def order_paid(
         reward = rule.order_reward(rules, items, order_id, player, now_ms)
     except RuleViolation as exc:
         raise ruled(exc) from None
+    # A campaign multiplies the items' coins; the record keeps them, so refunds take the
+    # campaign's coins back in proportion, and the entry's ref names the campaign.
+    reward, bonuses = campaign.boost_order(rules, reward, items, now_ms)
     keys = PlayerKeys(player)
     lines = tuple(
         (item.item_id, item.paid_fen, coins)
@@ -102,7 +105,9 @@ async def order_paid(
     record = OrderRecord(lines, reward_id=ids.order_reward_id(order_id))
     field = order_field(order_id)
     transfers = (
-        [] if reward.credit is None else [credit_transfer(reward.credit, f"order {order_id}")]
+        []
+        if reward.credit is None
+        else [credit_transfer(reward.credit, f"order {order_id}{campaign.bonus_note(bonuses)}")]
     )
     done = await apply(
         services.store,
