@@ -574,3 +574,149 @@ class MidnightSpike(ManorUser):
             raise StopUser
         if self.call("state") is not None:
             self.read_ledger(limit=5)
+
+
+# -- the flash sale (秒杀): a separate user class, and hooks of its own --------------------
+
+FLASH_ITEM = os.environ.get("MANOR_LOAD_FLASH_ITEM", "double_eleven_flash")
+FLASH_LEAD_S = float(os.environ.get("MANOR_LOAD_FLASH_LEAD_S", "5"))
+FLASH_REPORT = os.environ.get("MANOR_LOAD_FLASH_REPORT", "")  # JSON written at test stop
+FLASH_VIEWS_MAX = 3  # `mall` looks after the press, then the user stops
+# The answers a flash sale gives most players: expected, not failures.
+FLASH_EXPECTED = frozenset({"SOLD_OUT", "LIMIT_REACHED"})
+
+
+class Flash:
+    """The sale's opening on the local wall clock and the stock; set by the hook."""
+
+    at_s: float | None = None
+    stock: int = 0
+    error: str = ""
+    outcomes: ClassVar[dict[str, int]] = {}  # order state or error code -> presses
+    buyers: ClassVar[set[str]] = set()  # players whose press was delivered
+
+
+def schedule_flash(host: str) -> None:
+    """Move the server clock to FLASH_LEAD_S before the item's sale opens (forward only)."""
+    from game_rules.mall import window_ms
+
+    rules = read_rules(os.environ.get("MANOR_RULES", ""))
+    item = rules.mall.items.get(FLASH_ITEM)
+    if item is None:
+        raise RuntimeError(f"no mall item {FLASH_ITEM!r} in the rules (MANOR_LOAD_FLASH_ITEM)")
+    start_ms, end_ms = window_ms(item, rules.tz)
+    now_ms = int(post_dev_clock(host, 0)["now_ms"])
+    lead_ms = int(FLASH_LEAD_S * 1000)
+    if start_ms - now_ms > lead_ms:
+        now_ms = int(post_dev_clock(host, start_ms - lead_ms - now_ms)["now_ms"])
+    if end_ms and now_ms >= end_ms:
+        raise RuntimeError(f"the sale of {FLASH_ITEM} ended on the server clock")
+    Flash.at_s = time.time() + max(0, start_ms - now_ms) / 1000.0
+    Flash.stock = item.stock
+    Flash.outcomes.clear()
+    Flash.buyers.clear()
+
+
+def fund_flash_buyer(host: str, player_id: str) -> None:
+    """Coins for one price, earned by a paid order (platform API, orders scope)."""
+    key = os.environ.get("MANOR_PLATFORM_KEY", "")
+    if not key:
+        raise RuntimeError("set MANOR_PLATFORM_KEY to the server's platform key")
+    rules = read_rules(os.environ.get("MANOR_RULES", ""))
+    reward = rules.order_reward
+    line_coins = max(1, reward.item_coins_max)
+    line_fen = max(reward.paid_fen_min, line_coins * 100 // max(1, reward.reward_pct))
+    lines = min(ORDER_LINES_FOR_FLASH_MAX, rules.mall.items[FLASH_ITEM].coins // line_coins + 1)
+    items = [{"item_id": f"fund-{n}", "paid_fen": line_fen} for n in range(lines)]
+    body = {"player": player_id, "order_id": f"flash-fund-{player_id}", "items": items}
+    post_json(host, "/v1/platform/orders/paid", body, {"Authorization": f"Bearer {key}"})
+
+
+ORDER_LINES_FOR_FLASH_MAX = 200  # the platform API's limit of lines per order
+
+
+@events.test_start.add_listener
+def on_flash_start(environment: Environment, **kwargs: Any) -> None:
+    if isinstance(environment.runner, MasterRunner) or FlashSale not in (
+        environment.user_classes or []
+    ):
+        return
+    started_s = time.perf_counter()
+    try:
+        schedule_flash(environment.host or "")
+    except Exception as exc:  # noqa: BLE001 - 403 DEV_CLOCK_OFF, no item, ended: one failure
+        Flash.error = f"flash sale setup failed (MANOR_DEV_CLOCK, MANOR_RULES?): {exc}"
+        fire_hook(environment, "flash setup", started_s, exc)
+    else:
+        fire_hook(environment, "flash setup", started_s, None)
+
+
+@events.test_stop.add_listener
+def on_flash_stop(environment: Environment, **kwargs: Any) -> None:
+    if isinstance(environment.runner, MasterRunner) or Flash.at_s is None:
+        return
+    delivered = Flash.outcomes.get("delivered", 0)
+    report = {"stock": Flash.stock, "outcomes": dict(sorted(Flash.outcomes.items()))}
+    if FLASH_REPORT:
+        with open(FLASH_REPORT, "w", encoding="utf-8") as handle:
+            json.dump(report, handle)
+    problem = ""
+    if delivered > Flash.stock:
+        problem = f"{delivered} delivered, only {Flash.stock} in stock"
+    elif len(Flash.buyers) != delivered:
+        problem = f"{delivered} delivered to {len(Flash.buyers)} players: someone bought twice"
+    fire_hook(
+        environment, "flash check", time.perf_counter(), OpFailed(problem) if problem else None
+    )
+
+
+class FlashSale(ManorUser):
+    """A flash-sale shopper: funded by a paid order, connected before the sale opens, one
+    press of `mall_buy` as it opens (reported as "mall_buy@flash"; SOLD_OUT and
+    LIMIT_REACHED are expected), the same request once more (it must answer the same
+    order), then a few looks at `mall`. Needs MANOR_DEV_CLOCK=1, MANOR_PLATFORM_KEY and
+    rules (MANOR_RULES) with the item MANOR_LOAD_FLASH_ITEM on sale in the future.
+    """
+
+    wait_time = between(0.5, 1.5)
+
+    def next_player_id(self) -> str:
+        return f"load-flash-{next(_player_numbers)}"
+
+    def on_start(self) -> None:
+        if Flash.at_s is None:
+            self.fail("mall_buy@flash", Flash.error or "the flash sale was not scheduled")
+            raise StopUser
+        started_s = time.perf_counter()
+        try:
+            fund_flash_buyer(self.host or "", self.player_id)
+        except Exception as exc:  # noqa: BLE001 - refused, 401, timeout: one failure
+            self.fire("fund", started_s, 0, exc)
+            raise StopUser from None
+        self.fire("fund", started_s, 0, None)
+        if not self.connect():
+            raise StopUser
+        gevent.sleep(max(0.0, Flash.at_s + SPIKE_MARGIN_S - time.time()))
+        first_id = next(self.ids)
+        self.ids = itertools.count(first_id)
+        bought = self.call(
+            "mall_buy", {"item": FLASH_ITEM}, name="mall_buy@flash", expected_codes=FLASH_EXPECTED
+        )
+        outcome = bought["order"]["state"] if bought is not None else self.last_code or "failed"
+        Flash.outcomes[outcome] = Flash.outcomes.get(outcome, 0) + 1
+        if outcome == "delivered":
+            Flash.buyers.add(self.player_id)
+        # The same request id again (an app retrying after a lost reply): the same answer.
+        self.ids = itertools.count(first_id)
+        again = self.call(
+            "mall_buy", {"item": FLASH_ITEM}, name="mall_buy replay", expected_codes=FLASH_EXPECTED
+        )
+        if bought is not None and (again is None or again["order"] != bought["order"]):
+            self.fail("mall_buy replay", f"{self.player_id}: a replay answered another order")
+
+    @task
+    def look(self) -> None:
+        self.iterations += 1
+        if self.iterations > FLASH_VIEWS_MAX:
+            raise StopUser
+        self.call("mall")

@@ -31,10 +31,10 @@ def kind_of(account: str, amount: int) -> str:
     """What a posting is, from the system account and the sign of the player's side."""
     if amount > 0:
         return "issued" if account.startswith("mint:") else "credited"
-    if account == "sink:redeem":
-        return "spent"
     if account == "sink:expire":
         return "expired"
+    if account.startswith("sink:"):
+        return "spent"  # sink:redeem (checkout), sink:mall (the coin mall), sink:draw ...
     if account == "clawback":
         return "clawed_back"
     return "reversed" if account.startswith("mint:") else "debited"

@@ -26,6 +26,9 @@ CONFLICTS = {
     "HOLD_VOIDED",
     "ORDER_MISMATCH",
     "HOLD_EXPIRED",
+    "ORDER_EXPIRED",  # mall/payment: the order's fate is decided otherwise
+    "ORDER_CANCELLED",
+    "ORDER_PAID",
 }
 
 
