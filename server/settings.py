@@ -115,7 +115,7 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(f"expected 1/0/true/false, got {raw!r}")
 
 
-SCOPES = ("friends", "orders", "reviews", "checkout", "exchange")
+SCOPES = ("friends", "orders", "reviews", "checkout", "exchange", "tasks", "growth")
 
 
 def parse_api_keys(text: str, platform_key: str = "") -> dict[str, tuple[str, frozenset[str]]]:

@@ -114,7 +114,7 @@ def test_the_document_is_valid_openapi_3_1() -> None:
     validate(doc)
     assert doc["openapi"].startswith("3.1")
     operations = [(p, m) for p, item in doc["paths"].items() for m in item]
-    assert len(operations) == 9 + 6 + 2  # platform, admin, health
+    assert len(operations) == 12 + 6 + 2  # platform, admin, health
 
 
 def every_operation_seen(c: Checker, prefix: str) -> None:
@@ -130,8 +130,8 @@ def every_operation_seen(c: Checker, prefix: str) -> None:
     assert not missing, missing
 
 
-async def test_platform_answers_match_the_document(checker: tuple[Live, Checker]) -> None:
-    _, c = checker
+async def test_platform_answers_match_the_document(checker: tuple[Live, Checker]) -> None:  # noqa: PLR0915 - one call per endpoint
+    live, c = checker
     assert c.doc == document()  # what the server serves is what the module builds
     p = {"Authorization": f"Bearer {PLATFORM}"}
     post = "post"
@@ -178,7 +178,31 @@ async def test_platform_answers_match_the_document(checker: tuple[Live, Checker]
     await c.call(post, exchange, 200, trade, p)
     await c.call(post, exchange, 422, {**trade, "txn_id": "t2", "points": 101}, p)
     await c.call(post, exchange, 413, {**trade, "txn_id": "x" * 70_000}, p)
+    event = {"player": "ann", "event": "review", "event_id": "g1"}
+    other, unknown = {**event, "event": "share"}, {**event, "event": "nope", "event_id": "g2"}
+    for status, body in ((200, event), (200, event), (409, other), (422, unknown)):
+        await c.call(post, "/v1/platform/growth", status, body, p)  # 200 twice: the replay
+    task = "/v1/platform/tasks/done"
+    share = {"player": "ann", "task": "share", "event_id": "s1"}
+    await c.call(post, task, 200, share, p)
+    await c.call(post, task, 200, share, p)  # the replay
+    await c.call(post, task, 422, {**share, "task": "nope"}, p)
+    await mall_payments(live, c, p)
     every_operation_seen(c, "/v1/platform/")
+
+
+async def mall_payments(live: Live, c: Checker, p: dict[str, str]) -> None:
+    """The coin mall: 3 000 coins + 9.90 yuan held by a WebSocket order, then its payment."""
+    lines = [{"item_id": f"m{n}", "paid_fen": 10_000} for n in range(3)]
+    body = {"player": "ann", "order_id": "o2", "items": lines}
+    await c.call("post", "/v1/platform/orders/paid", 200, body, p)
+    async with await live.connect("ann") as ann:
+        order = (await ann.call("mall_buy", item="lancome_sample"))["order"]
+    payment = "/v1/platform/mall/payment"
+    report = {"player": "ann", "order_id": order["order_id"], "payment_id": "p1"}
+    await c.call("post", payment, 200, {**report, "result": "failed"}, p)
+    await c.call("post", payment, 409, {**report, "result": "paid"}, p)
+    await c.call("post", payment, 404, {**report, "order_id": "mo0", "result": "paid"}, p)
 
 
 async def test_admin_and_health_answers_match_the_document(

@@ -62,16 +62,19 @@ def _positive(high: int) -> dict[str, Any]:
 
 
 def _lines(key: str) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "item_id": _string(ID_RE.pattern, 128),
+        key: {"type": "integer", "minimum": 0, "maximum": FEN_MAX},
+    }
+    if key == "paid_fen":  # the shop's category of the item, for a campaign's category bonus
+        properties["category"] = _string(ID_RE.pattern, 128)
     return {
         "type": "array",
         "minItems": 1,
         "maxItems": ORDER_LINES_MAX,
         "items": {
             "type": "object",
-            "properties": {
-                "item_id": _string(ID_RE.pattern, 128),
-                key: {"type": "integer", "minimum": 0, "maximum": FEN_MAX},
-            },
+            "properties": properties,
             "required": ["item_id", key],
             "additionalProperties": False,
         },

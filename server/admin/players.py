@@ -14,8 +14,12 @@ from server.ledger.journal_page import JournalBusy, journal_page
 from server.ledger.ledger import Wallet
 from server.ledger.verify import verify
 from server.ops.account import LEDGER_PAGE_DEFAULT
-from server.ops.components import signin_of
+from server.ops.components import growth_of, signin_of
+from server.ops.draw import draw_panel
 from server.ops.farm import plots_view
+from server.ops.growth import history, panel
+from server.ops.mall_orders import mall_panel
+from server.ops.tasks import tasks_panel
 from server.pipeline import Snapshot
 from server.store.keys import PlayerKeys
 
@@ -59,6 +63,13 @@ async def player(request: Request) -> JSONResponse:
                 "day": view.day.isoformat(),
             },
             "farm": {"now_ms": now_ms, "plots": plots_view(snapshot, services, now_ms)},
+            "draw": draw_panel(snapshot, rules, now_ms),
+            "growth": {
+                **panel(growth_of(snapshot), rules, now_ms),
+                "history": history(growth_of(snapshot)),
+            },
+            "tasks": tasks_panel(snapshot, rules, now_ms),
+            "mall": await mall_panel(services, keys, snapshot),
             "journal": journal,
             "verify": {"ok": report.ok, "entries": report.entries, "problems": report.problems},
             "rules_version": rules.version,

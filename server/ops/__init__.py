@@ -6,14 +6,14 @@ store; never transports, the HTTP APIs or jobs.
 
 from __future__ import annotations
 
-from server.ops import account, farm, friends, visit
+from server.ops import account, draw, farm, friends, growth, mall, tasks, visit
 from server.pipeline import Op
 from server.settings import Settings
 
 
 def dispatch_table(settings: Settings) -> dict[str, Op]:
     table: dict[str, Op] = {}
-    for module in (account, farm, friends, visit):
+    for module in (account, farm, friends, visit, tasks, mall, growth, draw):
         for name, op in module.ops(settings).items():
             assert name not in table, f"op {name} defined twice"
             table[name] = op

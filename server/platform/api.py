@@ -24,6 +24,9 @@ from server.auth import PLAYER_ID_PATTERN
 from server.ops.friends import import_edges
 from server.pipeline import STORE_DOWN_ERRORS, Services
 from server.platform import commerce
+from server.platform.growth import report_growth
+from server.platform.mall import payment as mall_payment
+from server.platform.tasks import task_done
 from server.protocol import loads_json
 from server.store.store import StoreBusy
 
@@ -33,6 +36,7 @@ FRIEND_IMPORT_EDGES_MAX = 1000
 ORDER_LINES_MAX = 200
 BODY_BYTES_MAX = 65_536
 FEN_MAX = 10**10
+PAID_KEYS = frozenset({"item_id", "paid_fen"})
 RETRY_AFTER_S = 1  # the Retry-After of a 503: the store is down or overloaded
 
 
@@ -88,6 +92,26 @@ def _lines(name: str, value: object, key: str) -> list[tuple[str, int]]:
     return out
 
 
+def _paid_lines(name: str, value: object) -> list[Item]:
+    """Paid lines: item_id and paid_fen, and the item's category if the shop has one (a
+    campaign's category bonus matches it)."""
+    if not isinstance(value, list) or not 1 <= len(value) <= ORDER_LINES_MAX:
+        raise BadBody(f"{name}: a list of 1..{ORDER_LINES_MAX} lines")
+    out = []
+    for n, line in enumerate(value):
+        if not isinstance(line, dict) or not PAID_KEYS <= set(line) <= {*PAID_KEYS, "category"}:
+            raise BadBody(f"{name}[{n}]: a map with item_id, paid_fen and an optional category")
+        category = line.get("category", "")
+        out.append(
+            Item(
+                _id(f"{name}[{n}].item_id", line["item_id"], ID_RE),
+                _int(f"{name}[{n}].paid_fen", line["paid_fen"], 0, FEN_MAX),
+                _id(f"{name}[{n}].category", category, ID_RE) if "category" in line else "",
+            )
+        )
+    return out
+
+
 def check(spec: dict[str, Field], body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadBody("the body must be a JSON object")
@@ -108,7 +132,7 @@ def check(spec: dict[str, Field], body: object) -> dict[str, Any]:
         elif f.kind == "fen" or f.kind in ("coins", "points"):
             out[name] = _int(name, value, 1, FEN_MAX)
         elif f.kind == "paid_lines":
-            out[name] = _lines(name, value, "paid_fen")
+            out[name] = _paid_lines(name, value)
         elif f.kind == "refund_lines":
             out[name] = _lines(name, value, "refunded_fen")
         elif f.kind == "edges":
@@ -145,8 +169,7 @@ async def _friends(services: Services, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _order_paid(services: Services, body: dict[str, Any]) -> dict[str, Any]:
-    items = [Item(item_id, fen) for item_id, fen in body["items"]]
-    return await commerce.order_paid(services, body["player"], body["order_id"], items)
+    return await commerce.order_paid(services, body["player"], body["order_id"], body["items"])
 
 
 async def _order_refund(services: Services, body: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +206,20 @@ async def _exchange(services: Services, body: dict[str, Any]) -> dict[str, Any]:
     return await commerce.exchange(
         services, body["player"], body["partner"], body["txn_id"], body["points"]
     )
+
+
+async def _mall_payment(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    return await mall_payment(
+        services, body["player"], body["order_id"], body["payment_id"], body["result"]
+    )
+
+
+async def _task_done(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    return await task_done(services, body["player"], body["task"], body["event_id"])
+
+
+async def _growth(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    return await report_growth(services, body["player"], body["event_id"], body["event"])
 
 
 # What post and void answer: the hold's state after the step, and the wallet once it moved.
@@ -310,6 +347,75 @@ ENDPOINTS = (
         },
         _exchange,
         ("UNKNOWN_PARTNER", "POINTS_OVER_LIMIT", "TRANSFER_MISMATCH"),
+    ),
+    Endpoint(
+        "/v1/platform/mall/payment",
+        "checkout",
+        "The shop's payment result for a mall order's cash part: paid posts, failed voids",
+        {
+            "player": P,
+            "order_id": Field("id", doc="the mall order id (mall_buy's order.order_id)"),
+            "payment_id": Field("id", doc="the shop's payment id"),
+            "result": Field("name", doc='"paid" or "failed"'),
+        },
+        {
+            "order_id": "string",
+            "state": "string",
+            "payment_id": "string",
+            "already": "boolean",
+            "coins": "integer",
+            "cash_fen": "integer",
+        },
+        _mall_payment,
+        ("ORDER_NOT_FOUND", "ORDER_EXPIRED", "ORDER_CANCELLED", "ORDER_PAID", "PAYMENT_MISMATCH"),
+    ),
+    Endpoint(
+        "/v1/platform/tasks/done",
+        "tasks",
+        "A task completion (share, photo review, invite, first order) pays coins (idempotent)",
+        {
+            "player": P,
+            "task": Field("name"),
+            "event_id": Field("id", doc="the platform's event id"),
+        },
+        {
+            "task": "string",
+            "event_id": "string",
+            "coins": "integer",
+            "already": "boolean",
+            "balance": "integer",
+            "base_coins": "integer?",
+            "level_coins": "integer?",
+            "campaign": "string?",
+            "campaign_coins": "integer?",
+            "growth": "integer?",
+            "done_today": "integer?",
+            "done_month": "integer?",
+        },
+        _task_done,
+        ("UNKNOWN_TASK", "TASK_NOT_REPORTED", "TASK_DAY_CAP_REACHED", "TASK_MONTH_CAP_REACHED"),
+    ),
+    Endpoint(
+        "/v1/platform/growth",
+        "growth",
+        "A growth event (review, share, real-name...) adds growth value (idempotent)",
+        {
+            "player": P,
+            "event_id": Field("id", doc="the platform's event id"),
+            "event": Field("name", doc="a growth event of the rules, e.g. review"),
+        },
+        {
+            "event_id": "string",
+            "event": "string",
+            "added": "integer",
+            "capped": "string?",
+            "value": "integer",
+            "pending": "integer",
+            "level": "object",
+            "already": "boolean",
+        },
+        _growth,
+        ("UNKNOWN_GROWTH_EVENT", "GROWTH_EVENT_MISMATCH", "GROWTH_REPORTS_OVER_LIMIT"),
     ),
 )
 
