@@ -4,8 +4,10 @@ The queue is bounded: a client that stops reading fills it and is disconnected (
 pushes wait in the inbox for a resume), so memory per socket stays bounded.
 
 An idle socket owns no task, queue or event here: the queue is made by the first frame
-that must wait, and a drain task lives only while frames wait (idle sockets are most
-sockets; each of those objects costs RSS on every one of them).
+that must wait, and a drain task lives while frames come (idle sockets are most sockets;
+each of those objects costs RSS on every one of them). The drain task lingers
+DRAIN_LINGER_S after its last frame, so a socket that gets pushes steadily reuses one
+task instead of making one per push.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ Frame = bytes | str
 SendFrame = Callable[[Frame], Awaitable[None]]
 CloseSocket = Callable[[int], Awaitable[None]]
 OnShut = Callable[[int], None]
+
+DRAIN_LINGER_S = 1.0  # a drain task idle this long ends (a socket idle after pushes)
+
+
+def _wake(waiter: asyncio.Future[bool], more: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(more)
 
 
 class Sender:
@@ -33,6 +42,7 @@ class Sender:
         self.close_code: int | None = None
         self.close_sent = False
         self.drainer: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None  # the lingering drainer's wake-up
 
     @property
     def queued(self) -> int:
@@ -72,26 +82,46 @@ class Sender:
             self._drain_soon()
 
     def _drain_soon(self) -> None:
-        """Start the drain task when something waits for it and nothing sends yet."""
-        if self.sending or (self.drainer is not None and not self.drainer.done()):
+        """Wake or start the drain task when something waits for it and nothing sends yet."""
+        if self.sending:
             return
-        if self.queued or (self.close_code is not None and not self.close_sent):
+        if not self.queued and (self.close_code is None or self.close_sent):
+            return
+        if self._waiter is not None:
+            _wake(self._waiter, True)
+        elif self.drainer is None or self.drainer.done():
             self.drainer = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        """Send the queued frames in order, then the close frame if one is decided."""
-        while self.backlog and not self.sending:
-            frame = self.backlog.popleft()
-            self.sending = True
+        """Send the queued frames in order, then the close frame if one is decided; wait
+        up to DRAIN_LINGER_S for more before ending."""
+        loop = asyncio.get_running_loop()
+        while True:
+            while self.backlog and not self.sending:
+                frame = self.backlog.popleft()
+                self.sending = True
+                try:
+                    await self._send(frame)
+                finally:
+                    self.sending = False
+            if not self.queued:
+                self.backlog = None
+            if self.close_code is not None and not self.sending and not self.close_sent:
+                self.close_sent = True
+                await self._close(self.close_code)
+                return
+            if self.sending or self.close_code is not None:
+                return  # a direct send is under way: it wakes or starts a drain after it
+            waiter: asyncio.Future[bool] = loop.create_future()
+            self._waiter = waiter
+            timer = loop.call_later(DRAIN_LINGER_S, _wake, waiter, False)
             try:
-                await self._send(frame)
+                more = await waiter
             finally:
-                self.sending = False
-        if not self.queued:
-            self.backlog = None
-        if self.close_code is not None and not self.sending and not self.close_sent:
-            self.close_sent = True
-            await self._close(self.close_code)
+                timer.cancel()
+                self._waiter = None
+            if not more and not self.queued and self.close_code is None:
+                return  # lingered long enough; a frame offered as the timer fired stays
 
     async def stop(self) -> None:
         """Cancel the drain task, if any (the socket is going away)."""
