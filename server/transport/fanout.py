@@ -20,6 +20,7 @@ from typing import Protocol, cast
 from redis.asyncio import Redis
 
 from server.store.link import MORE, Endpoint, pack_command
+from server.transport.tick_batch import TickBatch
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class _Wire(asyncio.Protocol):
         self.hello: list[bytes] = []
         self.lost = False
         self.established = False  # subscribed; until then _connect handles a failure
+        self.batch = TickBatch(self._write_now)  # (UN)SUBSCRIBEs of one tick in one write
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -115,7 +117,11 @@ class _Wire(asyncio.Protocol):
 
     def write(self, packed: bytes) -> None:
         if self.transport is not None and not self.lost:
-            self.transport.write(packed)
+            self.batch.add(packed)
+
+    def _write_now(self, data: bytes) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)

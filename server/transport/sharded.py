@@ -28,6 +28,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from server.store.link import MORE, Endpoint, pack_command
 from server.transport.fanout import CHANNELS_MAX, CHANNELS_PER_SUBSCRIBE_MAX, Gap, Gaps, Sink
+from server.transport.tick_batch import TickBatch
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class _NodeWire(asyncio.Protocol):
         self.hello: list[bytes] = []
         self.ready = False
         self.lost = False
+        self.batch = TickBatch(self._write_now)  # (UN)SUBSCRIBEs of one tick in one write
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -63,7 +65,11 @@ class _NodeWire(asyncio.Protocol):
 
     def write(self, packed: bytes) -> None:
         if self.transport is not None and self.ready and not self.lost:
-            self.transport.write(packed)
+            self.batch.add(packed)
+
+    def _write_now(self, data: bytes) -> None:
+        if self.transport is not None and not self.lost:
+            self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
