@@ -143,3 +143,30 @@ async def test_stopping_the_scheduler_ends_a_running_job_quietly(
         await asyncio.wait_for(scheduler.stop(), 5)
     assert ended == ["cancelled"]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_an_interval_job_that_overran_runs_again_at_once(store: Store) -> None:
+    """The next run starts when the last one ends, not an interval later (a timer tick
+    that overran its second made timers a whole second later still)."""
+    from server.jobs.scheduler import Scheduler
+
+    interval_s = 1.0
+    loop = asyncio.get_running_loop()
+    spans: list[tuple[float, float]] = []
+    two = asyncio.Event()
+
+    async def job() -> None:
+        start_s = loop.time()
+        if not spans:
+            await asyncio.sleep(2.2 * interval_s)  # overruns two intervals
+        spans.append((start_s, loop.time()))
+        if len(spans) == 2:
+            two.set()
+
+    scheduler = Scheduler(Leases(store))
+    scheduler.every("overrun", interval_s, job)
+    scheduler.start()
+    await asyncio.wait_for(two.wait(), 10)
+    await scheduler.stop()
+    (_, first_end_s), (second_start_s, _) = spans
+    assert second_start_s - first_end_s < 0.4 * interval_s  # was 0.8 interval: a skipped run
