@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -20,6 +21,8 @@ from game_rules import RulesError
 from server.auth import TOKEN_TTL_S_DEFAULT, AuthError, issue_token, load_or_create_secret
 from server.ledger.outbox import audit
 from server.ledger.verify import verify
+from server.logs import configure as configure_logging
+from server.preflight import Refusal, check_port_free, check_secret_exists, check_store_exists
 from server.rulebook import check_rules, read_rules
 from server.settings import Settings, SettingsError, load_settings
 from server.store.cluster import EmbeddedCluster
@@ -27,19 +30,25 @@ from server.store.embedded import EmbeddedStore, EmbeddedStoreError, find_server
 from server.store.store import connect
 from server.transport.ws import uvicorn_ws_options
 
+log = logging.getLogger("manor")
+
 
 def _store_folder(settings: Settings) -> Path:
     return settings.data_dir / "store"
 
 
 @contextlib.contextmanager
-def store_url(settings: Settings) -> Iterator[str]:
+def store_url(settings: Settings, reader: str = "") -> Iterator[str]:
     """The configured Redis, the running embedded one, or a temporary embedded one: one
-    server, or with MANOR_STORE_SHARDS a local cluster of that many primaries."""
+    server, or with MANOR_STORE_SHARDS a local cluster of that many primaries. A `reader`
+    (the command's name: it reads data, it does not start a service) is refused when the
+    embedded store's folder is empty or missing, rather than given a new empty store."""
     if settings.redis_url:
         yield settings.redis_url
         return
     folder = _store_folder(settings)
+    if reader:
+        check_store_exists(settings, folder, reader)
     url_file = folder / "url"
     if url_file.exists():
         url = url_file.read_text().strip()
@@ -96,15 +105,17 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    check_port_free(settings.host, settings.port)  # before any start-up work
+    config = configure_logging(settings.log_format, args.log_level)
     rules = check_rules(settings.rules)
-    print(f"manor: rules {rules.version} ({rules.digest}), time zone {rules.timezone}")
+    log.info("rules %s (%s), time zone %s", rules.version, rules.digest, rules.timezone)
     load_or_create_secret(settings.data_dir) if not settings.jwt_secret else None
     # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler the
     # process would die before the embedded store is stopped. Exit through `finally`.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with store_url(settings) as url:
         os.environ["MANOR_REDIS_URL"] = url
-        print(f"manor: store {url}; listening on http://{settings.host}:{settings.port}")
+        log.info("store %s; listening on http://%s:%d", url, settings.host, settings.port)
         uvicorn.run(
             "server.app:app_from_env",
             factory=True,
@@ -113,6 +124,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             workers=settings.workers,
             **uvicorn_ws_options(settings),
             log_level=args.log_level,
+            log_config=config,
             lifespan="on",
         )
     return 0
@@ -158,7 +170,7 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
                 )
         return 0 if report.ok and not problems else 1
 
-    with store_url(settings) as url:
+    with store_url(settings, "manor ledger verify") as url:
         return asyncio.run(run(url))
 
 
@@ -188,7 +200,7 @@ def cmd_ledger_compact(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 0 if not report.problems else 1
 
-    with store_url(settings) as url:
+    with store_url(settings, "manor ledger compact") as url:
         return asyncio.run(run(url))
 
 
@@ -217,7 +229,7 @@ def cmd_report_finance(settings: Settings, args: argparse.Namespace) -> int:
             await redis.aclose()
 
     source, sums = Source(), FlowSums(start_ms, end_ms)
-    with store_url(settings) as url:
+    with store_url(settings, "manor report finance") as url:
         asyncio.run(run(url, source, sums))
     rows = sums.rows()
     if source.checkpoints_unread:
@@ -235,6 +247,8 @@ def cmd_report_finance(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.create_secret:
+        check_secret_exists(settings, "manor token")
     secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
     try:
         print(issue_token(secret, args.player, int(time.time()), args.ttl))
@@ -270,7 +284,7 @@ def cmd_push_dead_letters(settings: Settings, count: int) -> int:
             )
         return 0
 
-    with store_url(settings) as url:
+    with store_url(settings, "manor push-relay") as url:
         return asyncio.run(run(url))
 
 
@@ -285,6 +299,11 @@ def cmd_push_relay(settings: Settings, args: argparse.Namespace) -> int:
     if not secret:
         print("manor push-relay: set MANOR_PUSH_SECRET (the webhook's HMAC key)", file=sys.stderr)
         return 2
+
+    log.info(
+        "push relay: triggers a player's quiet hours hold back (rules' time zone) are written "
+        "when the quiet hours end; an empty webhook at night may be waiting for them"
+    )
 
     async def run(url: str) -> int:
         stop = asyncio.Event()
@@ -308,7 +327,7 @@ def cmd_push_relay(settings: Settings, args: argparse.Namespace) -> int:
         print(f"manor push-relay: {stats}")
         return 0
 
-    with store_url(settings) as url:
+    with store_url(settings, "manor push-relay") as url:
         return asyncio.run(run(url))
 
 
@@ -361,6 +380,12 @@ def parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print a player token for the configured secret")
     token.add_argument("player")
     token.add_argument("--ttl", type=int, default=TOKEN_TTL_S_DEFAULT, help="seconds")
+    token.add_argument(
+        "--create-secret",
+        action="store_true",
+        help="make $MANOR_DATA_DIR/jwt_secret if missing (else: refuse, a new secret's tokens "
+        "are refused by a server that has another)",
+    )
     token.set_defaults(run=cmd_token)
     relay = sub.add_parser("push-relay", help="forward push triggers to a webhook (HMAC signed)")
     what = relay.add_mutually_exclusive_group(required=True)
@@ -371,6 +396,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="print how many triggers were parked undelivered, and the newest N, then exit",
     )
+    relay.add_argument("--log-level", default="info", help="info: one line per delivery")
     relay.set_defaults(run=cmd_push_relay)
     return top
 
@@ -379,7 +405,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = load_settings()
+        if args.command != "serve":  # serve configures after its port check
+            configure_logging(settings.log_format, getattr(args, "log_level", "warning"))
         code: int = args.run(settings, args)
+    except Refusal as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except SettingsError as exc:
         print(f"manor: {exc}", file=sys.stderr)
         return 2

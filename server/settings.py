@@ -30,6 +30,7 @@ CLUSTER_SEEDS_MAX = 64  # seed nodes in one cluster URL
 SECRET_CHARS_MIN = 32  # keys and the JWT secret: guessing must be out of reach
 SECRETS = ("platform_key", "admin_key", "metrics_key", "jwt_secret")
 STORE_ACK_POLICIES = ("local", "replica", "replica_fsync")
+LOG_FORMATS = ("text", "json")
 STORE_ACK_TIMEOUT_MS_MAX = 60_000
 STORE_SHARDS_MAX = 16  # primaries of an embedded cluster (server/store/cluster.py)
 STORE_REPLICAS_MAX = 2  # replicas per primary of an embedded cluster
@@ -46,6 +47,8 @@ class Settings:
     jwt_secret: str = ""  # empty: generated once, kept in data_dir/jwt_secret
     jwt_leeway_s: int = JWT_LEEWAY_S_DEFAULT  # clock skew allowed on tokens' iat, nbf, exp
     dev_clock: bool = False  # enables POST /dev/clock (QA only; refused otherwise)
+    dev_login: bool = False  # enables POST /dev/login: a player token by name (demos only)
+    log_format: str = "text"  # "text": timestamped lines; "json": one JSON object per line
     jobs: bool = True  # timers, outbox relay and reminders (tests drive them by hand)
     platform_key: str = ""  # server-to-server API key with every scope; empty: none
     api_keys: str = ""  # per caller: "caller=key:scope,scope;..." (see parse_api_keys)
@@ -217,6 +220,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         problems.append(
             f"MANOR_FRAME_BYTES_MAX ({soft}) must not exceed MANOR_WS_FRAME_BYTES_MAX ({hard})"
         )
+    if values.get("log_format", "text") not in LOG_FORMATS:
+        problems.append("MANOR_LOG_FORMAT: must be 'text' or 'json'")
     if values.get("rules") and not Path(values["rules"]).is_file():
         problems.append(f"MANOR_RULES: no such file {values['rules']!r}")
     try:

@@ -64,7 +64,7 @@ def test_token_prints_a_token_for_the_configured_secret() -> None:
 
 
 def test_token_generates_and_keeps_the_embedded_secret(tmp_path: Path) -> None:
-    first = manor("token", "pat", MANOR_DATA_DIR=str(tmp_path))
+    first = manor("token", "pat", "--create-secret", MANOR_DATA_DIR=str(tmp_path))
     secret = (tmp_path / "jwt_secret").read_text().strip()
     assert verify_token(secret, first.stdout.strip()) == "pat"
     manor("token", "pat", MANOR_DATA_DIR=str(tmp_path))

@@ -203,6 +203,15 @@ class Relay:
                     posted = await self.poster.post(trigger)
                     self.stats.retried += posted.retries
                     if posted.outcome is Outcome.DELIVERED:
+                        # One line per delivery: what a newcomer watching the relay looks
+                        # for (`manor push-relay --log-level warning` keeps only problems).
+                        log.info(
+                            "push relay: delivered %s %s to player %s (collapse %s)",
+                            trigger.delivery_id,
+                            trigger.kind,
+                            trigger.player,
+                            trigger.collapse_key,
+                        )
                         await self.settle(stream, trigger.id)
                     elif posted.outcome is Outcome.DROP:
                         why = f"rejected: {posted.reason}"
