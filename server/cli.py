@@ -246,6 +246,29 @@ def cmd_report_finance(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_draw_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """Recompute every draw of the revealed periods (or --period) of each pool (or --pool)
+    from the period's seed and log. Exit 0: all match; 1: a mismatch; 2: bad arguments."""
+    from server.ops.draw_audit import audit_pools
+
+    rules = check_rules(settings.rules)
+    pools = [args.pool] if args.pool else list(rules.draw.pools)
+
+    async def run(url: str) -> int:
+        redis = client_for(url)
+        try:
+            out, bad, ok = await audit_pools(redis, pools, args.period, time.time_ns() // 10**6)
+        finally:
+            await redis.aclose()
+        for line in bad:
+            print(line, file=sys.stderr)
+        print("\n".join(out))
+        return 0 if ok else 1
+
+    with store_url(settings, "manor draw verify") as url:
+        return asyncio.run(run(url))
+
+
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     if not args.create_secret:
         check_secret_exists(settings, "manor token")
@@ -338,6 +361,12 @@ def _count(text: str) -> int:
     return count
 
 
+def _period_id(text: str) -> str:
+    if len(text) != 8 or not text.isdigit():
+        raise argparse.ArgumentTypeError("a period id is its first day as YYYYMMDD")
+    return text
+
+
 def _days(text: str) -> int:
     days = int(text)
     if not 1 <= days <= 3650:
@@ -398,6 +427,13 @@ def parser() -> argparse.ArgumentParser:
     )
     relay.add_argument("--log-level", default="info", help="info: one line per delivery")
     relay.set_defaults(run=cmd_push_relay)
+    draw = sub.add_parser("draw", help="the lucky draw").add_subparsers(dest="draw", required=True)
+    draw_check = draw.add_parser("verify", help="recompute every draw of revealed periods")
+    draw_check.add_argument("--pool", help="one pool (default: every pool of the rules)")
+    draw_check.add_argument(
+        "--period", type=_period_id, help="one period id YYYYMMDD (default: all revealed)"
+    )
+    draw_check.set_defaults(run=cmd_draw_verify)
     return top
 
 
