@@ -32,6 +32,9 @@ RUN groupadd --system --gid 10001 manor \
  && mkdir -p /app /data \
  && chown manor:manor /app /data
 COPY --from=builder /opt/venv /opt/venv
+# The JS client's modules, served at /js/ by the pages (server/web/routes.py looks in
+# ./clients/js/src beside the working directory when the package is not a repo checkout).
+COPY clients/js/src ./clients/js/src
 WORKDIR /app
 USER manor
 # Player data when no MANOR_REDIS_URL is set (embedded store in /data/store) and the

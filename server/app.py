@@ -36,6 +36,7 @@ from server.transport.fanout import Fanout, Pushes
 from server.transport.presence import Presence
 from server.transport.sharded import ShardedFanout
 from server.transport.ws import websocket_endpoint
+from server.web.routes import routes as web_routes
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         Route("/metrics", metrics_endpoint),
         Route("/v1/openapi.json", openapi.endpoint),
         *instrument([*platform_routes(), *admin.routes()], metrics),
+        *web_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -203,6 +203,10 @@ class Metrics:
         stats.buckets[bisect_left(REQUEST_SECONDS_BUCKETS, seconds)] += 1
         stats.sum_s += seconds
 
+    def request_counts(self) -> dict[str, dict[str, int]]:
+        """op -> outcome -> requests answered by this process since start (a copy)."""
+        return {op: dict(stats.outcomes) for op, stats in self._stats.items()}
+
     def observe_reply(self, op: str, reply: dict[str, Any], seconds: float) -> None:
         """A WebSocket reply: `{"ok": true, ...}` or `{"ok": false, "error": {"code"...}}`."""
         self.observe(op, "ok" if reply["ok"] else reply["error"]["code"], seconds)

@@ -114,7 +114,7 @@ def test_the_document_is_valid_openapi_3_1() -> None:
     validate(doc)
     assert doc["openapi"].startswith("3.1")
     operations = [(p, m) for p, item in doc["paths"].items() for m in item]
-    assert len(operations) == 12 + 6 + 2  # platform, admin, health
+    assert len(operations) == 12 + 7 + 2  # platform, admin, health
 
 
 def every_operation_seen(c: Checker, prefix: str) -> None:
@@ -244,6 +244,10 @@ async def test_admin_and_health_answers_match_the_document(
     await c.call(post, reload, 200, headers=a)
     broken(tmp_path / "rules.toml")
     await c.call(post, reload, 422, headers=a)
+    system = "/v1/admin/system"
+    figures = await c.call("get", system, 200, headers=a)
+    assert figures["coins"]["minted"]["order"] > 0  # ann's order reward above
+    await c.call("get", system, 401)
     assert live.manor.rulebook.rules.version == "2026.11-default"
     c.seen = {k: v for k, v in c.seen.items() if k[1].startswith("/v1/admin/")}
     every_operation_seen(c, "/v1/admin/")

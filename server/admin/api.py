@@ -29,6 +29,7 @@ from server.admin.checks import (
 from server.admin.corrections import grant, reverse
 from server.admin.players import player
 from server.admin.rules import rules, rules_reload, rules_validate
+from server.admin.system import system
 from server.auth import PLAYER_ID_PATTERN
 from server.ledger.ledger import TRANSFER_ID_BYTES_MAX
 from server.platform.api import error, guarded
@@ -70,6 +71,19 @@ ENTRY = obj(
         "balance_after": INT,
         "batches": BATCHES,
         "ref": _str(),
+    }
+)
+COUNTS = {"type": "object", "additionalProperties": INT}
+SYSTEM = obj(
+    {
+        "now_ms": INT,
+        "rules_version": _str(),
+        "sockets": INT,
+        "requests": {"type": "object", "additionalProperties": COUNTS},
+        "coins": obj({"minted": COUNTS, "burned": COUNTS}),
+        "timers": obj({"pending": INT, "late_ms_max": INT, "fired": INT}),
+        "outbox_in_flight": INT,
+        "triggers": obj({"entries": INT, "backlog": INT, "dead_letters": INT}),
     }
 )
 RULES_VIEW = {"version": _str(), "digest": _str(), "path": _str(), "timezone": _str()}
@@ -236,10 +250,25 @@ ADMIN = (
                 "previous_version": _str(),
                 "previous_digest": _str(),
                 "changed": BOOL,
+                "changes": {
+                    "type": "array",
+                    "items": _str(),
+                    "description": "values that differ, as `path: old -> new`",
+                },
                 "processes_notified": INT,
             }
         ),
         {422: ("RULES_INVALID",)},
+    ),
+    AdminEndpoint(
+        "GET",
+        "/v1/admin/system",
+        "Live figures for the console: sockets, requests by op and outcome, coins minted and "
+        "burned by source, timers, outbox, push-trigger backlog and dead letters",
+        system,
+        None,
+        SYSTEM,
+        {},
     ),
 )
 

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from game_rules import Rules, RulesError, parse_rules
+from server.admin.changes import rules_changes
 from server.admin.checks import Refused, read_body, services_of
 from server.rulebook import Rulebook, check_rules
 
@@ -101,6 +102,7 @@ async def rules_reload(request: Request) -> JSONResponse:
             "previous_version": before.version,
             "previous_digest": before.digest,
             "changed": after.digest != before.digest,
+            "changes": rules_changes(before, after),
             "processes_notified": int(notified),
         }
     )
