@@ -1,0 +1,70 @@
+// PushOrder, with no server: each seq once, ascending, whatever order they arrive in.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { PushOrder } from "../src/order.js";
+
+/** @param {number} seq @param {string} [push] */
+const p = (seq, push = "balance") => ({ push, seq, data: {} });
+/** @param {{ seq: number }[]} pushes */
+const seqs = (pushes) => pushes.map((push) => push.seq);
+
+test("test_order_unknown_cursor_takes_the_first_push", () => {
+  const order = new PushOrder();
+  assert.deepEqual(seqs(order.accept(p(7))), [7]);
+  assert.equal(order.cursor, 7);
+});
+
+test("test_order_drops_duplicates_and_old_seqs", () => {
+  const order = new PushOrder(3);
+  assert.deepEqual(seqs(order.accept(p(3))), []);
+  assert.deepEqual(seqs(order.accept(p(4))), [4]);
+  assert.deepEqual(seqs(order.accept(p(4))), []);
+  assert.equal(order.cursor, 4);
+});
+
+test("test_order_newer_live_push_waits_for_the_replayed_older_ones", () => {
+  const order = new PushOrder(3);
+  assert.deepEqual(seqs(order.accept(p(6))), []);
+  assert.equal(order.blocked, true);
+  assert.deepEqual(seqs(order.accept(p(4))), [4]);
+  assert.deepEqual(seqs(order.accept(p(6))), []); // a duplicate while waiting
+  assert.deepEqual(seqs(order.accept(p(5))), [5, 6]);
+  assert.equal(order.blocked, false);
+  assert.equal(order.cursor, 6);
+});
+
+test("test_order_flush_gives_up_on_a_gap_in_order", () => {
+  const order = new PushOrder(1);
+  order.accept(p(5));
+  order.accept(p(3));
+  assert.deepEqual(seqs(order.flush()), [3, 5]);
+  assert.equal(order.cursor, 5);
+  assert.deepEqual(seqs(order.accept(p(6))), [6]);
+});
+
+test("test_order_too_many_waiting_flushes", () => {
+  const order = new PushOrder(0, 2);
+  assert.deepEqual(seqs(order.accept(p(3))), []);
+  assert.deepEqual(seqs(order.accept(p(2))), []);
+  assert.deepEqual(seqs(order.accept(p(4))), [2, 3, 4]);
+});
+
+test("test_order_resync_sets_the_cursor_even_lower", () => {
+  const order = new PushOrder(50);
+  order.accept(p(53));
+  const out = order.accept(p(2, "resync"));
+  assert.deepEqual(out.map((push) => [push.push, push.seq]), [["resync", 2]]);
+  assert.equal(order.cursor, 2);
+  assert.equal(order.blocked, true); // 53 is newer than the snapshot: it still waits
+  assert.deepEqual(seqs(order.accept(p(3))), [3]);
+});
+
+test("test_order_resync_drops_waiting_pushes_it_covers", () => {
+  const order = new PushOrder(1);
+  order.accept(p(4));
+  order.accept(p(9, "resync"));
+  assert.equal(order.blocked, false);
+  assert.deepEqual(seqs(order.accept(p(10))), [10]);
+});
