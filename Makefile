@@ -52,5 +52,8 @@ bench: $(STAMP)
 load-smoke: $(STAMP)
 	$(BIN)/python -m load.smoke
 
+load-midnight: $(STAMP)
+	$(BIN)/python -m load.midnight
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests_web/artifacts clients/js/node_modules

@@ -1,4 +1,4 @@
-"""One bench server process: `python -m bench.serve echo|signin --port P [...]`.
+"""One bench server process: `python -m bench.serve echo|signin|relay --port P [...]`.
 
 Both apps run under the uvicorn options of `manor serve` (server/cli.py), in this process
 (one worker, no supervisor), so this process's CPU time is the server's CPU time.
@@ -12,17 +12,21 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 
+from bench.clients import raise_fd_limit
 from bench.echo_app import create_echo_app
+from bench.relay_baseline import create_relay_app
 from bench.timelapse import TimeLapseClock
 from server.app import create_app
 from server.settings import Settings
 from server.store import link, store
+from server.transport.ws import uvicorn_ws_options
 
 JWT_SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"  # fixed: tokens come from it
 # The limits a real player would hit are far below a closed-loop client's rate: lift them,
 # the token bucket still runs on every frame.
 REQUESTS_PER_S_MAX = 10_000
 REQUEST_BURST_MAX = 100_000
+SOCKETS_MAX = 30_000  # file descriptors asked for (up to the hard limit): the socket phases
 
 
 def signin_settings(redis_url: str, data_dir: Path) -> Settings:
@@ -38,6 +42,8 @@ def signin_settings(redis_url: str, data_dir: Path) -> Settings:
 def build_app(args: argparse.Namespace) -> Starlette:
     if args.app == "echo":
         return create_echo_app()
+    if args.app == "relay":
+        return create_relay_app(args.redis_url)
     # Experiments with the store's pipelining (docs/benchmark.md); 0 keeps its defaults.
     if args.store_write_min:
         link.WRITE_COMMANDS_MIN = args.store_write_min
@@ -56,8 +62,7 @@ def run(app: Starlette, port: int) -> None:
         host="127.0.0.1",
         port=port,
         workers=1,
-        ws="websockets-sansio",
-        ws_max_size=Settings().ws_frame_bytes_max,  # as cmd_serve: settings.ws_frame_bytes_max
+        **uvicorn_ws_options(Settings()),  # as cmd_serve, for the baselines too
         log_level="warning",
         lifespan="on",
     )
@@ -65,7 +70,7 @@ def run(app: Starlette, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     top = argparse.ArgumentParser(prog="python -m bench.serve")
-    top.add_argument("app", choices=("echo", "signin"))
+    top.add_argument("app", choices=("echo", "signin", "relay"))
     top.add_argument("--port", type=int, required=True)
     top.add_argument("--redis-url", default="")
     top.add_argument("--data-dir", default=".")
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     top.add_argument("--store-links", type=int, default=0, help="store.LINKS")
     top.add_argument("--profile", default="", help="write a cProfile of the run to this file")
     args = top.parse_args(argv)
+    raise_fd_limit(SOCKETS_MAX)
     app = build_app(args)
     if not args.profile:
         run(app, args.port)

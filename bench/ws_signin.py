@@ -10,25 +10,30 @@ Phases, each with its own server process(es) and a separate client process (benc
                     (server.store.cluster.EmbeddedCluster, appendfsync always)
   cluster_always_2p the same with two server processes, the connections split between them
   cluster_steady    signin_steady on the three-primary cluster
-The credit phases run a time-lapse clock so nearly every sign-in credits coins.
-Figures are printed and written to bench/results/<UTC timestamp>.json.
+  journal_bytes     Redis bytes per journal entry, hot memory per player after compaction
+  connect_wave      players/s opening a socket, signing in once and closing, vs echo's
+  idle_sockets      server RSS per idle authenticated socket, vs echo's
+  fanout            pushes/s to sockets of one server process, vs a bare relay
+  timers            a million ripe timers: claim throughput, lateness, Redis bytes each
+(bench/phases.py lists their modules.) The credit phases run a time-lapse clock so nearly
+every sign-in credits coins. Figures are printed, then one line per target of issue 10
+with its verdict (bench/verdict.py), and all is written to bench/results/<UTC timestamp>.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import phases as extra_phases
 from bench.procs import (
     REPO,
     bench_server,
@@ -37,12 +42,11 @@ from bench.procs import (
     free_port,
     run_loadgen,
 )
-from server.store.cluster import EmbeddedCluster
-from server.store.embedded import EmbeddedStore
+from bench.stores import CLUSTER_SHARDS, started_store
+from bench.verdict import line, signin_verdicts
 
 RESULTS_DIR = REPO / "bench" / "results"
 PHASE_SLACK_S = 60.0  # connect, drain and exit on top of warm-up + window
-CLUSTER_SHARDS = 3
 INDENT = " " * 19  # under a phase's first line
 
 
@@ -64,7 +68,7 @@ SIGNIN_PHASES = {
     "cluster_always_2p": Phase(cluster=True, servers=2),
     "cluster_steady": Phase(steady=True, cluster=True),
 }
-PHASES = ("echo", *SIGNIN_PHASES)
+PHASES = ("echo", *SIGNIN_PHASES, *extra_phases.MODULES)
 # Ratios printed besides `<phase>_over_echo`: each cluster phase over its single-store path.
 BASELINES = {
     "cluster_always": "signin_always",
@@ -131,30 +135,6 @@ def run_echo(args: argparse.Namespace) -> dict[str, Any]:
         options = [*loadgen_options(args, [port], "echo"), "--watch-pid", str(server.pid)]
         report = run_loadgen(options, args.warmup_s + args.duration_s + PHASE_SLACK_S)
     return summarize(report, [server.pid], [])
-
-
-@contextlib.contextmanager
-def started_store(folder: Path, phase: Phase) -> Iterator[tuple[str, list[tuple[str, int]]]]:
-    """The app's Redis URL and (url, pid) of each primary; stopped on the way out."""
-    if phase.cluster:
-        cluster = EmbeddedCluster(folder, shards=CLUSTER_SHARDS, appendfsync=phase.appendfsync)
-        try:
-            url = cluster.start()
-            nodes = []
-            for node in cluster.primaries:
-                assert node.process is not None
-                nodes.append((node.url, node.process.pid))
-            yield url, nodes
-        finally:
-            cluster.stop()
-        return
-    store = EmbeddedStore(folder, appendfsync=phase.appendfsync)
-    try:
-        url = store.start()
-        assert store.process is not None
-        yield url, [(url, store.process.pid)]
-    finally:
-        store.stop()
 
 
 def run_signin(args: argparse.Namespace, name: str, phase: Phase) -> dict[str, Any]:
@@ -247,7 +227,7 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
 
 def ratios_of(phases: dict[str, dict[str, Any]]) -> dict[str, float]:
     """rt/s of each phase over echo's, and of each cluster phase over its baseline's."""
-    pairs = [(name, "echo") for name in phases if name != "echo"]
+    pairs = [(name, "echo") for name in phases if name in SIGNIN_PHASES]
     pairs += [(name, base) for name, base in BASELINES.items() if name in phases]
     return {
         f"{name}_over_{base}": phases[name]["round_trips_per_s"] / phases[base]["round_trips_per_s"]
@@ -275,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--store-write-min", type=int, default=0, help="0: the store's default")
     top.add_argument("--store-links", type=int, default=0, help="0: the store's default")
     top.add_argument("--profile-dir", default="", help="cProfile the sign-in servers into it")
+    extra_phases.add_options(top)
     args = top.parse_args(argv)
     wanted = [name.strip() for name in args.phases.split(",") if name.strip()]
     unknown = sorted(set(wanted) - set(PHASES))
@@ -293,15 +274,25 @@ def main(argv: list[str] | None = None) -> int:
     for name in PHASES:
         if name in wanted:
             phase_started_s = time.monotonic()
-            if name == "echo":
+            if name in extra_phases.MODULES:
+                print(f"{name} ...", flush=True)
+                phases[name] = extra_phases.run(name, args)
+            elif name == "echo":
                 phases[name] = run_echo(args)
             else:
                 phases[name] = run_signin(args, name, SIGNIN_PHASES[name])
             phases[name]["phase_wall_s"] = time.monotonic() - phase_started_s  # setup included
-            print_phase(name, phases[name])
+            if name in extra_phases.MODULES:
+                print("\n".join(extra_phases.lines(name, phases[name])), flush=True)
+            else:
+                print_phase(name, phases[name])
     ratios = ratios_of(phases)
     for name, ratio in ratios.items():
         print(f"ratio {name}: {ratio:.3f}")
+    verdicts = signin_verdicts(phases)
+    verdicts += [v for p in phases.values() for v in p.get("verdicts", [])]
+    for v in verdicts:
+        print(line(v))
     results = {
         "started_utc": started.isoformat(),
         "machine": machine(),
@@ -310,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "options": vars(args),
         "phases": phases,
         "ratios": ratios,
+        "verdicts": verdicts,
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"

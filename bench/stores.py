@@ -1,0 +1,54 @@
+"""The store a bench phase runs on: one embedded server or a local cluster, stopped after."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from server.store.cluster import EmbeddedCluster
+from server.store.embedded import EmbeddedStore
+
+CLUSTER_SHARDS = 3
+
+
+class StoreShape(Protocol):
+    @property
+    def appendfsync(self) -> str: ...
+
+    @property
+    def cluster(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class OneStore:
+    """One embedded server, appendfsync always (the default): the socket phases' store."""
+
+    appendfsync: str = "always"
+    cluster: bool = False
+
+
+@contextlib.contextmanager
+def started_store(folder: Path, phase: StoreShape) -> Iterator[tuple[str, list[tuple[str, int]]]]:
+    """The app's Redis URL and (url, pid) of each primary; stopped on the way out."""
+    if phase.cluster:
+        cluster = EmbeddedCluster(folder, shards=CLUSTER_SHARDS, appendfsync=phase.appendfsync)
+        try:
+            url = cluster.start()
+            nodes = []
+            for node in cluster.primaries:
+                assert node.process is not None
+                nodes.append((node.url, node.process.pid))
+            yield url, nodes
+        finally:
+            cluster.stop()
+        return
+    store = EmbeddedStore(folder, appendfsync=phase.appendfsync)
+    try:
+        url = store.start()
+        assert store.process is not None
+        yield url, [(url, store.process.pid)]
+    finally:
+        store.stop()

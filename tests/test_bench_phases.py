@@ -1,0 +1,130 @@
+"""The bench phases of issue 10, each run small end to end: they measure what they say.
+
+Figures are not asserted (no timed tests): only that each phase ran its whole course and
+counted what happened (entries, firings, pushes, sockets, credits, ledger verify).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+import pytest
+
+from bench import (
+    connect_wave,
+    fanout,
+    idle_sockets,
+    journal_bytes,
+    phases,
+    timer_claims,
+    ws_signin,
+)
+from bench.verdict import line, signin_verdicts, verdict
+from load import midnight
+
+
+def options(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    phases.add_options(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_verdict_compares_and_a_missing_figure_is_not_met() -> None:
+    assert verdict("ratio", 0.41, ">=", 0.4)["met"]
+    assert not verdict("ratio", 0.39, ">=", 0.4)["met"]
+    assert verdict("bytes", 64, "<=", 64, "B")["met"]
+    assert not verdict("bytes", math.nan, "<=", 64, "B")["met"]
+    assert line(verdict("bytes", 65, "<=", 64, "B")).endswith("NOT MET")
+
+
+def test_signin_verdicts_take_the_ratios_over_echo_of_the_same_run() -> None:
+    run = {
+        "echo": {"round_trips_per_s": 1000.0},
+        "signin_always": {
+            "round_trips_per_s": 500.0,
+            "server_cpu_us_per_request": 80.0,
+            "redis_cpu_us_per_request": 20.0,
+            "redis_commands_per_request": 8.0,
+        },
+        "signin_steady": {"round_trips_per_s": 600.0},
+    }
+    got = {v["figure"]: (round(v["value"], 3), v["met"]) for v in signin_verdicts(run)}
+    assert got == {
+        "credit path / echo (rt/s)": (0.5, True),
+        "credit path Redis CPU per sign-in": (20.0, True),
+        "credit path Redis commands per sign-in": (8.0, True),
+        "credit path server CPU per sign-in": (80.0, False),
+        "steady path / echo (rt/s)": (0.6, False),
+    }
+
+
+@pytest.mark.slow
+def test_journal_bytes_counts_every_entry_and_compaction_keeps_the_books() -> None:
+    result = journal_bytes.run(options("--jb-players", "3", "--jb-days", "100"))
+    assert result["entries"] == result["credited"] == 300
+    assert result["verify_ok"] and result["verify_after_ok"]
+    # 100 daily entries, 90 days of retention: the 10 oldest of each player are archived.
+    assert result["compaction"]["entries"] == 30
+    assert result["journal_entries_left_max"] == 90
+    assert result["bytes_per_entry"] > 0 and result["bound_bytes_daily_player"] > 0
+    assert [v["figure"] for v in result["verdicts"]] == [
+        "journal: Redis bytes per entry (ledger keys)"
+    ]
+
+
+@pytest.mark.slow
+def test_timers_phase_fires_every_timer_once_and_leaves_none() -> None:
+    result = timer_claims.run(options("--timers-count", "3000", "--timers-spread-s", "1"))
+    assert result["fired"] == 3000
+    assert result["left_in_redis"] == 0
+    assert result["redis_bytes_per_timer"] > 0 and result["ticks"] >= 1
+
+
+@pytest.mark.slow
+def test_fanout_delivers_to_every_socket_of_the_app_and_of_the_relay() -> None:
+    args = options("--fanout-sockets", "20", "--fanout-procs", "1", "--fanout-duration-s", "1")
+    result = fanout.run(args)
+    for name in ("relay", "app"):
+        assert result[name]["sockets"] == 20
+        assert result[name]["failures"] == [] and result[name]["closed_by_server"] == 0
+        assert result[name]["received_in_window"] > 0
+    assert result["ratio"] > 0
+
+
+@pytest.mark.slow
+def test_connect_wave_credits_each_fresh_player_once() -> None:
+    args = options("--wave-players", "40", "--wave-concurrency", "8")
+    result = connect_wave.run(args)
+    assert result["echo"]["done"] == 40 and result["echo"]["errors"] == 0
+    assert result["sign_in"]["done"] == result["sign_in"]["credited"] == 40
+    assert result["sign_in"]["errors"] == 0
+
+
+@pytest.mark.slow
+def test_idle_sockets_stay_open_while_measured() -> None:
+    args = options("--idle-sockets", "30", "--idle-procs", "1", "--idle-warmup", "5")
+    result = idle_sockets.run(args)
+    for name in ("echo", "app"):
+        assert result[name]["sockets"] == result[name]["alive_at_end"] == 30
+        assert result[name]["open_errors"] == 0
+
+
+@pytest.mark.slow
+def test_midnight_credits_every_player_once_more_and_verifies() -> None:
+    args = argparse.Namespace(players=40, servers=2, clients=1, spread_s=0.5)
+    result = midnight.run(args)
+    assert result["day_one_credited"] == 40
+    assert result["credited"] == 40 and result["errors"] == 0
+    assert result["verify_ok"], result["verify_output"]
+    assert result["ok"]
+
+
+def test_ratios_over_echo_only_for_the_round_trip_phases() -> None:
+    run: dict[str, dict[str, Any]] = {
+        "echo": {"round_trips_per_s": 1000.0},
+        "signin_steady": {"round_trips_per_s": 500.0},
+        "journal_bytes": {"entries": 10, "verdicts": []},
+    }
+    assert ws_signin.ratios_of(run) == {"signin_steady_over_echo": 0.5}
