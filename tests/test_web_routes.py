@@ -59,6 +59,7 @@ async def test_dev_login_mints_a_token_the_server_accepts(
     web: tuple[Live, httpx.AsyncClient],
 ) -> None:
     live, http = web
+    assert (await http.get("/dev/login")).json() == {"enabled": True}
     reply = await http.post("/dev/login", json={"player": "alice.w-1"})
     assert reply.status_code == 200, reply.text
     body = reply.json()
@@ -104,6 +105,7 @@ async def test_dev_login_is_off_by_default(
         reply = await http.post("/dev/login", json={"player": "alice"})
         assert reply.status_code == 403
         assert reply.json()["error"]["code"] == "DEV_LOGIN_OFF"
+        assert (await http.get("/dev/login")).json() == {"enabled": False}
 
 
 async def test_system_counts_requests_coins_and_trigger_backlog(

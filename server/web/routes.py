@@ -91,12 +91,18 @@ async def dev_login(request: Request) -> JSONResponse:
     return JSONResponse({"token": token, "player": player})
 
 
+async def dev_login_status(request: Request) -> JSONResponse:
+    """Whether POST /dev/login is on, so a page can offer sign-in by name or ask for a token."""
+    return JSONResponse({"enabled": request.app.state.manor.settings.dev_login})
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/", landing),
         Route("/play", _page("play.html")),
         Route("/console", _page("console.html")),
         Route("/dev/login", dev_login, methods=["POST"]),
+        Route("/dev/login", dev_login_status, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         Mount("/js", StaticFiles(directory=js_client_dir(), check_dir=False), name="js"),
     ]

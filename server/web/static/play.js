@@ -132,11 +132,11 @@ class Play {
   }
 }
 
-/** Whether POST /dev/login is on: an empty body answers 400 when on, 403 when off. */
+/** Whether POST /dev/login is on (GET /dev/login says). */
 async function devLoginOn() {
   try {
-    const answer = await fetch("/dev/login", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
-    return answer.status !== 403 && answer.status !== 404;
+    const answer = await fetch("/dev/login");
+    return answer.ok && (await answer.json()).enabled === true;
   } catch {
     return false;
   }
