@@ -4,8 +4,10 @@
 
 import { ManorClient } from "/js/index.js";
 
+import { Draw } from "./play-draw.js";
 import { Farm, GrowTimes, Visit } from "./play-farm.js";
 import { Friends } from "./play-friends.js";
+import { Mall } from "./play-mall.js";
 import { $, ServerClock, clockTime, el, problem, toast } from "./play-ui.js";
 import { Wallet } from "./play-wallet.js";
 
@@ -39,6 +41,8 @@ class Play {
     this.visit = new Visit(this);
     this.friends = new Friends(this);
     this.wallet = new Wallet(this);
+    this.mall = new Mall(this);
+    this.draw = new Draw(this);
     const state = await this.wallet.loadState();
     this.player = state.player;
     $("player").textContent = state.player;
@@ -88,6 +92,7 @@ class Play {
       crop_ripe: () => `Plot ${data.plot + 1} is ripe: harvest it`,
       friend_request: () => (data.status === "friends" ? `${data.from} is now your friend` : `${data.from} wants to be friends`),
       streak_reminder: () => `Sign in today to keep your ${data.streak}-day streak`,
+      mall_order: () => Mall.says(data),
       resync: () => "Catching up…",
     }[push.push];
     const text = says ? says() : push.push;
@@ -102,6 +107,8 @@ class Play {
       this.friends.load().catch(() => {});
     } else if (push.push === "streak_reminder") {
       this.wallet.loadState().catch(() => {});
+    } else if (push.push === "mall_order") {
+      this.mall.onPush(data);
     } else {
       this.farm.onPush(push);
     }
@@ -129,6 +136,8 @@ class Play {
     }
     if (tab === "friends") this.friends.load().catch(() => {});
     if (tab === "wallet") this.wallet.loadLedger().catch(() => {});
+    if (tab === "mall") this.mall.load().catch(() => {});
+    if (tab === "draw") this.draw.load().catch(() => {});
   }
 }
 
@@ -153,6 +162,7 @@ async function enter(token) {
     }
     $("signin").disabled = play.wallet.state.signed_in_today;
     $("refresh").addEventListener("click", () => play.reload().catch(() => {}));
+    $("mall-refresh").addEventListener("click", () => play.mall.load().catch(() => {}));
     $("logout").addEventListener("click", () => {
       sessionStorage.removeItem(TOKEN_KEY);
       play.client.close();
