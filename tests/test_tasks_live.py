@@ -21,6 +21,7 @@ from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from tests.conftest import shanghai_ms
 from tests.live import Live, serve
+from tests.test_platform import call
 
 KEY = "platform-key-0123456789-abcdefghijklmnop"
 ORDERS_ONLY = "orders-key-0123456789-abcdefghijklmnopq"
@@ -55,12 +56,6 @@ async def api(
             yield live, http
     report = await verify(redis)
     assert report.ok, report.problems  # after every scenario the books balance
-
-
-async def call(http: httpx.AsyncClient, path: str, status: int = 200, **body: Any) -> Any:
-    response = await http.post(f"/v1/platform/{path}", json=body)
-    assert response.status_code == status, response.text
-    return response.json()
 
 
 async def done(
