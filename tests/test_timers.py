@@ -170,3 +170,22 @@ async def test_an_interval_job_that_overran_runs_again_at_once(store: Store) -> 
     await scheduler.stop()
     (_, first_end_s), (second_start_s, _) = spans
     assert second_start_s - first_end_s < 0.4 * interval_s  # was 0.8 interval: a skipped run
+
+
+async def test_a_tick_claims_each_chunk_of_buckets_by_the_clock_of_that_moment(
+    store: Store,
+) -> None:
+    """A timer that falls due while the tick walks the buckets fires in that tick when its
+    bucket comes later: each chunk claims by the clock when it is reached."""
+    from server.store.timers import TICK_CHUNK_BUCKETS
+
+    late = next(f"z{n}" for n in range(10_000) if PlayerKeys(f"z{n}").bucket >= TICK_CHUNK_BUCKETS)
+    await arm(store, late, (member("ping", late), NOW_MS + 500))
+    readings = iter([NOW_MS, *([NOW_MS + 1000] * 100)])  # the clock moves after the 1st chunk
+    fired: list[int] = []
+
+    async def handler(parts: list[str], due_ms: int, now_ms: int) -> None:
+        fired.append(now_ms - due_ms)
+
+    report = await Timers(store, {"ping": handler}).tick(NOW_MS, lambda: next(readings))
+    assert report.fired == 1 and fired == [500]
