@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	@mkdir -p data && test -s data/admin_key || (umask 077 && $(BIN)/python -c \
 		'import secrets; print(secrets.token_urlsafe(32))' > data/admin_key)
-	@echo "make run: open http://127.0.0.1:8000/play and /console (admin key: data/admin_key)"
+	@echo "make run: open http://127.0.0.1:$${MANOR_PORT:-8000}/play and /console (admin key: data/admin_key)"
 	MANOR_DEV_LOGIN=$${MANOR_DEV_LOGIN:-1} MANOR_ADMIN_KEY=$${MANOR_ADMIN_KEY:-$$(cat data/admin_key)} \
 		$(BIN)/manor serve
 
