@@ -30,8 +30,20 @@ def record(player: str, nonce: int, client_seed: str = "s") -> DrawRecord:
 
 
 async def snapshot(redis: Redis) -> dict[bytes, object]:
-    """Every key and its DUMP: equal snapshots, same data."""
-    return {key: await redis.dump(key) for key in sorted(await keys_matching(redis))}
+    """Every key and its contents: equal snapshots, same data. Not DUMP: on Redis 7.0 a
+    hash with long values is a dict whose DUMP order a read can change (rehashing)."""
+    out: dict[bytes, object] = {}
+    for key in sorted(await keys_matching(redis)):
+        kind = (await redis.type(key)).decode()
+        if kind == "hash":
+            out[key] = sorted((await redis.hgetall(key)).items())
+        elif kind == "list":
+            out[key] = await redis.lrange(key, 0, -1)
+        elif kind == "zset":
+            out[key] = await redis.zrange(key, 0, -1, withscores=True)
+        else:
+            out[key] = await redis.dump(key)
+    return out
 
 
 async def frozen(store: Store) -> draw_stock.PeriodRecord:
