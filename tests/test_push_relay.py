@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import uvicorn
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,6 +45,7 @@ from tests.trigger_streams import players_in
 SECRET = b"push-secret-0123456789abcdef"
 GROUP = "push-gateway"
 FAST = {"backoff_ms_base": 10, "backoff_ms_max": 50, "read_block_ms": 50, "claim_idle_ms": 60_000}
+ATTEMPT_POLLS_MAX = 200  # x 0.05 s: how long a test waits for the first delivery attempt
 
 
 @dataclass
@@ -254,6 +256,17 @@ async def test_relay_dead_receiver_leaves_pending_then_claimed_by_another(
     assert await pending(redis) == 0
 
 
+async def pending_entries(redis: Redis) -> int:
+    """Entries read by the gateway's group and not acknowledged, over every stream."""
+    total = 0
+    for stream in ALL_STREAMS:
+        try:
+            total += int((await redis.xpending(stream, GROUP))["pending"])
+        except ResponseError:  # no such stream or group yet
+            continue
+    return total
+
+
 async def test_relay_stop_ends_loop_promptly(redis: Redis, receiver: Receiver) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(
@@ -261,7 +274,10 @@ async def test_relay_stop_ends_loop_promptly(redis: Redis, receiver: Receiver) -
     )
     await asyncio.sleep(0.2)
     await add(redis, "p1")
-    await asyncio.sleep(0.3)
+    for _ in range(ATTEMPT_POLLS_MAX):  # delivered and acknowledged, however loaded
+        if (receiver.received and not await pending_entries(redis)) or task.done():
+            break
+        await asyncio.sleep(0.05)
     started_s = time.monotonic()
     stop.set()
     stats = await asyncio.wait_for(task, 3.0)
@@ -270,15 +286,23 @@ async def test_relay_stop_ends_loop_promptly(redis: Redis, receiver: Receiver) -
 
 
 async def test_relay_stop_during_backoff_leaves_entry_pending(redis: Redis) -> None:
+    """Stopped while it waits to retry a failed delivery: the entry stays pending. The
+    stop comes once the webhook has answered 500, not after a guessed sleep (a loaded
+    machine read the entry later than 0.3 s)."""
     await add(redis, "p1")
     stop = asyncio.Event()
-    url = f"http://127.0.0.1:{free_port()}/hook"
-    task = asyncio.create_task(
-        relay(redis, url, stop=stop, backoff_ms_base=10_000, backoff_ms_max=10_000)
-    )
-    await asyncio.sleep(0.3)
-    stop.set()
-    stats = await asyncio.wait_for(task, 2.0)
+    async with receiving() as receiver:
+        receiver.failing.add("p1")
+        task = asyncio.create_task(
+            relay(redis, receiver.url, stop=stop, backoff_ms_base=10_000, backoff_ms_max=10_000)
+        )
+        for _ in range(ATTEMPT_POLLS_MAX):
+            if receiver.received or task.done():
+                break
+            await asyncio.sleep(0.05)
+        assert receiver.received, "the relay never tried the webhook"
+        stop.set()
+        stats = await asyncio.wait_for(task, 2.0)
     assert (stats.delivered, stats.undelivered, stats.pending_left) == (0, 1, 1)
 
 
