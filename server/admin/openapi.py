@@ -15,15 +15,8 @@ from game_rules.ids import ID_RE
 from server.admin import api as admin
 from server.auth import PLAYER_ID_PATTERN
 from server.platform import commerce
-from server.platform.api import (
-    BODY_BYTES_MAX,
-    ENDPOINTS,
-    FEN_MAX,
-    FRIEND_IMPORT_EDGES_MAX,
-    ORDER_LINES_MAX,
-    Endpoint,
-    Field,
-)
+from server.platform.api import BODY_BYTES_MAX, ENDPOINTS, Endpoint
+from server.platform.body import FEN_MAX, FRIEND_IMPORT_EDGES_MAX, ORDER_LINES_MAX, Field
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"

@@ -1,6 +1,7 @@
 """Server-to-server HTTP API for the app's platform: API keys with scopes.
 
-Each endpoint is declared once (path, scope, body fields, result fields); the same table
+Each endpoint is declared once (path, scope, body fields, result fields; the field kinds and
+their limits are in server/platform/body.py); the same table
 validates requests and builds the OpenAPI document (server/admin/openapi.py), so the document
 cannot drift from what the server accepts.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,35 +18,19 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from game_rules.commerce import Item
-from game_rules.ids import ID_RE
-from server.auth import PLAYER_ID_PATTERN
 from server.ops.friends import import_edges
 from server.pipeline import STORE_DOWN_ERRORS, Services
 from server.platform import commerce
+from server.platform.body import BadBody, Field, check, edge_pairs, json_body
 from server.platform.growth import report_growth
 from server.platform.mall import payment as mall_payment
 from server.platform.tasks import task_done
-from server.protocol import loads_json
 from server.store.store import StoreBusy
 
 log = logging.getLogger(__name__)
 
-FRIEND_IMPORT_EDGES_MAX = 1000
-ORDER_LINES_MAX = 200
 BODY_BYTES_MAX = 65_536
-FEN_MAX = 10**10
-PAID_KEYS = frozenset({"item_id", "paid_fen"})
 RETRY_AFTER_S = 1  # the Retry-After of a 503: the store is down or overloaded
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """One JSON body field: a kind names its type and limits (see `check`)."""
-
-    kind: str  # "player", "id", "name", "fen", "coins", "points", "paid_lines", ...
-    required: bool = True
-    doc: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,109 +44,11 @@ class Endpoint:
     errors: tuple[str, ...] = field(default_factory=tuple)
 
 
-class BadBody(ValueError):
-    pass
-
-
-def _int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise BadBody(f"{name}: an integer in {low}..{high}")
-    return value
-
-
-def _id(name: str, value: object, pattern: re.Pattern[str]) -> str:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise BadBody(f"{name}: must match {pattern.pattern}")
-    return value
-
-
-def _lines(name: str, value: object, key: str) -> list[tuple[str, int]]:
-    if not isinstance(value, list) or not 1 <= len(value) <= ORDER_LINES_MAX:
-        raise BadBody(f"{name}: a list of 1..{ORDER_LINES_MAX} lines")
-    out = []
-    for n, line in enumerate(value):
-        if not isinstance(line, dict) or set(line) != {"item_id", key}:
-            raise BadBody(f"{name}[{n}]: a map with item_id and {key}")
-        out.append(
-            (
-                _id(f"{name}[{n}].item_id", line["item_id"], ID_RE),
-                _int(f"{name}[{n}].{key}", line[key], 0, FEN_MAX),
-            )
-        )
-    return out
-
-
-def _paid_lines(name: str, value: object) -> list[Item]:
-    """Paid lines: item_id and paid_fen, and the item's category if the shop has one (a
-    campaign's category bonus matches it)."""
-    if not isinstance(value, list) or not 1 <= len(value) <= ORDER_LINES_MAX:
-        raise BadBody(f"{name}: a list of 1..{ORDER_LINES_MAX} lines")
-    out = []
-    for n, line in enumerate(value):
-        if not isinstance(line, dict) or not PAID_KEYS <= set(line) <= {*PAID_KEYS, "category"}:
-            raise BadBody(f"{name}[{n}]: a map with item_id, paid_fen and an optional category")
-        category = line.get("category", "")
-        out.append(
-            Item(
-                _id(f"{name}[{n}].item_id", line["item_id"], ID_RE),
-                _int(f"{name}[{n}].paid_fen", line["paid_fen"], 0, FEN_MAX),
-                _id(f"{name}[{n}].category", category, ID_RE) if "category" in line else "",
-            )
-        )
-    return out
-
-
-def check(spec: dict[str, Field], body: object) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadBody("the body must be a JSON object")
-    unknown = set(body) - set(spec)
-    if unknown:
-        raise BadBody(f"unknown fields {sorted(unknown)}")
-    out: dict[str, Any] = {}
-    for name, f in spec.items():
-        if name not in body:
-            if f.required:
-                raise BadBody(f"{name}: required")
-            continue
-        value = body[name]
-        if f.kind == "player":
-            out[name] = _id(name, value, PLAYER_ID_PATTERN)
-        elif f.kind in ("id", "name"):
-            out[name] = _id(name, value, ID_RE)
-        elif f.kind == "fen" or f.kind in ("coins", "points"):
-            out[name] = _int(name, value, 1, FEN_MAX)
-        elif f.kind == "paid_lines":
-            out[name] = _paid_lines(name, value)
-        elif f.kind == "refund_lines":
-            out[name] = _lines(name, value, "refunded_fen")
-        elif f.kind == "edges":
-            out[name] = value  # checked by _edges, which needs the clock
-        else:
-            raise AssertionError(f"unknown field kind {f.kind}")
-    return out
-
-
-def _edges(value: object, now_ms: int) -> list[tuple[str, str, int]]:
-    if not isinstance(value, list) or len(value) > FRIEND_IMPORT_EDGES_MAX:
-        raise BadBody(f"edges: a list of at most {FRIEND_IMPORT_EDGES_MAX}")
-    pairs = []
-    for n, edge in enumerate(value):
-        if not isinstance(edge, dict) or set(edge) - {"a", "b", "since_ms"}:
-            raise BadBody(f"edges[{n}]: a map with a, b and optional since_ms")
-        a = _id(f"edges[{n}].a", edge.get("a"), PLAYER_ID_PATTERN)
-        b = _id(f"edges[{n}].b", edge.get("b"), PLAYER_ID_PATTERN)
-        if a == b:
-            raise BadBody(f"edges[{n}]: a player cannot befriend themselves")
-        since_ms = _int(f"edges[{n}].since_ms", edge.get("since_ms", now_ms), 0, now_ms)
-        pairs.append((a, b, since_ms))
-    return pairs
-
-
 # --- the endpoints ---------------------------------------------------------------------------
 
 
 async def _friends(services: Services, body: dict[str, Any]) -> dict[str, Any]:
-    pairs = _edges(body["edges"], services.clock.now_ms())
+    pairs = edge_pairs(body["edges"], services.clock.now_ms())
     rules = services.rulebook.rules
     imported, skipped = await import_edges(services.store, pairs, rules.farm.friends_max)
     return {"imported": imported, "skipped": skipped}
@@ -428,15 +314,6 @@ def error(status: int, code: str, message: str) -> JSONResponse:
     if status == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
-
-
-def json_body(raw: bytes) -> object:
-    """The JSON value of a request body; BadBody when it is none (not JSON, not UTF-8,
-    nested too deep for the decoder, or a lone surrogate escape)."""
-    try:
-        return loads_json(raw)
-    except ValueError as exc:
-        raise BadBody(f"the body is not JSON: {exc}") from None
 
 
 async def guarded(op: str, answer: Awaitable[JSONResponse]) -> JSONResponse:
