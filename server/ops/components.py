@@ -41,8 +41,12 @@ def notify_of(snapshot: Snapshot) -> NotifyState:
 
 
 def growth_of(snapshot: Snapshot) -> GrowthState:
-    wire = snapshot.component("growth")
-    return GrowthState() if wire is None else GrowthState.from_wire(wire)
+    return growth_from(snapshot.fields.get(b"growth"))
+
+
+def growth_from(raw: bytes | None) -> GrowthState:
+    """The `growth` field of a state hash as read alone (HGET), or none yet."""
+    return GrowthState() if raw is None else GrowthState.from_wire(msgpack.unpackb(raw, raw=False))
 
 
 def snapshot_of(state: dict[bytes, bytes], balance: Any = 0) -> Snapshot:

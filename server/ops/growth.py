@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-
 from game_rules.growth import GrowthOutcome, GrowthState, growth_view, recompute
 from game_rules.rules import Level, Rules
 from server.ledger.commit import Commit, apply
-from server.ops.components import pack
+from server.ops.components import growth_from, pack
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Op, Services
 from server.protocol import Request
 from server.settings import Settings
@@ -117,7 +115,7 @@ async def growth_op(
     services: Services, keys: PlayerKeys, request: Request, args: dict[str, Any]
 ) -> dict[str, Any]:
     raw = await services.store.call("HGET", keys.state, "growth")
-    state = GrowthState() if raw is None else GrowthState.from_wire(msgpack.unpackb(raw, raw=False))
+    state = growth_from(raw)
     result = panel(state, services.rulebook.rules, services.clock.now_ms())
     result["recent"] = history(state)["recent"]
     return result
@@ -167,7 +165,7 @@ async def _recompute_one(services: Services, player: str, ver: int, raw: bytes) 
     for _ in range(COMMIT_ATTEMPTS_MAX):
         rules = services.rulebook.rules
         now_ms = services.clock.now_ms()
-        state = GrowthState.from_wire(msgpack.unpackb(raw, raw=False))
+        state = growth_from(raw)
         outcome = recompute(state, rules, now_ms)
         if outcome.state == state:
             return False  # this period's value is taken already

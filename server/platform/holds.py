@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-
 from game_rules import Rules, RuleViolation, ids
 from game_rules import commerce as rule
-from game_rules.growth import GrowthState, rules_at_level
+from game_rules.growth import rules_at_level
 from server.ledger.commit import Commit, HoldOp, apply
 from server.ledger.ledger import Transfer, Wallet
+from server.ops.components import growth_from
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services
 from server.platform.base import Refused, busy, refused, ruled
 from server.store.keys import PlayerKeys
@@ -37,9 +36,7 @@ def hold_state(raw: bytes | None, now_ms: int) -> tuple[str, int, int]:
 
 def level_rules(services: Services, growth_raw: bytes | None, now_ms: int) -> Rules:
     """The rules with the checkout ratio and cap of the player's member level."""
-    wire = None if growth_raw is None else msgpack.unpackb(growth_raw, raw=False)
-    state = GrowthState() if wire is None else GrowthState.from_wire(wire)
-    return rules_at_level(services.rulebook.rules, state, now_ms)
+    return rules_at_level(services.rulebook.rules, growth_from(growth_raw), now_ms)
 
 
 async def quote(services: Services, player: str, order_fen: int) -> dict[str, Any]:
