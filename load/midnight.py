@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ from bench.hold_client import open_all
 from bench.loadgen import FRAMES_PER_REPLY_MAX, percentile_ms
 from bench.procs import free_port
 from bench.serve import JWT_SECRET
-from load.smoke import running_server
+from load.smoke import ledger_verify, running_server
 from server.rulebook import read_rules
 from server.store.embedded import EmbeddedStore
 
@@ -159,15 +158,7 @@ def server_env(work: Path, port: int, redis_url: str) -> dict[str, str]:
 
 
 def verify(env: dict[str, str]) -> tuple[bool, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "server.cli", "ledger", "verify"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=VERIFY_WAIT_S_MAX,
-        check=False,
-    )
+    done = ledger_verify(env, VERIFY_WAIT_S_MAX)
     return done.returncode == 0, (done.stdout + done.stderr).strip()
 
 

@@ -303,17 +303,22 @@ def _failures(csv_prefixes: list[Path]) -> list[str]:
     return lines
 
 
+def ledger_verify(env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """`manor ledger verify` against the store `env` names (TimeoutExpired past timeout_s)."""
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", "ledger", "verify"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
 def _verify(env: dict[str, str], result: SmokeResult) -> None:
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "server.cli", "ledger", "verify"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=VERIFY_WAIT_S_MAX,
-            check=False,
-        )
+        done = ledger_verify(env, VERIFY_WAIT_S_MAX)
     except subprocess.TimeoutExpired:
         result.ledger_output = f"ledger verify ran past {VERIFY_WAIT_S_MAX:.0f} s"
         return
