@@ -35,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 # steady path (more writes, smaller Redis reads); this bounds what one huge tick buffers.
 WRITE_COMMANDS_MIN = 512
 CONNECT_S_MAX = 10.0  # when the client sets no socket_connect_timeout
+COMMANDS_WAITING_MAX = 100_000  # per link: past it, calls fail fast with StoreBusy
 
 Arg = str | bytes | int
 Pending = tuple[tuple[Arg, ...], "asyncio.Future[Any] | None", int]
@@ -45,6 +46,10 @@ pack_command = cast(PackCommand, hiredis.pack_command)  # its stub types one arg
 # redis-py's error-reply classes (NoScriptError for NOSCRIPT, OutOfMemoryError for OOM...).
 _reply_error = cast(Callable[[str], Exception], BaseParser.parse_error)
 MORE = object()  # hiredis: no complete reply buffered yet
+
+
+class StoreBusy(Exception):
+    """Too many commands already wait for Redis: refuse rather than queue without bound."""
 
 
 class Owner(Protocol):
@@ -291,3 +296,12 @@ class Link(asyncio.Protocol):
     def close(self) -> None:
         self.lose(RedisConnectionError("the store was closed"))
         self._opening.cancel()
+
+
+def deliver(link: Link, request: Request, packed: list[bytes]) -> None:
+    """Send a request on a link, or fail it with StoreBusy if the link has enough waiting."""
+    if link.waiting + len(packed) > COMMANDS_WAITING_MAX:
+        assert request.future is not None
+        request.future.set_exception(StoreBusy(f"{link.waiting} commands wait for Redis"))
+        return
+    link.send(request, packed)

@@ -14,12 +14,12 @@ returned (HGETALL a dict, PING True...). No per-reply `await`, no per-batch time
 context, no pooled-connection checkout: -14 % server CPU per steady sign-in, -17 %
 per credited one (docs/benchmark.md). As with redis-py (8.x: no retries by default), a
 lost connection fails the commands waiting on it and the next call connects again.
-Redis Cluster keeps redis-py's cluster pipeline, which routes commands by slot.
+On Redis Cluster each primary gets such a link, and `Shards` (shards.py) routes every
+command by its slot; what the links cannot settle (keyless commands, MOVED, ASK, TRYAGAIN,
+CLUSTERDOWN, NOSCRIPT) goes through redis-py's cluster pipeline, below.
 
 Over 400 lines for now, on purpose: the Store is the one door to Redis for both
-topologies, with the NOSCRIPT retry and the replica acknowledgement that both share. The
-next step for the cluster (one pipelined Link per primary, routed by slot) replaces the
-cluster half below with a module of its own.
+topologies, with the script retry and the replica acknowledgement that both share.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -43,20 +43,23 @@ from server.store.link import (
     Endpoint,
     Link,
     Request,
+    StoreBusy,
+    deliver,
     pack_command,
 )
 from server.store.scripts import Script, all_scripts
+from server.store.shards import RETRIED_ELSEWHERE, Shards
 
 # Arg is the link's, and the type every caller gives its commands.
 __all__ = ["Arg", "ReplicaTimeout", "Store", "StoreBusy", "connect", "no_expiry"]
 
+RETRY_ON_CLUSTER = (NoScriptError, *RETRIED_ELSEWHERE)
 BATCH_COMMANDS_MAX = 512  # cluster: a tick's batch is cut here
 FLUSHES_IN_FLIGHT_MAX = 8  # cluster: batches awaiting their replies at once
 COMMAND_NAMES_MAX = 256  # command names whose packing and reply callback are remembered
 # Pipelined connections per Store. One keeps every command in issue order; 2-8 measured
 # no faster (docs/benchmark.md).
 LINKS = 1
-COMMANDS_WAITING_MAX = 100_000  # per link: past it, calls fail fast with StoreBusy
 
 Pending = tuple[tuple[Arg, ...], "asyncio.Future[Any] | None", int]
 
@@ -75,10 +78,6 @@ def connect(url: str, max_connections: int = 32) -> Redis | RedisCluster:
         ssl=parts.scheme.startswith("rediss"),
         max_connections=max_connections,
     )
-
-
-class StoreBusy(Exception):
-    """Too many commands already wait for Redis: refuse rather than queue without bound."""
 
 
 class ReplicaTimeout(Exception):
@@ -100,6 +99,9 @@ class Store:
         self.scripts: dict[str, Script] = all_scripts()
         self.publish_command = "SPUBLISH" if self.cluster else "PUBLISH"
         self.endpoint = None if isinstance(redis, RedisCluster) else Endpoint.of(redis)
+        self._shards = Shards(self, redis) if isinstance(redis, RedisCluster) else None
+        # Packs what hiredis cannot (bool, None...) exactly as the client's connections do.
+        self._template = (self.endpoint or cast(Shards, self._shards)).template
         self._links: list[Link | None] = [None] * LINKS
         self._next_link = 0
         # Cluster: (command, future, group size): a group's future sits on its last command
@@ -241,6 +243,8 @@ class Store:
         future: asyncio.Future[Any] = loop.create_future()
         if self.endpoint is not None:
             self._submit(Request(commands, future, many))
+        elif self._on_shards(Request(commands, future, many)):
+            pass
         elif many and len(commands) == 1:  # a group of one is still a list
             one: asyncio.Future[Any] = loop.create_future()
             self._queue_cluster(loop, commands, one)
@@ -269,13 +273,19 @@ class Store:
         if link is None or link.lost:
             assert self.endpoint is not None
             link = self._links[at] = Link(self, self.endpoint)
-        if link.waiting + len(packed) > COMMANDS_WAITING_MAX:
-            assert request.future is not None
-            request.future.set_exception(StoreBusy(f"{link.waiting} commands wait for Redis"))
-            return
-        link.send(request, packed)
+        deliver(link, request, packed)
         if LINKS > 1 and link.waiting >= WRITE_COMMANDS_MIN:
             self._next_link = (at + 1) % LINKS
+
+    def _on_shards(self, request: Request) -> bool:
+        """Cluster: the request went out on the primaries' links (False: redis-py routes it)."""
+        assert self._shards is not None and request.future is not None
+        try:
+            packed = [self._pack(args) for args in request.commands]
+        except Exception as exc:  # noqa: BLE001 - DataError and the like go to the caller
+            request.future.set_exception(exc)
+            return True
+        return self._shards.send(request, packed)
 
     def _pack(self, args: tuple[Arg, ...]) -> bytes:
         """RESP for one command, byte for byte what redis-py's pack_command writes."""
@@ -284,14 +294,13 @@ class Store:
                 return pack_command(args)
             except TypeError:
                 pass  # bool, None, bytearray...: redis-py packs them or raises its DataError
-        assert self.endpoint is not None
-        return b"".join(self.endpoint.template.pack_command(*args))
+        return b"".join(self._template.pack_command(*args))
 
     def callback(self, name: Arg) -> Callback | None:
         return self._command(name)[1]
 
     def finish(self, request: Request) -> None:
-        """A request's replies are all in: resolve its future (or retry after NOSCRIPT)."""
+        """A request's replies are all in: resolve its future (or retry what did not run)."""
         replies = request.replies
         error = next((r for r in replies if isinstance(r, Exception)), None)
         future = request.future
@@ -300,8 +309,15 @@ class Store:
             if not future.done():
                 future.set_result(replies if request.many else replies[0])
             return
-        if not request.retried and any(isinstance(r, NoScriptError) for r in replies):
-            task = asyncio.get_running_loop().create_task(self._retry_noscript(request))
+        retry: Callable[[Request], Coroutine[Any, Any, None]] | None = None
+        if request.retried:
+            pass
+        elif self._shards is not None and any(isinstance(r, RETRY_ON_CLUSTER) for r in replies):
+            retry = self._retry_on_cluster
+        elif any(isinstance(r, NoScriptError) for r in replies):
+            retry = self._retry_noscript
+        if retry is not None:
+            task = asyncio.get_running_loop().create_task(retry(request))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
@@ -326,7 +342,35 @@ class Store:
         request.retried = True
         self.finish(request)
 
-    # -- cluster: redis-py's cluster pipeline ----------------------------------------------
+    # -- cluster: redis-py's cluster pipeline, for what the shards' links cannot settle --------
+
+    async def _retry_on_cluster(self, request: Request) -> None:
+        """Commands a primary did not run (NOSCRIPT, MOVED, ASK, TRYAGAIN, CLUSTERDOWN) go
+        once more through redis-py's pipeline, which loads, follows or waits as each needs;
+        then the shards copy the slot map redis-py has corrected."""
+        assert request.future is not None and self._shards is not None
+        replies = request.replies
+        missing = [i for i, r in enumerate(replies) if isinstance(r, RETRY_ON_CLUSTER)]
+        try:
+            # Twice at most: a command redirected to a promoted replica may meet NOSCRIPT
+            # there (a replica's script cache is its own) and is sent once more.
+            for _ in range(2):
+                if any(isinstance(replies[i], NoScriptError) for i in missing):
+                    await self.load_scripts()
+                results = await self._execute([request.commands[i] for i in missing])
+                for i, result in zip(missing, results, strict=True):
+                    replies[i] = result
+                missing = [i for i in missing if isinstance(replies[i], NoScriptError)]
+                if not missing:
+                    break
+        except Exception as exc:  # noqa: BLE001 - the caller must hear of it
+            if not request.future.done():
+                request.future.set_exception(exc)
+            return
+        finally:
+            self._shards.map_changed()
+        request.retried = True
+        self.finish(request)
 
     def _queue_cluster(
         self,
@@ -433,7 +477,8 @@ class Store:
 
     async def close(self) -> None:
         """Waits for the commands already issued, then closes the connections."""
-        for link in self._links:
+        shard_links = self._shards.links() if self._shards is not None else []
+        for link in [*self._links, *shard_links]:
             if link is not None and not link.lost:
                 link.write()
                 futures = link.futures()
@@ -444,4 +489,6 @@ class Store:
         for link in self._links:
             if link is not None:
                 link.close()
+        if self._shards is not None:
+            self._shards.close()
         await self.redis.aclose()
