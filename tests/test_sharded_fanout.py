@@ -130,6 +130,24 @@ async def test_delivers_on_every_shard_over_one_connection_per_primary(
     await fanout.close()
 
 
+async def test_attach_returns_once_the_channel_is_subscribed_on_its_shard(
+    plain: tuple[EmbeddedCluster, RedisCluster],
+) -> None:
+    """attach() returns once the SSUBSCRIBE is confirmed, on every shard: an SPUBLISH sent
+    right after it (blocking the loop, so before anything attach() left for later) is
+    delivered. Sockets read their inbox after attach(), so nothing falls in between."""
+    _, client = plain
+    fanout = ShardedFanout(client)
+    await fanout.start()
+    inbox = Inbox()
+    for node, channels in channels_on_every_shard(client, per_shard=2).items():
+        port = int(node.rsplit(":", 1)[1])
+        for channel in channels:
+            await fanout.attach(channel, inbox.sink(channel))
+            assert _call(port, "SPUBLISH", channel, "now") == 1, (node, channel)
+    await fanout.close()
+
+
 async def test_a_stopped_node_does_not_stall_the_others(
     plain: tuple[EmbeddedCluster, RedisCluster],
 ) -> None:

@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.store import link as link_module
-from server.store.cluster import EmbeddedCluster
+from server.store.cluster import EmbeddedCluster, _call
 from server.store.embedded import EmbeddedStore
 from server.store.link import Link
 from server.store.scripts import Script
@@ -264,6 +264,23 @@ async def test_fanout_delivers_resubscribes_and_detaches(redis: Redis, fanout: F
             await asyncio.sleep(0.01)
     assert fanout.delivered == 2
     assert fanout.channels == 0
+
+
+async def test_fanout_attach_returns_once_the_channel_is_subscribed(
+    fanout: Fanout, redis_server: EmbeddedStore
+) -> None:
+    """A socket reads its inbox right after attach(): a frame published from then on must
+    reach it live, or a push committed between the read and the subscription is lost to
+    it. The PUBLISH below blocks the loop, so it goes out before anything attach() left
+    for later."""
+    got: list[bytes] = []
+    await fanout.attach("m:push:now", got.append)
+    assert _call(redis_server.port, "PUBLISH", "m:push:now", "first") == 1
+    await wait_for(lambda: got == [b"first"])
+    again: list[bytes] = []
+    await fanout.attach("m:push:now", again.append)  # a second socket of the same player
+    assert _call(redis_server.port, "PUBLISH", "m:push:now", "second") == 1
+    await wait_for(lambda: again == [b"second"])
 
 
 async def test_fanout_tells_each_channel_of_its_gap_once_resubscribed(

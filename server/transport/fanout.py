@@ -29,6 +29,9 @@ Gap = Callable[[], None]  # the channel was resubscribed: frames may have been m
 CHANNELS_MAX = 200_000  # players with a socket on this process
 CHANNELS_PER_SUBSCRIBE_MAX = 1_000  # a resubscribe sends its channels in commands this big
 RECONNECT_PAUSE_S = 0.5
+# attach() waits this long at most for its SUBSCRIBE to be confirmed (a pub/sub connection
+# being repaired confirms later; the gap callback covers what that leaves).
+SUBSCRIBE_WAIT_S_MAX = 2.0
 
 
 class Pushes(Protocol):
@@ -55,6 +58,20 @@ class Gaps:
     def __init__(self) -> None:
         self._by_channel: dict[str, set[Gap]] = {}
         self._due: set[str] = set()  # lost: call their gaps at the next confirmation
+        self._unconfirmed: dict[str, asyncio.Future[None]] = {}  # first SUBSCRIBE sent
+
+    def subscribing(self, channel: str) -> None:
+        """The channel's first SUBSCRIBE is on its way: attach() waits for its confirmation."""
+        if channel not in self._unconfirmed:
+            self._unconfirmed[channel] = asyncio.get_running_loop().create_future()
+
+    async def until_confirmed(self, channel: str) -> None:
+        """Until the channel's subscription is confirmed (SUBSCRIBE_WAIT_S_MAX at most): a
+        socket that reads its inbox after this misses no frame published in between, where
+        reading it before could miss one published between the read and the subscription."""
+        future = self._unconfirmed.get(channel)
+        if future is not None and not future.done():
+            await asyncio.wait({future}, timeout=SUBSCRIBE_WAIT_S_MAX)
 
     def add(self, channel: str, gap: Gap | None) -> None:
         if gap is not None:
@@ -73,10 +90,17 @@ class Gaps:
 
     def lost_all(self) -> None:
         self._due = set(self._by_channel)
+        waiting, self._unconfirmed = self._unconfirmed, {}
+        for future in waiting.values():  # their gaps run once subscribed again
+            if not future.done():
+                future.set_result(None)
 
     def confirmed(self, channel: str) -> None:
         """Frames published from now on reach us: a socket that replays its inbox now
         misses nothing."""
+        waiting = self._unconfirmed.pop(channel, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
         if channel not in self._due:
             return
         self._due.discard(channel)
@@ -212,8 +236,9 @@ class Fanout:
         return len(self._sinks)
 
     async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
-        """Deliver the channel's frames to `sink` until detached; `gap` runs once the
-        channel is subscribed again after a lost connection (frames may have been missed)."""
+        """Deliver the channel's frames to `sink` until detached, from when this returns
+        (once the channel's subscription is confirmed); `gap` runs once the channel is
+        subscribed again after a lost connection (frames may have been missed)."""
         self._gaps.add(channel, gap)
         sinks = self._sinks.get(channel)
         if sinks is None:
@@ -221,9 +246,11 @@ class Fanout:
                 raise RuntimeError("fanout: too many channels on this process")
             self._sinks[channel] = {sink}
             if self._wire is not None:  # else the resubscribe includes it
+                self._gaps.subscribing(channel)
                 self._wire.write(pack_command(("SUBSCRIBE", channel)))
         else:
             sinks.add(sink)
+        await self._gaps.until_confirmed(channel)
 
     async def detach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
         self._gaps.discard(channel, gap)

@@ -168,17 +168,21 @@ class ShardedFanout:
         return len(self._sinks.get(channel, ()))
 
     async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
-        """Deliver the channel's frames to `sink` until detached; `gap` runs after the
-        channel was resubscribed (frames published meanwhile were not delivered)."""
+        """Deliver the channel's frames to `sink` until detached, from when this returns
+        (once the subscription is confirmed); `gap` runs after the channel was resubscribed
+        (frames published meanwhile were not delivered)."""
         self._gaps.add(channel, gap)
         sinks = self._sinks.get(channel)
         if sinks is not None:
             sinks.add(sink)
+            await self._gaps.until_confirmed(channel)
             return
         if len(self._sinks) >= CHANNELS_MAX:
             raise RuntimeError("fanout: too many channels on this process")
         self._sinks[channel] = {sink}
+        self._gaps.subscribing(channel)
         self._subscribe([channel])
+        await self._gaps.until_confirmed(channel)
 
     async def detach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
         self._gaps.discard(channel, gap)
