@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Transfer
-from server.store.cluster import EmbeddedCluster
+from server.store.cluster import EmbeddedCluster, _call, _text
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.store import ReplicaTimeout, Store, connect
@@ -147,6 +147,33 @@ async def test_no_replica_in_time_is_a_retryable_error_not_a_success(
     await store.close()
 
 
+@pytest.mark.parametrize("ack", ["replica", "replica_fsync"])
+async def test_a_retry_on_another_connection_is_not_acked_before_the_replica_has_it(
+    attached: tuple[Pair, Redis, Redis], ack: str
+) -> None:
+    """The first attempt wrote on the primary and timed out waiting for the replica; the
+    client retries on another server process (another connection) while the replica is
+    still behind. The retry finds the transfer done (`exists`) and writes nothing, so a
+    WAIT there would cover only that connection's own writes and answer at once: the retry
+    must still wait until the replica has the first attempt's write."""
+    pair, _, replica = attached
+    first = await store_on(pair.primary.url, ack)
+    other = await store_on(pair.primary.url, ack)
+    keys = PlayerKeys("dan")
+    await apply(other, PlayerKeys("eve"), Commit(transfers=[credit("e1")]), NOW_MS)
+    pair.pause_replica()
+    with pytest.raises(ReplicaTimeout):
+        await apply(first, keys, Commit(transfers=[credit("t1")]), NOW_MS)
+    with pytest.raises(ReplicaTimeout):
+        await apply(other, keys, Commit(transfers=[credit("t1")]), NOW_MS)
+    pair.resume_replica()
+    again = await apply(other, keys, Commit(transfers=[credit("t1")]), NOW_MS)
+    assert again.status == "exists" and again.balance == 10
+    assert await replica.hget(keys.wallet, "bal") == b"10"
+    await first.close()
+    await other.close()
+
+
 @pytest.mark.parametrize("ack", ["local", "replica", "replica_fsync"])
 async def test_losing_the_primary_loses_acked_credits_only_with_local_ack(
     attached: tuple[Pair, Redis, Redis], ack: str
@@ -195,6 +222,12 @@ async def test_losing_the_primary_loses_acked_credits_only_with_local_ack(
         assert refused == 0 and len(acked) == 40 and lost == 20  # the documented window
 
 
+def wait_calls(port: int) -> int:
+    stats = _text(_call(port, "INFO", "commandstats"))
+    line = next((x for x in stats.splitlines() if x.startswith("cmdstat_wait:")), "calls=0,")
+    return int(line.split("calls=")[1].split(",")[0])
+
+
 async def test_on_a_cluster_the_wait_runs_on_the_node_that_wrote(tmp_path: Path) -> None:
     cluster = EmbeddedCluster(tmp_path / "c", shards=3, replicas=1, appendfsync="always")
     await asyncio.to_thread(cluster.start)
@@ -203,6 +236,18 @@ async def test_on_a_cluster_the_wait_runs_on_the_node_that_wrote(tmp_path: Path)
         for n in range(6):  # players on several shards
             done = await apply(store, PlayerKeys(f"c{n}"), Commit(transfers=[credit("t")]), NOW_MS)
             assert done.status == "ok"
+        # A tick of commits over every shard: one wait per primary, not one per commit.
+        waits_before = [wait_calls(p.port) for p in cluster.primaries]
+        results = await asyncio.gather(
+            *(
+                apply(store, PlayerKeys(f"g{n}"), Commit(transfers=[credit("t")]), NOW_MS)
+                for n in range(60)
+            )
+        )
+        assert {r.status for r in results} == {"ok"}
+        after = [wait_calls(p.port) for p in cluster.primaries]
+        waits = [a - b for a, b in zip(after, waits_before, strict=True)]
+        assert all(1 <= w <= 3 for w in waits), waits
         keys = PlayerKeys("c0")
         owner = connect(cluster.url)
         await owner.initialize()  # type: ignore[union-attr]

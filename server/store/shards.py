@@ -24,7 +24,7 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import AskError, ClusterDownError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, RedisClusterException, TryAgainError
 
 from server.store.link import Arg, Endpoint, Link, Owner, Request, deliver
 
@@ -151,6 +151,26 @@ class Shards:
 
         for _, future in parts:
             future.add_done_callback(joined)
+
+    @property
+    def mapped(self) -> bool:
+        return self._table is not None
+
+    async def read_first_map(self) -> None:
+        """Until the first slot map is read (RedisClusterException if it cannot be)."""
+        if self._table is None:
+            self._read_map()
+            assert self._reading is not None
+            await asyncio.shield(self._reading)
+        if self._table is None:
+            raise RedisClusterException("the cluster's slot map could not be read")
+
+    def link_of(self, key: str) -> Link:
+        """The link to the primary serving `key`'s slot (the map must be read)."""
+        assert self._table is not None
+        slot = self.slot(("GET", key))
+        assert slot is not None
+        return self._link(self._table[slot])
 
     def _link(self, node: str) -> Link:
         link = self._links.get(node)

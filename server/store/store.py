@@ -25,7 +25,6 @@ topologies, with the script retry and the replica acknowledgement that both shar
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, cast
@@ -36,6 +35,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from server.settings import cluster_seeds
+from server.store.acks import Acks, ReplicaTimeout
 from server.store.link import (
     WRITE_COMMANDS_MIN,
     Arg,
@@ -80,12 +80,6 @@ def connect(url: str, max_connections: int = 32) -> Redis | RedisCluster:
     )
 
 
-class ReplicaTimeout(Exception):
-    """MANOR_STORE_ACK=replica: no replica confirmed a write in time. The primary applied
-    it, but a failover now could undo it, so it must not be reported as done; a retry with
-    the same id finds out whether it survived."""
-
-
 def no_expiry(now_ms: int) -> int:
     return 0
 
@@ -114,11 +108,8 @@ class Store:
         # The business day (YYYYMMDD) of a moment: commits expire batches before it. The
         # app sets it from the rules' time zone; 0 (the default) checks no expiry.
         self.today_of: Callable[[int], int] = no_expiry
-        # MANOR_STORE_ACK=replica: durable() waits this long for a replica; 0 = local ack.
-        self.ack_timeout_ms = 0
-        self._ack_command: tuple[Arg, ...] = ()
-        self._ack_waiting: list[tuple[asyncio.Future[Any], asyncio.Future[Any]]] = []
-        self._ack_scheduled = False
+        # MANOR_STORE_ACK=replica: durable writes wait for a replica (acks.py).
+        self.acks = Acks(self._pack, self._link_for, refuse_retried=self._shards is not None)
 
     async def require_replica_ack(self, timeout_ms: int, fsync: bool = False) -> None:
         """From now on durable() replies only once a replica has the write: WAIT 1 (in the
@@ -126,12 +117,12 @@ class Store:
         `fsync` WAITAOF 0 1 (in the replica's AOF: Redis >= 7.2, Valkey; WAIT 1 where the
         engine lacks it). Replicas confirm their fsyncs about once a second, so `fsync`
         costs up to a second per commit group (docs/cluster.md)."""
-        self.ack_timeout_ms = timeout_ms
-        self._ack_command = ("WAIT", 1, timeout_ms)
+        self.acks.timeout_ms = timeout_ms
+        self.acks.command = ("WAIT", 1, timeout_ms)
         if fsync:
             try:
                 await self.redis.execute_command("WAITAOF", 0, 0, 0)
-                self._ack_command = ("WAITAOF", 0, 1, timeout_ms)
+                self.acks.command = ("WAITAOF", 0, 1, timeout_ms)
             except ResponseError:  # unknown command: Redis 7.0 / 7.1
                 pass
 
@@ -161,82 +152,41 @@ class Store:
     ) -> asyncio.Future[Any]:
         """script(), answered only when the write is as durable as MANOR_STORE_ACK asks:
         with `replica`, once a replica confirms it (ReplicaTimeout if none does in time).
-
-        On one server, one WAITAOF follows every command issued in this tick on the same
-        connection, so a tick's commits share one wait (group commit). On a cluster, the
-        wait must run on the connection that wrote, so the script and its WAITAOF go to the
-        slot's node in a pipeline of their own."""
-        if not self.ack_timeout_ms:
+        The wait runs on the link that carried the write, shared by every durable write of
+        the tick on that link (acks.py)."""
+        if not self.acks.timeout_ms:
             return self.script(name, keys, args)
         loop = asyncio.get_running_loop()
-        if self.endpoint is None:
-            return loop.create_task(self._durable_on_cluster(name, keys, args))
-        written = self.script(name, keys, args)
-        acked: asyncio.Future[Any] = loop.create_future()
-        self._ack_waiting.append((written, acked))
-        if not self._ack_scheduled:
-            self._ack_scheduled = True
-            loop.call_soon(self._queue_ack)
-        return acked
+        if self._shards is not None and not self._shards.mapped:
+            return loop.create_task(self._durable_once_mapped(name, keys, args))
+        command: tuple[Arg, ...] = ("EVALSHA", self.scripts[name].sha, len(keys), *keys, *args)
+        request = Request([command], loop.create_future())
+        link = self._link_for(keys[0])
+        try:
+            packed = [self._pack(command)]
+        except Exception as exc:  # noqa: BLE001 - DataError and the like go to the caller
+            assert request.future is not None
+            request.future.set_exception(exc)
+            return request.future
+        deliver(link, request, packed)
+        return self.acks.after(request, keys[0], link)
 
-    def _queue_ack(self) -> None:
-        """One wait for every durable write issued so far (they are ahead of it on the link)."""
-        self._ack_scheduled = False
-        waiting, self._ack_waiting = self._ack_waiting, []
-        wait = self.call(*self._ack_command)
-        wait.add_done_callback(lambda done: self._acknowledge(waiting, done))
+    async def _durable_once_mapped(
+        self, name: str, keys: Sequence[str], args: Sequence[Arg]
+    ) -> Any:
+        assert self._shards is not None
+        await self._shards.read_first_map()
+        return await self.durable_script(name, keys, args)
 
-    def _acknowledge(
-        self,
-        waiting: list[tuple[asyncio.Future[Any], asyncio.Future[Any]]],
-        wait: asyncio.Future[Any],
-    ) -> None:
-        error = wait.exception() or self._ack_refusal(wait.result())
-        for written, acked in waiting:
-            if acked.done():
-                continue
-            if not written.done():  # sent again after NOSCRIPT, behind this wait: wait again
-                written.add_done_callback(functools.partial(self._wait_again, acked))
-            elif written.exception() is not None:
-                acked.set_exception(cast(BaseException, written.exception()))
-            elif error is not None:
-                acked.set_exception(error)
-            else:
-                acked.set_result(written.result())
-
-    def _wait_again(self, acked: asyncio.Future[Any], written: asyncio.Future[Any]) -> None:
-        self._ack_waiting.append((written, acked))
-        if not self._ack_scheduled:
-            self._ack_scheduled = True
-            asyncio.get_running_loop().call_soon(self._queue_ack)
-
-    def _ack_refusal(self, reply: Any) -> Exception | None:
-        replicas = reply[1] if isinstance(reply, list) else reply
-        if int(replicas) >= 1:
-            return None
-        return ReplicaTimeout(f"no replica confirmed the write within {self.ack_timeout_ms} ms")
-
-    async def _durable_on_cluster(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        assert isinstance(self.redis, RedisCluster)
-        sha = self.scripts[name].sha
-        for attempt in range(2):  # a second time after loading the scripts (NOSCRIPT)
-            node = self.redis.get_node_from_key(keys[0])
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-            pipe.execute_command(*self._ack_command, target_nodes=node)
-            reply, wait = await pipe.execute(raise_on_error=False)
-            if isinstance(reply, NoScriptError) and attempt == 0:
-                await self.load_scripts()
-                continue
-            if isinstance(reply, Exception):
-                raise reply
-            if isinstance(wait, Exception):
-                raise ReplicaTimeout(f"the wait for a replica failed: {wait!r}") from wait
-            refusal = self._ack_refusal(wait)
-            if refusal is not None:
-                raise refusal
-            return reply
-        raise AssertionError("unreachable")
+    def _link_for(self, key: str) -> Link:
+        """The link that carries `key`'s commands now (opened if it has to be)."""
+        if self._shards is not None:
+            return self._shards.link_of(key)
+        link = self._links[self._next_link]
+        if link is None or link.lost:
+            assert self.endpoint is not None
+            link = self._links[self._next_link] = Link(self, self.endpoint)
+        return link
 
     def _queue(self, commands: list[tuple[Arg, ...]], many: bool) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -268,14 +218,10 @@ class Store:
             assert request.future is not None
             request.future.set_exception(exc)
             return
-        at = self._next_link
-        link = self._links[at]
-        if link is None or link.lost:
-            assert self.endpoint is not None
-            link = self._links[at] = Link(self, self.endpoint)
+        link = self._link_for("")
         deliver(link, request, packed)
         if LINKS > 1 and link.waiting >= WRITE_COMMANDS_MIN:
-            self._next_link = (at + 1) % LINKS
+            self._next_link = (self._next_link + 1) % LINKS
 
     def _on_shards(self, request: Request) -> bool:
         """Cluster: the request went out on the primaries' links (False: redis-py routes it)."""
