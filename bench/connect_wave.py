@@ -4,7 +4,9 @@
 of the business day) and close, `concurrency` at a time (bench/wave_client.py). The
 baseline, in the same run: the same uvicorn stack's bare open -> one echo -> close
 (bench/echo_app.py), driven the same way. Server CPU per player comes from
-/proc/<pid>/stat of the server process around the wave.
+/proc/<pid>/stat of the server process (and of each Redis primary) around the wave. The
+app runs on the phase's store (one server, or the cluster's redis+cluster:// URL:
+bench/stores.py); the echo baseline has no store and runs the same either way.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import Any
 from bench import probe
 from bench.clients import Clients, split
 from bench.procs import bench_server, free_port
-from bench.stores import OneStore, started_store
-from bench.verdict import verdict
+from bench.stores import StoreShape, label, started_store
+from bench.verdict import Target
 
 READY_S_MAX = 120.0  # tokens for 20 000 players
 WAVE_S_MAX = 600.0
+TARGET = Target("connect wave credited/s / echo open-echo-close/s", ">=", 0.7)
 
 
 def wave(args: argparse.Namespace, url: str, op: str, watched: dict[str, int]) -> dict[str, Any]:
@@ -62,13 +65,13 @@ def wave(args: argparse.Namespace, url: str, op: str, watched: dict[str, int]) -
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, store: StoreShape) -> dict[str, Any]:
     port = free_port()
     with bench_server("echo", port, []) as server:
         echo = wave(args, f"ws://127.0.0.1:{port}/v1/ws", "echo", {"server": server.pid})
     with (
         tempfile.TemporaryDirectory(prefix="manor-wave-") as tmp,
-        started_store(Path(tmp) / "store", OneStore()) as (redis_url, nodes),
+        started_store(Path(tmp) / "store", store) as (redis_url, nodes),
     ):
         options = ["--redis-url", redis_url, "--data-dir", tmp, "--day-ms", "0"]
         port = free_port()
@@ -81,11 +84,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     credited_per_s = signin["credited"] / signin["wall_s"] if signin["wall_s"] else 0.0
     ratio = credited_per_s / echo["players_per_s"] if echo["players_per_s"] else float("nan")
     return {
+        "store": label(store),
         "echo": echo,
         "sign_in": signin,
         "credited_per_s": credited_per_s,
         "ratio": ratio,
-        "verdicts": [verdict("connect wave credited/s / echo open-echo-close/s", ratio, ">=", 0.7)],
+        "verdicts": [TARGET.of(ratio, store)],
     }
 
 
@@ -104,7 +108,7 @@ def lines(result: dict[str, Any]) -> list[str]:
         )
         if w["errors"]:
             out.append(f"           errors: {w['error_samples']}")
-    out.append(f"  credited players/s {result['credited_per_s']:.0f}")
+    out.append(f"  credited players/s {result['credited_per_s']:.0f} ({result['store']})")
     return out
 
 

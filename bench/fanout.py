@@ -1,8 +1,13 @@
 """Phase `fanout`: pushes delivered to sockets held by a server process, beside the bare
 relay baseline (bench/relay_baseline.py) on the same store, driven the same way.
 
-The pushes are published the way a commit publishes them (PUBLISH on each player's push
-channel, a msgpack {push, seq, data} frame: server/store/lua/commit.lua) by the client
+On one store or on the cluster (bench/stores.py): on the cluster the app and the relay
+both get its redis+cluster:// URL and SSUBSCRIBE each channel on the primary owning its
+slot (the relay's sharded twin), and the clients SPUBLISH there.
+
+The pushes are published the way a commit publishes them (PUBLISH, or SPUBLISH on a
+cluster, on each player's push channel, a msgpack {push, seq, data} frame:
+server/store/lua/commit.lua) by the client
 processes (bench/push_client.py), in rounds of one push per socket with a bounded number
 of rounds in flight; the server process only relays, as a process holding sockets does for
 pushes that other processes' commits publish. Figures: pushes delivered per second, p50 /
@@ -20,11 +25,12 @@ from bench import probe
 from bench.clients import Clients, split
 from bench.loadgen import percentile_ms
 from bench.procs import bench_server, free_port
-from bench.stores import OneStore, started_store
-from bench.verdict import verdict
+from bench.stores import StoreShape, label, started_store
+from bench.verdict import Target
 
 OPEN_S_MAX = 300.0
 RUN_SLACK_S = 60.0
+TARGET = Target("fan-out pushes/s / bare relay", ">=", 0.7)
 
 
 def drive(
@@ -67,11 +73,11 @@ def drive(
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def run(args: argparse.Namespace, store: StoreShape) -> dict[str, Any]:
+    out: dict[str, Any] = {"store": label(store)}
     with (
         tempfile.TemporaryDirectory(prefix="manor-fanout-") as tmp,
-        started_store(Path(tmp) / "store", OneStore()) as (redis_url, nodes),
+        started_store(Path(tmp) / "store", store) as (redis_url, nodes),
     ):
         redis_pids = {f"redis{i}": pid for i, (_, pid) in enumerate(nodes)}
         for name, app, options in (
@@ -86,8 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ratio = out["app"]["pushes_per_s"] / base if base else float("nan")
     broken = out["app"]["failures"] or out["app"]["closed_by_server"]
     out["ratio"] = ratio
-    v = verdict("fan-out pushes/s / bare relay", float("nan") if broken else ratio, ">=", 0.7)
-    out["verdicts"] = [v]
+    out["verdicts"] = [TARGET.of(ratio, store, valid=not broken)]
     return out
 
 
@@ -106,7 +111,7 @@ def lines(result: dict[str, Any]) -> list[str]:
                 f"        failures {f['failures'][:2]}  closed by the server "
                 f"{f['closed_by_server']}  open errors {f['open_errors']}"
             )
-    out.append(f"  ratio app / relay: {result['ratio']:.3f}")
+    out.append(f"  ratio app / relay: {result['ratio']:.3f} ({result['store']})")
     return out
 
 

@@ -4,7 +4,9 @@ For the real app (bench/serve.py signin) and the bare stack (bench/echo_app.py):
 of `idle_warmup` sockets opened and closed (lazy imports, first allocations), then the
 server's RSS, then `idle_sockets` sockets held open by client processes
 (bench/hold_client.py, each handshake authenticated by its JWT) for `idle_settle_s`, then
-the RSS again: per socket = (RSS after - RSS before) / sockets open.
+the RSS again: per socket = (RSS after - RSS before) / sockets open. The app runs on the
+phase's store (one server, or the cluster's redis+cluster:// URL: bench/stores.py); the
+echo stack has none and runs the same either way.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from typing import Any
 
 from bench.clients import Clients, rss_kb, split
 from bench.procs import bench_server, free_port
-from bench.stores import OneStore, started_store
-from bench.verdict import verdict
+from bench.stores import StoreShape, label, started_store
+from bench.verdict import Target
 
 OPEN_S_MAX = 300.0
 CLOSE_S_MAX = 60.0
-TARGET_KIB = 16
+TARGET = Target("idle socket: server RSS per socket", "<=", 16, "KiB")
 
 
 def hold(args: argparse.Namespace, url: str, count: int, procs: int, prefix: str) -> Clients:
@@ -59,26 +61,23 @@ def measure(args: argparse.Namespace, url: str, pid: int, prefix: str) -> dict[s
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, store: StoreShape) -> dict[str, Any]:
     port = free_port()
     with bench_server("echo", port, []) as server:
         echo = measure(args, f"ws://127.0.0.1:{port}/v1/ws", server.pid, "idle-echo-")
     with (
         tempfile.TemporaryDirectory(prefix="manor-idle-") as tmp,
-        started_store(Path(tmp) / "store", OneStore()) as (redis_url, _),
+        started_store(Path(tmp) / "store", store) as (redis_url, _),
     ):
         options = ["--redis-url", redis_url, "--data-dir", tmp, "--day-ms", "0"]
         port = free_port()
         with bench_server("signin", port, options) as server:
             app = measure(args, f"ws://127.0.0.1:{port}/v1/ws", server.pid, "idle-")
     return {
+        "store": label(store),
         "echo": echo,
         "app": app,
-        "verdicts": [
-            verdict(
-                "idle socket: server RSS per socket", app["rss_kib_per_socket"], "<=", 16, "KiB"
-            )
-        ],
+        "verdicts": [TARGET.of(app["rss_kib_per_socket"], store)],
     }
 
 
@@ -86,8 +85,9 @@ def lines(result: dict[str, Any]) -> list[str]:
     out = []
     for name in ("echo", "app"):
         m = result[name]
+        who = name if name == "echo" else f"app, {result['store']}"
         out.append(
-            f"  {name:<5} {m['sockets']:>6} idle sockets (opened in {m['open_s']:.1f} s): RSS "
+            f"  {who:<14} {m['sockets']:>6} idle sockets (opened in {m['open_s']:.1f} s): RSS "
             f"{m['rss_before_kib'] / 1024:.1f} -> {m['rss_after_kib'] / 1024:.1f} MiB, "
             f"{m['rss_kib_per_socket']:.1f} KiB per socket; open errors {m['open_errors']}, "
             f"still open at the end {m['alive_at_end']}"

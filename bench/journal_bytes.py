@@ -3,9 +3,10 @@
 `jb_players` players each sign in on `jb_days` consecutive business days through the real
 op path in this process (server.ops' dispatch table, the Store, commit.lua) on a frozen
 clock moved one day per round: jb_players x jb_days credited sign-ins, one journal entry
-each, on a fresh embedded store. Then `MEMORY USAGE <key> SAMPLES 0` of every key, grouped
-by kind (journal, txids, wallet, sys, ...): the ledger's keys summed / entries is the
-figure of the target; the reply cache (24 h TTL), state and push inbox are shown apart.
+each, on a fresh store: one embedded server, or the cluster's primaries (bench/stores.py).
+Then `MEMORY USAGE <key> SAMPLES 0` of every key of every primary (SCAN on each node),
+grouped by kind (journal, txids, wallet, sys, ...): the ledger's keys summed / entries is
+the figure of the target; the reply cache (24 h TTL), state and push inbox are shown apart.
 
 Then the compaction as the scheduled job runs it (server/jobs/compactor.py: compact_next
 over the whole ring of buckets, on the same clock, one day after the last sign-in), the
@@ -20,11 +21,13 @@ import tempfile
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
+from bench.stores import StoreShape, label, started_store
+from bench.verdict import Target
 from game_rules import business_day
 from server.clock import FrozenClock
 from server.ledger import compaction
@@ -35,7 +38,6 @@ from server.pipeline import Dispatcher, Services
 from server.protocol import Request
 from server.rulebook import Rulebook, read_rules
 from server.settings import Settings
-from server.store.embedded import EmbeddedStore
 from server.store.keys import BUCKETS, PlayerKeys
 from server.store.store import Store, connect
 
@@ -55,21 +57,24 @@ NOT_LEDGER = frozenset(
     }
 )
 SCAN_COUNT = 1000
-TARGET_BYTES = 64
+TARGET = Target("journal: Redis bytes per entry (ledger keys)", "<=", 64, "B")
 
 
-async def memory_by_kind(redis: Redis, players: set[str]) -> dict[str, dict[str, int]]:
-    """{kind: {"bytes", "keys"}} over every key; `<kind>@player` for a player's own keys."""
+async def memory_by_kind(nodes: list[str], players: set[str]) -> dict[str, dict[str, int]]:
+    """{kind: {"bytes", "keys"}} over every key of every node (its primaries' URLs: a key
+    lives on one primary); `<kind>@player` for a player's own keys."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: {"bytes": 0, "keys": 0})
-    async for raw in redis.scan_iter(count=SCAN_COUNT):
-        key = raw.decode()
-        parts = key.split(":")
-        kind = parts[3] if len(parts) > 3 and parts[2] in players else parts[-1]
-        if len(parts) > 2 and parts[2] in players:
-            kind += "@player"
-        size = await redis.memory_usage(key, samples=0)
-        out[kind]["bytes"] += int(size or 0)
-        out[kind]["keys"] += 1
+    for node in nodes:
+        async with Redis.from_url(node) as redis:
+            async for raw in redis.scan_iter(count=SCAN_COUNT):
+                key = raw.decode()
+                parts = key.split(":")
+                kind = parts[3] if len(parts) > 3 and parts[2] in players else parts[-1]
+                if len(parts) > 2 and parts[2] in players:
+                    kind += "@player"
+                size = await redis.memory_usage(key, samples=0)
+                out[kind]["bytes"] += int(size or 0)
+                out[kind]["keys"] += 1
     return dict(out)
 
 
@@ -96,22 +101,25 @@ async def compact_as_the_job(store: Store, archive: Path, now_ms: int) -> dict[s
     }
 
 
-async def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    embedded = EmbeddedStore(folder / "store")
-    url = embedded.start()
+async def measure(
+    args: argparse.Namespace, folder: Path, url: str, nodes: list[str]
+) -> dict[str, Any]:
+    """The sign-ins, the memory, the compaction and both verifies on the store at `url`
+    (`nodes`: the URL of each primary)."""
+    settings = Settings(redis_url=url, data_dir=folder)
+    rules = read_rules(settings.rules)
+    store = Store(connect(url))
+    await store.load_scripts()
+    store.today_of = lambda now_ms: batch_int(business_day(now_ms, rules.tz))
+    clock = FrozenClock(int(START.timestamp() * 1000))
+    services = Services(store, clock, Rulebook(rules, settings.rules), settings)
+    dispatcher = Dispatcher(services, dispatch_table(settings))
+    players = [f"jb-{n:04d}" for n in range(args.jb_players)]
+    keys = [PlayerKeys(p) for p in players]
+    # Single-key reads and verify's: redis-py routes them on a cluster too (server/tools.py).
+    redis = cast(Redis, connect(url))
     try:
-        settings = Settings(redis_url=url, data_dir=folder)
-        rules = read_rules(settings.rules)
-        store = Store(connect(url))
-        await store.load_scripts()
-        store.today_of = lambda now_ms: batch_int(business_day(now_ms, rules.tz))
-        clock = FrozenClock(int(START.timestamp() * 1000))
-        services = Services(store, clock, Rulebook(rules, settings.rules), settings)
-        dispatcher = Dispatcher(services, dispatch_table(settings))
-        players = [f"jb-{n:04d}" for n in range(args.jb_players)]
-        keys = [PlayerKeys(p) for p in players]
-        redis = Redis.from_url(url)
-        base = await memory_by_kind(redis, set(players))
+        base = await memory_by_kind(nodes, set(players))
         credited = 0
         for day in range(args.jb_days):
             replies = await asyncio.gather(
@@ -119,19 +127,18 @@ async def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             )
             credited += sum(not r["already"] for r in replies)
             clock.advance(DAY_MS)
-        full = await memory_by_kind(redis, set(players))
+        full = await memory_by_kind(nodes, set(players))
         entries = sum(await asyncio.gather(*(redis.llen(k.journal) for k in keys)))
         checked = await verify(redis)
         archive = folder / "archive"
         compacted = await compact_as_the_job(store, archive, clock.now_ms())
-        after = await memory_by_kind(redis, set(players))
+        after = await memory_by_kind(nodes, set(players))
         left = await asyncio.gather(*(redis.llen(k.journal) for k in keys))
         txids_left = await asyncio.gather(*(redis.hlen(k.txids) for k in keys))
         rechecked = await verify(redis, archive_dir=archive)
+    finally:
         await redis.aclose()
         await store.close()
-    finally:
-        embedded.stop()
     grown = {k: full[k]["bytes"] - base.get(k, {}).get("bytes", 0) for k in full}
     per_player_after = {
         k: v["bytes"] / len(players) for k, v in after.items() if k.endswith("@player")
@@ -161,17 +168,16 @@ async def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="manor-journal-") as tmp:
-        result = asyncio.run(measure(args, Path(tmp)))
+def run(args: argparse.Namespace, store: StoreShape) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="manor-journal-") as tmp,
+        started_store(Path(tmp) / "store", store) as (url, nodes),
+    ):
+        result = asyncio.run(measure(args, Path(tmp), url, [node for node, _ in nodes]))
+    result["store"] = label(store)
     result["bound_bytes_daily_player"] = daily_bound(result)
     ok = result["verify_ok"] and result["verify_after_ok"] and result["entries"] > 0
-    result["verdicts"] = [
-        {
-            **_per_entry(result),
-            "met": ok and result["bytes_per_entry"] <= TARGET_BYTES,
-        }
-    ]
+    result["verdicts"] = [TARGET.of(result["bytes_per_entry"], store, valid=ok)]
     return result
 
 
@@ -190,16 +196,6 @@ def daily_bound(result: dict[str, Any]) -> float:
     return float(bound)
 
 
-def _per_entry(result: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "figure": "journal: Redis bytes per entry (ledger keys)",
-        "value": result["bytes_per_entry"],
-        "op": "<=",
-        "target": TARGET_BYTES,
-        "unit": "B",
-    }
-
-
 def lines(result: dict[str, Any]) -> list[str]:
     kinds = ", ".join(
         f"{k} {b:.1f}" for k, b in sorted(result["bytes_per_entry_by_kind"].items()) if b
@@ -210,8 +206,9 @@ def lines(result: dict[str, Any]) -> list[str]:
     )
     c = result["compaction"]
     return [
-        f"  {result['entries']} entries ({result['players']} players x {result['days']} days, "
-        f"{result['credited']} credited): {result['bytes_per_entry']:.1f} B per entry in the "
+        f"  {result['store']}: {result['entries']} entries ({result['players']} players x "
+        f"{result['days']} days, {result['credited']} credited): "
+        f"{result['bytes_per_entry']:.1f} B per entry in the "
         f"ledger's keys; verify {'ok' if result['verify_ok'] else result['verify_problems']}",
         f"  B per entry by kind: {kinds}",
         f"  compaction ({c['how']}): {c['entries']} entries archived, {c['txids']} ids pruned"

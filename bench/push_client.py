@@ -2,8 +2,9 @@
 
 `python -m bench.push_client --url ... --redis-url ... --first F --count N` opens N
 sockets (bench/hold_client.py), prints `{"ready": ...}`, waits for `go`, then publishes in
-rounds: one frame per socket on its player's push channel (PUBLISH, pipelined on one raw
-connection, the frame shaped as commit.lua publishes it: msgpack {push, seq, data}), at
+rounds: one frame per socket on its player's push channel as commit.lua publishes it
+(PUBLISH, or SPUBLISH on the primary that owns the channel's slot when `--redis-url` is a
+redis+cluster:// URL; pipelined on one raw connection per node; msgpack {push, seq, data}), at
 most `window` rounds in flight (a round is done when every socket got its frame). After
 `warmup_s`, frames received during `duration_s` are counted, with their latency from the
 publisher's clock reading (taken just before the round is packed) to the receipt.
@@ -27,6 +28,7 @@ from bench import probe
 from bench.clients import raise_fd_limit, wait_for_line
 from bench.hold_client import open_all
 from bench.loadgen import percentile_ms
+from bench.slots import read_slot_map
 from server.store.keys import PlayerKeys
 from server.store.link import pack_command
 
@@ -61,13 +63,21 @@ async def receive(socket: ClientConnection, tally: Tally) -> None:
         tally.got(await socket.recv())  # type: ignore[arg-type]
 
 
+async def open_node(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = url.removeprefix("redis://").split("/")[0].split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
 async def publish_rounds(
     args: argparse.Namespace, channels: list[bytes], tally: Tally, stop_at_s: float
 ) -> int:
-    """Rounds until `stop_at_s`; returns the rounds published."""
-    host, port = args.redis_url.removeprefix("redis://").split("/")[0].split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    replies = hiredis.Reader()
+    """Rounds until `stop_at_s`; returns the rounds published. Each channel is published
+    on the node that owns its slot (bench/slots.py; all on the one node of a single
+    store), one raw pipelined connection per node."""
+    slots = read_slot_map(args.redis_url)
+    groups = {node: group for node, group in slots.by_node(channels).items() if group}
+    links = {node: await open_node(node) for node in groups}
+    replies = {node: hiredis.Reader() for node in groups}
     in_flight: list[asyncio.Event] = []
     published = 0
     try:
@@ -79,18 +89,22 @@ async def publish_rounds(
             tally.done[seq] = event = asyncio.Event()
             in_flight.append(event)
             frame = msgpack.packb({"push": "bench", "seq": seq, "data": {"t": time.time_ns()}})
-            writer.write(b"".join(pack_command((b"PUBLISH", c, frame)) for c in channels))
+            for node, group in groups.items():
+                packed = (pack_command((slots.publish, c, frame)) for c in group)
+                links[node][1].write(b"".join(packed))
             published += 1
-            # Read the round's PUBLISH replies so they never pile up in our socket buffer.
-            got = 0
-            while got < len(channels):
-                replies.feed(await reader.read(1 << 16))
-                while replies.gets() is not False:
-                    got += 1
+            # Read the round's replies so they never pile up in our socket buffers.
+            for node, group in groups.items():
+                got = 0
+                while got < len(group):
+                    replies[node].feed(await links[node][0].read(1 << 16))
+                    while replies[node].gets() is not False:
+                        got += 1
         for event in in_flight:
             await asyncio.wait_for(event.wait(), ROUND_WAIT_S_MAX)
     finally:
-        writer.close()
+        for _, writer in links.values():
+            writer.close()
     return published
 
 

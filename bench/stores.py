@@ -23,11 +23,21 @@ class StoreShape(Protocol):
 
 
 @dataclass(frozen=True)
-class OneStore:
-    """One embedded server, appendfsync always (the default): the socket phases' store."""
+class StoreKind:
+    """The store of an issue-10 phase: one embedded server, or the cluster of
+    CLUSTER_SHARDS primaries (no replicas); appendfsync always (the default) on each."""
 
     appendfsync: str = "always"
     cluster: bool = False
+
+
+ONE_STORE = StoreKind()
+CLUSTER_STORE = StoreKind(cluster=True)
+
+
+def label(phase: StoreShape) -> str:
+    """How a verdict line names the store."""
+    return f"{CLUSTER_SHARDS} shards" if phase.cluster else "one store"
 
 
 @contextlib.contextmanager

@@ -1,11 +1,14 @@
 """Phase `timers`: a million pending `ripe` timers, claimed and fired as the server does.
 
-On a fresh embedded store (appendfsync always), `timers_count` timers of kind `ripe` are
-loaded with pipelined many-member ZADDs into the bucket sorted sets of their players
-(server/store/keys.py: timers(bucket)), due evenly over `timers_spread_s` seconds: Redis
-bytes per timer = INFO used_memory after - before, over the count. Then the server's own
-Timers (server/store/timers.py: claim_timers.lua, timer_done.lua) run under the server's
-Scheduler and lease, every TIMER_TICK_S (server/jobs/table.py), with a handler that only
+On a fresh store (appendfsync always: one embedded server, or the cluster's primaries,
+bench/stores.py), `timers_count` timers of kind `ripe` are loaded with pipelined
+many-member ZADDs into the bucket sorted sets of their players (server/store/keys.py:
+timers(bucket)), each set on the node that owns its slot, one pipeline per node at a time
+(bench/slots.py), due evenly over `timers_spread_s` seconds: Redis bytes per timer = INFO
+used_memory after - before, summed over the primaries, over the count. Then the server's own
+Timers (server/store/timers.py: claim_timers.lua, timer_done.lua) run on a Store of the
+phase's URL (redis+cluster:// on the cluster) under the server's Scheduler and lease,
+every TIMER_TICK_S (server/jobs/table.py), with a handler that only
 records the lateness of each firing (clock at the firing - due time). The clock is the
 system clock shifted so that the first timer is due a second after the run starts (the
 load may take as long as it takes). Claim throughput = timers fired / seconds spent in
@@ -29,10 +32,12 @@ from redis.asyncio import Redis
 
 from bench import probe
 from bench.loadgen import percentile_ms
+from bench.slots import SlotMap, read_slot_map
+from bench.stores import StoreShape, label, started_store
+from bench.verdict import Target
 from server.clock import OffsetClock
 from server.jobs.scheduler import Scheduler
 from server.jobs.table import TIMER_TICK_S
-from server.store.embedded import EmbeddedStore
 from server.store.keys import BUCKETS, bucket_of, timers
 from server.store.lease import Leases
 from server.store.store import Store, connect
@@ -43,21 +48,46 @@ BUCKETS_PER_PIPELINE = 64
 DRAIN_S_MAX = 60.0
 FIRST_DUE_S = 1.0
 LATENESS_SLACK = 1.2  # the target: poll interval + 20 %
+TARGET = Target(
+    "timers: p99 lateness of a firing", "<=", TIMER_TICK_S * 1000 * LATENESS_SLACK, "ms"
+)
 
 
-async def load(redis: Redis, count: int, spread_ms: int) -> None:
-    """`count` ripe timers over every bucket, due evenly over `spread_ms` from DUE_BASE_MS."""
+async def load(slots: SlotMap, count: int, spread_ms: int) -> None:
+    """`count` ripe timers over every bucket, due evenly over `spread_ms` from DUE_BASE_MS;
+    each bucket's ZADD on the node owning its slot."""
     by_bucket: dict[int, dict[str, int]] = {}
     for n in range(count):
         owner = f"tm-{n:07d}"
         due_ms = DUE_BASE_MS + n * spread_ms // count
         by_bucket.setdefault(bucket_of(owner), {})[member("ripe", owner, 0, 1)] = due_ms
-    buckets = sorted(by_bucket)
-    for at in range(0, len(buckets), BUCKETS_PER_PIPELINE):
-        async with redis.pipeline(transaction=False) as pipe:
-            for bucket in buckets[at : at + BUCKETS_PER_PIPELINE]:
-                pipe.zadd(timers(bucket), by_bucket[bucket])
-            await pipe.execute()
+    keys = {timers(bucket): bucket for bucket in sorted(by_bucket)}
+    for node, node_keys in slots.by_node(keys).items():
+        async with Redis.from_url(node) as redis:
+            for at in range(0, len(node_keys), BUCKETS_PER_PIPELINE):
+                async with redis.pipeline(transaction=False) as pipe:
+                    for key in node_keys[at : at + BUCKETS_PER_PIPELINE]:
+                        pipe.zadd(key, by_bucket[keys[key]])
+                    await pipe.execute()
+
+
+async def on_each_node(slots: SlotMap, keys: list[str], command: str) -> list[Any]:
+    """`command key` for each key on its node, pipelined per node; replies in node order."""
+    out: list[Any] = []
+    for node, node_keys in slots.by_node(keys).items():
+        async with Redis.from_url(node) as redis, redis.pipeline(transaction=False) as pipe:
+            for key in node_keys:
+                pipe.execute_command(command, key)
+            out += await pipe.execute()
+    return out
+
+
+async def used_memory_b(slots: SlotMap) -> int:
+    total = 0
+    for node in slots.nodes:
+        async with Redis.from_url(node) as redis:
+            total += int((await redis.info("memory"))["used_memory"])
+    return total
 
 
 @dataclass
@@ -101,30 +131,23 @@ async def fire_all(store: Store, count: int, wait_s: float) -> Firings:
     return out
 
 
-async def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    embedded = EmbeddedStore(folder / "store")
-    url = embedded.start()
-    assert embedded.process is not None
+async def measure(args: argparse.Namespace, url: str, pids: list[int]) -> dict[str, Any]:
+    """Load, claim and count on the store at `url` (`pids`: its primaries' processes)."""
+    slots = read_slot_map(url)
+    before_b = await used_memory_b(slots)
+    load_started_s = time.monotonic()
+    await load(slots, args.timers_count, int(args.timers_spread_s * 1000))
+    load_s = time.monotonic() - load_started_s
+    after_b = await used_memory_b(slots)
+    store = Store(connect(url))
     try:
-        redis = Redis.from_url(url)
-        before_b = int((await redis.info("memory"))["used_memory"])
-        load_started_s = time.monotonic()
-        await load(redis, args.timers_count, int(args.timers_spread_s * 1000))
-        load_s = time.monotonic() - load_started_s
-        after_b = int((await redis.info("memory"))["used_memory"])
-        store = Store(connect(url))
         await store.load_scripts()
-        cpu_before = {p: probe.cpu_s(p) for p in (embedded.process.pid, os.getpid())}
+        cpu_before = {p: probe.cpu_s(p) for p in (*pids, os.getpid())}
         firings = await fire_all(store, args.timers_count, args.timers_spread_s + DRAIN_S_MAX)
         cpu = {p: probe.cpu_s(p) - s for p, s in cpu_before.items()}
-        async with redis.pipeline(transaction=False) as pipe:
-            for bucket in range(BUCKETS):
-                pipe.zcard(timers(bucket))
-            left = sum(int(n) for n in await pipe.execute())
-        await store.close()
-        await redis.aclose()
     finally:
-        embedded.stop()
+        await store.close()
+    left = sum(await on_each_node(slots, [timers(b) for b in range(BUCKETS)], "ZCARD"))
     lateness_ms, ticks_s, run_s = firings.lateness_ms, firings.ticks_s, firings.run_s
     fired_count = len(lateness_ms)
     lateness_ns = sorted(ms * 1_000_000 for ms in lateness_ms)
@@ -145,36 +168,31 @@ async def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "lateness_ms_p99": percentile_ms(lateness_ns, 0.99),
         "lateness_ms_max": lateness_ns[-1] / 1e6 if lateness_ns else float("nan"),
         "poll_interval_ms": TIMER_TICK_S * 1000,
-        "redis_cpu_us_per_timer": 1e6 * cpu[embedded.process.pid] / max(1, fired_count),
+        "redis_cpu_us_per_timer": 1e6 * sum(cpu[p] for p in pids) / max(1, fired_count),
         "process_cpu_us_per_timer": 1e6 * cpu[os.getpid()] / max(1, fired_count),
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, store: StoreShape) -> dict[str, Any]:
     # A tick longer than the interval makes APScheduler skip a run and log it each time:
     # the figures say it (ticks, longest tick), the log lines would bury them.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="manor-timers-") as tmp:
-        result = asyncio.run(measure(args, Path(tmp)))
+    with (
+        tempfile.TemporaryDirectory(prefix="manor-timers-") as tmp,
+        started_store(Path(tmp) / "store", store) as (url, nodes),
+    ):
+        result = asyncio.run(measure(args, url, [pid for _, pid in nodes]))
+    result["store"] = label(store)
     all_fired = result["fired"] >= result["timers"]
     p99 = result["lateness_ms_p99"] if all_fired else float("nan")
-    result["verdicts"] = [
-        {
-            "figure": "timers: p99 lateness of a firing",
-            "value": p99,
-            "op": "<=",
-            "target": result["poll_interval_ms"] * LATENESS_SLACK,
-            "unit": "ms",
-            "met": all_fired and p99 <= result["poll_interval_ms"] * LATENESS_SLACK,
-        }
-    ]
+    result["verdicts"] = [TARGET.of(p99, store, valid=all_fired)]
     return result
 
 
 def lines(r: dict[str, Any]) -> list[str]:
     return [
-        f"  {r['timers']} ripe timers over {BUCKETS} buckets, due over {r['spread_s']:.0f} s "
-        f"({r['due_per_s']:.0f}/s): loaded in {r['load_s']:.1f} s, "
+        f"  {r['store']}: {r['timers']} ripe timers over {BUCKETS} buckets, due over "
+        f"{r['spread_s']:.0f} s ({r['due_per_s']:.0f}/s): loaded in {r['load_s']:.1f} s, "
         f"{r['redis_bytes_per_timer']:.1f} Redis bytes per timer",
         f"  fired {r['fired']} in {r['run_s']:.1f} s ({r['ticks']} ticks, longest "
         f"{r['tick_s_max']:.2f} s; {r['left_in_redis']} left in Redis): claim throughput "

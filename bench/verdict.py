@@ -1,17 +1,56 @@
-"""Targets of issue 10 and their verdicts: each figure beside its target, met or not met."""
+"""Targets of issue 10 and their verdicts: each figure beside its target, met or not met,
+on the store it was measured on (one store or the cluster's shards: bench/stores.py)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
+from bench.stores import CLUSTER_STORE, ONE_STORE, StoreShape, label
+
 OPS = {"<=": lambda value, target: value <= target, ">=": lambda value, target: value >= target}
+# The round-trip phases of each store: (credit path, steady path).
+SIGNIN_PATHS: tuple[tuple[str, str, StoreShape], ...] = (
+    ("signin_always", "signin_steady", ONE_STORE),
+    ("cluster_always", "cluster_steady", CLUSTER_STORE),
+)
 
 
-def verdict(figure: str, value: float, op: str, target: float, unit: str = "") -> dict[str, Any]:
-    """One target's line as JSON: a figure that could not be measured (NaN) is not met."""
-    met = not math.isnan(value) and OPS[op](value, target)
-    return {"figure": figure, "value": value, "op": op, "target": target, "unit": unit, "met": met}
+def verdict(
+    figure: str,
+    value: float,
+    op: str,
+    target: float,
+    unit: str = "",
+    store: StoreShape = ONE_STORE,
+    valid: bool = True,
+) -> dict[str, Any]:
+    """One target's line as JSON: a figure that could not be measured (NaN), or one from a
+    run that went wrong (`valid` false: a failed verify, timers left unfired), is not met."""
+    met = valid and not math.isnan(value) and OPS[op](value, target)
+    return {
+        "figure": figure,
+        "store": label(store),
+        "value": value,
+        "op": op,
+        "target": target,
+        "unit": unit,
+        "met": met,
+    }
+
+
+@dataclass(frozen=True)
+class Target:
+    """A phase's target of issue 10: `of()` is its verdict for a figure on a store."""
+
+    figure: str
+    op: str
+    target: float
+    unit: str = ""
+
+    def of(self, value: float, store: StoreShape, valid: bool = True) -> dict[str, Any]:
+        return verdict(self.figure, value, self.op, self.target, self.unit, store, valid)
 
 
 def line(v: dict[str, Any]) -> str:
@@ -19,49 +58,30 @@ def line(v: dict[str, Any]) -> str:
     value = f"{v['value']:.3f}" if abs(v["value"]) < 10 else f"{v['value']:.1f}"
     target = f"{v['target']:g}"
     return (
-        f"target {v['figure']:<44} {value:>10}{unit}  (target {v['op']} {target}{unit}): "
-        f"{'met' if v['met'] else 'NOT MET'}"
+        f"target {v['figure']:<48} {v['store']:<9} {value:>10}{unit}  "
+        f"(target {v['op']} {target}{unit}): {'met' if v['met'] else 'NOT MET'}"
     )
 
 
 def signin_verdicts(phases: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The credit path (signin_always) and the steady path against echo of the same run."""
+    """The credit path and the steady path of each store against echo of the same run."""
     out: list[dict[str, Any]] = []
     echo = phases.get("echo", {}).get("round_trips_per_s", 0.0)
-    credit = phases.get("signin_always")
-    if credit is not None:
-        if echo:
-            ratio = credit["round_trips_per_s"] / echo
-            out.append(verdict("credit path / echo (rt/s)", ratio, ">=", 0.4))
-        out.append(
-            verdict(
-                "credit path Redis CPU per sign-in",
-                credit.get("redis_cpu_us_per_request", math.nan),
-                "<=",
-                25,
-                "µs",
-            )
-        )
-        out.append(
-            verdict(
-                "credit path Redis commands per sign-in",
-                credit.get("redis_commands_per_request", math.nan),
-                "<=",
-                8,
-            )
-        )
-        out.append(
-            verdict(
-                "credit path server CPU per sign-in",
-                credit["server_cpu_us_per_request"],
-                "<=",
-                70,
-                "µs",
-            )
-        )
-    steady = phases.get("signin_steady")
-    if steady is not None and echo:
-        out.append(
-            verdict("steady path / echo (rt/s)", steady["round_trips_per_s"] / echo, ">=", 0.65)
-        )
+    for credit_name, steady_name, store in SIGNIN_PATHS:
+        credit = phases.get(credit_name)
+        if credit is not None:
+            if echo:
+                ratio = credit["round_trips_per_s"] / echo
+                out.append(verdict("credit path / echo (rt/s)", ratio, ">=", 0.4, "", store))
+            for figure, key, target, unit in (
+                ("credit path Redis CPU per sign-in", "redis_cpu_us_per_request", 25, "µs"),
+                ("credit path Redis commands per sign-in", "redis_commands_per_request", 8, ""),
+                ("credit path server CPU per sign-in", "server_cpu_us_per_request", 70, "µs"),
+            ):
+                value = credit.get(key, math.nan)
+                out.append(verdict(figure, value, "<=", target, unit, store))
+        steady = phases.get(steady_name)
+        if steady is not None and echo:
+            ratio = steady["round_trips_per_s"] / echo
+            out.append(verdict("steady path / echo (rt/s)", ratio, ">=", 0.65, "", store))
     return out

@@ -15,6 +15,9 @@ Phases, each with its own server process(es) and a separate client process (benc
   idle_sockets      server RSS per idle authenticated socket, vs echo's
   fanout            pushes/s to sockets of one server process, vs a bare relay
   timers            a million ripe timers: claim throughput, lateness, Redis bytes each
+  cluster_journal_bytes, cluster_connect_wave, cluster_idle_sockets, cluster_fanout,
+  cluster_timers    each of the five above again, right after it, on the three-primary
+                    cluster (the app's servers get its redis+cluster:// URL)
 (bench/phases.py lists their modules.) The credit phases run a time-lapse clock so nearly
 every sign-in credits coins. Figures are printed, then one line per target of issue 10
 with its verdict (bench/verdict.py), and all is written to bench/results/<UTC timestamp>.json.
@@ -68,7 +71,7 @@ SIGNIN_PHASES = {
     "cluster_always_2p": Phase(cluster=True, servers=2),
     "cluster_steady": Phase(steady=True, cluster=True),
 }
-PHASES = ("echo", *SIGNIN_PHASES, *extra_phases.MODULES)
+PHASES = ("echo", *SIGNIN_PHASES, *extra_phases.PHASES)
 # Ratios printed besides `<phase>_over_echo`: each cluster phase over its single-store path.
 BASELINES = {
     "cluster_always": "signin_always",
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in PHASES:
         if name in wanted:
             phase_started_s = time.monotonic()
-            if name in extra_phases.MODULES:
+            if name in extra_phases.PHASES:
                 print(f"{name} ...", flush=True)
                 phases[name] = extra_phases.run(name, args)
             elif name == "echo":
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 phases[name] = run_signin(args, name, SIGNIN_PHASES[name])
             phases[name]["phase_wall_s"] = time.monotonic() - phase_started_s  # setup included
-            if name in extra_phases.MODULES:
+            if name in extra_phases.PHASES:
                 print("\n".join(extra_phases.lines(name, phases[name])), flush=True)
             else:
                 print_phase(name, phases[name])

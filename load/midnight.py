@@ -1,8 +1,11 @@
 """The midnight spike: every player's business day turns at once, and they all sign in.
 
-    python -m load.midnight [--players 20000] [--servers 2] [--clients 4]   (make load-midnight)
+    python -m load.midnight [--players 20000] [--servers 2] [--clients 4] [--store cluster]
+    (make load-midnight: one store)
 
-1. starts a store (the embedded Valkey, appendfsync always) and `--servers` processes of
+1. starts a store (the embedded Valkey, appendfsync always; with `--store cluster` a local
+   Redis Cluster of three primaries, appendfsync always, whose redis+cluster:// URL the
+   servers get: bench/stores.py) and `--servers` processes of
    `manor serve` on it (MANOR_REDIS_URL, MANOR_DEV_CLOCK=1; several processes because one
    holds at most RLIMIT_NOFILE sockets), and waits for their /readyz;
 2. `--clients` client processes (this module with `--client`) open one socket per player,
@@ -41,9 +44,9 @@ from bench.hold_client import open_all
 from bench.loadgen import FRAMES_PER_REPLY_MAX, percentile_ms
 from bench.procs import free_port
 from bench.serve import JWT_SECRET
+from bench.stores import CLUSTER_STORE, ONE_STORE, label, started_store
 from load.smoke import ledger_verify, running_server
 from server.rulebook import read_rules
-from server.store.embedded import EmbeddedStore
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP_S_MAX = 600.0  # 20 000 handshakes and first sign-ins on a busy machine
@@ -52,6 +55,7 @@ FOLLOW_S = 0.6  # > DEV_CLOCK_POLL_S (server/app.py): every process has the new 
 START_LEAD_S = 0.5
 VERIFY_WAIT_S_MAX = 300.0
 ERRORS_KEPT_MAX = 5
+STORES = {"one": ONE_STORE, "cluster": CLUSTER_STORE}
 
 
 # -- client process -------------------------------------------------------------------
@@ -198,9 +202,7 @@ def spike(args: argparse.Namespace, urls: list[str], base_url: str) -> dict[str,
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="manor-midnight-") as tmp:
         work = Path(tmp)
-        store = EmbeddedStore(work / "store")
-        redis_url = store.start()
-        try:
+        with started_store(work / "store", STORES[args.store]) as (redis_url, _):
             ports = [free_port() for _ in range(args.servers)]
             envs = [server_env(work, port, redis_url) for port in ports]
             with contextlib.ExitStack() as stack:
@@ -211,8 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 urls = [u.replace("http://", "ws://") + "/v1/ws" for u in base_urls]
                 result = spike(args, urls, base_urls[0])
             result["verify_ok"], result["verify_output"] = verify(envs[0])
-        finally:
-            store.stop()
+    result["store"] = label(STORES[args.store])
     result["ok"] = (
         result["day_one_credited"] == result["credited"] == args.players
         and result["errors"] == 0
@@ -224,7 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def summary(r: dict[str, Any]) -> str:
     return "\n".join(
         [
-            f"midnight: {r['players']} players on {r['sockets']} sockets "
+            f"midnight ({r['store']}): {r['players']} players on {r['sockets']} sockets "
             f"({r['day_one_credited']} credited the day before)",
             f"  all credited after {r['all_credited_after_s']:.2f} s from the first sign-in "
             f"(spread over the first second); {r['credited']} credited",
@@ -242,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", type=int, default=2, help="manor serve processes")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--spread-s", type=float, default=1.0)
+    parser.add_argument(
+        "--store", choices=sorted(STORES), default="one", help="one server, or three primaries"
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)

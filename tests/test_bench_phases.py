@@ -1,7 +1,8 @@
 """The bench phases of issue 10, each run small end to end: they measure what they say.
 
 Figures are not asserted (no timed tests): only that each phase ran its whole course and
-counted what happened (entries, firings, pushes, sockets, credits, ledger verify).
+counted what happened (entries, firings, pushes, sockets, credits, ledger verify), on one
+store and on the three-primary cluster (`cluster_<phase>`: the same code, the other store).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from bench import (
     timer_claims,
     ws_signin,
 )
+from bench.stores import CLUSTER_STORE, ONE_STORE, StoreKind
 from bench.verdict import line, signin_verdicts, verdict
 from load import midnight
+
+STORES = pytest.mark.parametrize("store", [ONE_STORE, CLUSTER_STORE], ids=["one", "cluster"])
 
 
 def options(*argv: str) -> argparse.Namespace:
@@ -39,7 +43,7 @@ def test_verdict_compares_and_a_missing_figure_is_not_met() -> None:
     assert line(verdict("bytes", 65, "<=", 64, "B")).endswith("NOT MET")
 
 
-def test_signin_verdicts_take_the_ratios_over_echo_of_the_same_run() -> None:
+def test_signin_verdicts_take_the_ratios_over_echo_of_the_same_run_on_each_store() -> None:
     run = {
         "echo": {"round_trips_per_s": 1000.0},
         "signin_always": {
@@ -49,20 +53,62 @@ def test_signin_verdicts_take_the_ratios_over_echo_of_the_same_run() -> None:
             "redis_commands_per_request": 8.0,
         },
         "signin_steady": {"round_trips_per_s": 600.0},
+        "cluster_always": {
+            "round_trips_per_s": 300.0,
+            "server_cpu_us_per_request": 60.0,
+            "redis_cpu_us_per_request": 30.0,
+            "redis_commands_per_request": 9.0,
+        },
+        "cluster_steady": {"round_trips_per_s": 700.0},
     }
-    got = {v["figure"]: (round(v["value"], 3), v["met"]) for v in signin_verdicts(run)}
+    got = {
+        (v["figure"], v["store"]): (round(v["value"], 3), v["met"]) for v in signin_verdicts(run)
+    }
     assert got == {
-        "credit path / echo (rt/s)": (0.5, True),
-        "credit path Redis CPU per sign-in": (20.0, True),
-        "credit path Redis commands per sign-in": (8.0, True),
-        "credit path server CPU per sign-in": (80.0, False),
-        "steady path / echo (rt/s)": (0.6, False),
+        ("credit path / echo (rt/s)", "one store"): (0.5, True),
+        ("credit path Redis CPU per sign-in", "one store"): (20.0, True),
+        ("credit path Redis commands per sign-in", "one store"): (8.0, True),
+        ("credit path server CPU per sign-in", "one store"): (80.0, False),
+        ("steady path / echo (rt/s)", "one store"): (0.6, False),
+        ("credit path / echo (rt/s)", "3 shards"): (0.3, False),
+        ("credit path Redis CPU per sign-in", "3 shards"): (30.0, False),
+        ("credit path Redis commands per sign-in", "3 shards"): (9.0, False),
+        ("credit path server CPU per sign-in", "3 shards"): (60.0, True),
+        ("steady path / echo (rt/s)", "3 shards"): (0.7, True),
     }
+    assert "3 shards" in line(verdict("x", 1.0, ">=", 0.5, "", CLUSTER_STORE))
+
+
+def test_every_phase_has_a_cluster_twin_run_right_after_it() -> None:
+    for name in phases.MODULES:
+        assert phases.PHASES[name].store == ONE_STORE
+        twin = phases.PHASES[f"cluster_{name}"]
+        assert twin.module is phases.MODULES[name] and twin.store == CLUSTER_STORE
+        order = ws_signin.PHASES
+        assert order.index(f"cluster_{name}") == order.index(name) + 1
+
+
+def test_a_failed_phase_still_has_its_target_not_met_on_its_store() -> None:
+    # No player: nothing to measure, the phase fails (max of no journal) after its store.
+    result = phases.run("journal_bytes", options("--jb-players", "0", "--jb-days", "1"))
+    assert "failed" in result
+    [failed] = result["verdicts"]
+    assert failed["figure"] == journal_bytes.TARGET.figure and failed["store"] == "one store"
+    assert math.isnan(failed["value"]) and not failed["met"]
+
+
+def stores_named(result: dict[str, Any], store: StoreKind) -> None:
+    """Every verdict of a phase names the store it ran on."""
+    assert result["verdicts"]
+    assert {v["store"] for v in result["verdicts"]} == {result["store"]}
+    assert result["store"] == ("3 shards" if store.cluster else "one store")
 
 
 @pytest.mark.slow
-def test_journal_bytes_counts_every_entry_and_compaction_keeps_the_books() -> None:
-    result = journal_bytes.run(options("--jb-players", "3", "--jb-days", "100"))
+@STORES
+def test_journal_bytes_counts_every_entry_and_compaction_keeps_the_books(store: StoreKind) -> None:
+    result = journal_bytes.run(options("--jb-players", "3", "--jb-days", "100"), store)
+    stores_named(result, store)
     assert result["entries"] == result["credited"] == 300
     assert result["verify_ok"] and result["verify_after_ok"]
     # 100 daily entries, 90 days of retention: the 10 oldest of each player are archived.
@@ -75,17 +121,21 @@ def test_journal_bytes_counts_every_entry_and_compaction_keeps_the_books() -> No
 
 
 @pytest.mark.slow
-def test_timers_phase_fires_every_timer_once_and_leaves_none() -> None:
-    result = timer_claims.run(options("--timers-count", "3000", "--timers-spread-s", "1"))
+@STORES
+def test_timers_phase_fires_every_timer_once_and_leaves_none(store: StoreKind) -> None:
+    result = timer_claims.run(options("--timers-count", "3000", "--timers-spread-s", "1"), store)
+    stores_named(result, store)
     assert result["fired"] == 3000
     assert result["left_in_redis"] == 0
     assert result["redis_bytes_per_timer"] > 0 and result["ticks"] >= 1
 
 
 @pytest.mark.slow
-def test_fanout_delivers_to_every_socket_of_the_app_and_of_the_relay() -> None:
+@STORES
+def test_fanout_delivers_to_every_socket_of_the_app_and_of_the_relay(store: StoreKind) -> None:
     args = options("--fanout-sockets", "20", "--fanout-procs", "1", "--fanout-duration-s", "1")
-    result = fanout.run(args)
+    result = fanout.run(args, store)
+    stores_named(result, store)
     for name in ("relay", "app"):
         assert result[name]["sockets"] == 20
         assert result[name]["failures"] == [] and result[name]["closed_by_server"] == 0
@@ -94,27 +144,33 @@ def test_fanout_delivers_to_every_socket_of_the_app_and_of_the_relay() -> None:
 
 
 @pytest.mark.slow
-def test_connect_wave_credits_each_fresh_player_once() -> None:
+@STORES
+def test_connect_wave_credits_each_fresh_player_once(store: StoreKind) -> None:
     args = options("--wave-players", "40", "--wave-concurrency", "8")
-    result = connect_wave.run(args)
+    result = connect_wave.run(args, store)
+    stores_named(result, store)
     assert result["echo"]["done"] == 40 and result["echo"]["errors"] == 0
     assert result["sign_in"]["done"] == result["sign_in"]["credited"] == 40
     assert result["sign_in"]["errors"] == 0
 
 
 @pytest.mark.slow
-def test_idle_sockets_stay_open_while_measured() -> None:
+@STORES
+def test_idle_sockets_stay_open_while_measured(store: StoreKind) -> None:
     args = options("--idle-sockets", "30", "--idle-procs", "1", "--idle-warmup", "5")
-    result = idle_sockets.run(args)
+    result = idle_sockets.run(args, store)
+    stores_named(result, store)
     for name in ("echo", "app"):
         assert result[name]["sockets"] == result[name]["alive_at_end"] == 30
         assert result[name]["open_errors"] == 0
 
 
 @pytest.mark.slow
-def test_midnight_credits_every_player_once_more_and_verifies() -> None:
-    args = argparse.Namespace(players=40, servers=2, clients=1, spread_s=0.5)
+@pytest.mark.parametrize("store", ["one", "cluster"])
+def test_midnight_credits_every_player_once_more_and_verifies(store: str) -> None:
+    args = argparse.Namespace(players=40, servers=2, clients=1, spread_s=0.5, store=store)
     result = midnight.run(args)
+    assert result["store"] == ("3 shards" if store == "cluster" else "one store")
     assert result["day_one_credited"] == 40
     assert result["credited"] == 40 and result["errors"] == 0
     assert result["verify_ok"], result["verify_output"]
