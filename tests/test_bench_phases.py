@@ -19,6 +19,7 @@ from bench import (
     idle_sockets,
     journal_bytes,
     phases,
+    socket_memory,
     timer_claims,
     ws_signin,
 )
@@ -163,6 +164,13 @@ def test_idle_sockets_stay_open_while_measured(store: StoreKind) -> None:
     for name in ("echo", "app"):
         assert result[name]["sockets"] == result[name]["alive_at_end"] == 30
         assert result[name]["open_errors"] == 0
+
+
+@pytest.mark.slow
+def test_socket_memory_splits_what_the_held_sockets_cost_by_package() -> None:
+    groups = socket_memory.measure(sockets=40, warmup=5)
+    assert sum(groups.values()) > 40 * 1000  # each socket holds kilobytes of the stack
+    assert groups.get("uvicorn", 0) > 0 and groups.get("websockets", 0) > 0
 
 
 @pytest.mark.slow
