@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from game_rules import ExpiryRules, batch_expires_at_ms, business_day, day_start_ms, expiry_batch
 
@@ -170,3 +172,62 @@ def test_batch_expires_at_ms_is_start_of_next_local_day(
     assert expires_ms == utc_ms(*expires_utc)
     assert business_day(expires_ms - 1, tz) == batch
     assert business_day(expires_ms, tz) == batch + timedelta(days=1)
+
+
+def _business_day_direct(now_ms: int, tz: ZoneInfo) -> date:
+    """business_day without its one-entry memo: the definition itself."""
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=now_ms)).astimezone(tz).date()
+
+
+def test_business_day_memo_keys_on_the_zone() -> None:
+    # 02:00 UTC on 1 March: 10:00 on 1 March in Shanghai, 21:00 on 28 February in New York.
+    now_ms = utc_ms(2026, 3, 1, 2)
+    for _ in range(3):
+        assert business_day(now_ms, SHANGHAI) == date(2026, 3, 1)
+        assert business_day(now_ms + 1, NEW_YORK) == date(2026, 2, 28)
+
+
+def test_business_day_memo_turns_at_the_first_millisecond_of_the_day() -> None:
+    midnight_ms = day_start_ms(date(2026, 11, 1), NEW_YORK)
+    before = [business_day(midnight_ms - 1000 + ms, NEW_YORK) for ms in range(1000)]
+    after = [business_day(midnight_ms + ms, NEW_YORK) for ms in range(1000)]
+    assert set(before) == {date(2026, 10, 31)}
+    assert set(after) == {date(2026, 11, 1)}
+    assert business_day(midnight_ms - 1, NEW_YORK) == date(2026, 10, 31)
+
+
+def test_business_day_memo_turns_inside_a_minute() -> None:
+    # Before 1901 Shanghai kept local mean time, UTC+08:05:43: its days began at 15:54:17
+    # UTC, so a memo any coarser than a second would answer the day before.
+    midnight_ms = utc_ms(1899, 12, 31, 15, 54, 17)
+    assert business_day(midnight_ms - 1, SHANGHAI) == date(1899, 12, 31)
+    assert business_day(midnight_ms, SHANGHAI) == date(1900, 1, 1)
+    assert business_day(midnight_ms - 1, SHANGHAI) == date(1899, 12, 31)
+
+
+ZONES = [
+    SHANGHAI,
+    NEW_YORK,
+    BERLIN,
+    ZoneInfo("America/Santiago"),
+    ZoneInfo("Australia/Lord_Howe"),  # a 30-minute DST shift
+    ZoneInfo("Asia/Kathmandu"),  # UTC+05:45
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start_ms=st.integers(-2_208_988_800_000, 4_102_444_800_000),  # 1900 .. 2100
+    steps=st.lists(
+        st.tuples(st.integers(-1500, 1500), st.sampled_from(ZONES)), min_size=1, max_size=20
+    ),
+)
+def test_business_day_memo_agrees_with_the_definition(
+    start_ms: int, steps: list[tuple[int, ZoneInfo]]
+) -> None:
+    """Calls in the same second, the next and the previous one, in any zone, answer what
+    the definition answers."""
+    now_ms = start_ms
+    for delta_ms, tz in steps:
+        now_ms += delta_ms
+        assert business_day(now_ms, tz) == _business_day_direct(now_ms, tz)
