@@ -39,9 +39,10 @@ def decide_sign_in(
         "day": outcome.day.isoformat(),
         "already": outcome.already,
     }
-    if outcome.credit is None:
-        return Change({**result, "balance": snapshot.balance})
     credit = outcome.credit
+    if credit is None:  # the steady path: the reply is all there is
+        result["balance"] = snapshot.balance
+        return Change(result)
     transfer = Transfer(
         credit.transfer_id,
         "c",

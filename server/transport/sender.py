@@ -62,7 +62,7 @@ class Sender:
 
     async def send(self, frame: Frame, on_full_close: int) -> None:
         """Send now when nothing is ahead of this frame, else queue it behind the rest."""
-        if self.sending or self.queued or self.close_code is not None:
+        if self.sending or self.backlog or self.close_code is not None:  # backlog: queued
             self.offer(frame, on_full_close)
             return
         self.sending = True
@@ -85,7 +85,7 @@ class Sender:
         """Wake or start the drain task when something waits for it and nothing sends yet."""
         if self.sending:
             return
-        if not self.queued and (self.close_code is None or self.close_sent):
+        if not self.backlog and (self.close_code is None or self.close_sent):
             return
         if self._waiter is not None:
             _wake(self._waiter, True)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import msgpack
@@ -123,11 +124,11 @@ class Connection:
     def close_code(self) -> int | None:
         return self.sender.close_code
 
-    async def _send_frame(self, frame: bytes | str) -> None:
+    def _send_frame(self, frame: bytes | str) -> Awaitable[None]:
+        """Starlette's send itself, to be awaited: no coroutine of our own per frame."""
         if isinstance(frame, bytes):
-            await self.websocket.send({"type": "websocket.send", "bytes": frame})
-        else:
-            await self.websocket.send({"type": "websocket.send", "text": frame})
+            return self.websocket.send({"type": "websocket.send", "bytes": frame})
+        return self.websocket.send({"type": "websocket.send", "text": frame})
 
     def offer_push(self, frame: bytes) -> None:
         """From the fan-out: a client too slow to drain its queue is disconnected."""
@@ -228,8 +229,10 @@ class Connection:
 
     async def read_loop(self) -> None:
         frame_bytes_max = self.settings.frame_bytes_max
+        # Looked up once per socket, not per frame (this loop runs for every request).
+        receive, send, encode = self.websocket.receive, self.sender.send, self.codec.encode
         while self.close_code is None:
-            message = await self.websocket.receive()
+            message = await receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             data = message.get("bytes")
@@ -251,7 +254,7 @@ class Connection:
                     )
                 )
                 continue
-            await self.reply(await self.answer(data))
+            await send(encode(await self.answer(data)), CLOSE_SLOW_CONSUMER)  # = self.reply
 
     async def answer(self, data: bytes | str) -> dict[str, Any]:
         started_s = time.perf_counter()
