@@ -117,7 +117,9 @@ async def measure(
     players = [f"jb-{n:04d}" for n in range(args.jb_players)]
     keys = [PlayerKeys(p) for p in players]
     # Single-key reads and verify's: redis-py routes them on a cluster too (server/tools.py).
-    redis = cast(Redis, connect(url))
+    # The reads below go out one per player at once: a pool that size, not connect()'s 32
+    # (redis-py 8 raises MaxConnectionsError rather than wait for a connection).
+    redis = cast(Redis, connect(url, max_connections=len(keys) + 32))
     try:
         base = await memory_by_kind(nodes, set(players))
         credited = 0
