@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -281,6 +283,33 @@ async def test_fanout_attach_returns_once_the_channel_is_subscribed(
     await fanout.attach("m:push:now", again.append)  # a second socket of the same player
     assert _call(redis_server.port, "PUBLISH", "m:push:now", "second") == 1
     await wait_for(lambda: again == [b"second"])
+
+
+async def test_fanout_attach_waits_for_a_silent_store_only_so_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that never confirms (stopped, not gone: the connection stays up) holds a
+    socket's start SUBSCRIBE_WAIT_S_MAX at most, and two sockets of one player alike."""
+    monkeypatch.setattr(fanout_module, "SUBSCRIBE_WAIT_S_MAX", 0.3)
+    server = EmbeddedStore(tmp_path / "silent", appendfsync="no")
+    server.start()
+    client = Redis.from_url(server.url)
+    fan = Fanout(client)
+    await fan.start()
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(5):
+            await asyncio.gather(
+                fan.attach("m:push:silent", [].append), fan.attach("m:push:silent", [].append)
+            )
+        assert 0.25 <= asyncio.get_running_loop().time() - started < 2.0
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        await fan.close()
+        await client.aclose()
+        server.stop()
 
 
 async def test_fanout_tells_each_channel_of_its_gap_once_resubscribed(
