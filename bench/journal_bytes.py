@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import tempfile
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -58,6 +59,10 @@ NOT_LEDGER = frozenset(
 )
 SCAN_COUNT = 1000
 TARGET = Target("journal: Redis bytes per entry (ledger keys)", "<=", 64, "B")
+
+
+async def lengths(length: Callable[[str], Awaitable[int]], keys: list[str]) -> list[int]:
+    return [await length(key) for key in keys]
 
 
 async def memory_by_kind(nodes: list[str], players: set[str]) -> dict[str, dict[str, int]]:
@@ -117,9 +122,10 @@ async def measure(
     players = [f"jb-{n:04d}" for n in range(args.jb_players)]
     keys = [PlayerKeys(p) for p in players]
     # Single-key reads and verify's: redis-py routes them on a cluster too (server/tools.py).
-    # The reads below go out one per player at once: a pool that size, not connect()'s 32
-    # (redis-py 8 raises MaxConnectionsError rather than wait for a connection).
-    redis = cast(Redis, connect(url, max_connections=len(keys) + 32))
+    # The per-player reads below go one at a time (`lengths`): all at once, they failed on
+    # both stores in full-size runs, MaxConnectionsError past connect()'s pool of 32 on one
+    # store, and on a fresh RedisCluster a connection's writer gone mid-handshake.
+    redis = cast(Redis, connect(url))
     try:
         base = await memory_by_kind(nodes, set(players))
         credited = 0
@@ -130,13 +136,13 @@ async def measure(
             credited += sum(not r["already"] for r in replies)
             clock.advance(DAY_MS)
         full = await memory_by_kind(nodes, set(players))
-        entries = sum(await asyncio.gather(*(redis.llen(k.journal) for k in keys)))
+        entries = sum(await lengths(redis.llen, [k.journal for k in keys]))
         checked = await verify(redis)
         archive = folder / "archive"
         compacted = await compact_as_the_job(store, archive, clock.now_ms())
         after = await memory_by_kind(nodes, set(players))
-        left = await asyncio.gather(*(redis.llen(k.journal) for k in keys))
-        txids_left = await asyncio.gather(*(redis.hlen(k.txids) for k in keys))
+        left = await lengths(redis.llen, [k.journal for k in keys])
+        txids_left = await lengths(redis.hlen, [k.txids for k in keys])
         rechecked = await verify(redis, archive_dir=archive)
     finally:
         await redis.aclose()
