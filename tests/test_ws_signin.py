@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from server.clock import FrozenClock
 from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore
+from server.transport import fanout as fanout_module
+from server.transport import sharded as sharded_module
 from tests.conftest import client_for, keys_matching, shanghai_ms
 from tests.live import Live, serve
 
@@ -74,6 +78,27 @@ async def test_sign_in_pushes_balance_to_every_socket_of_the_player(live: Live) 
     assert other.pushes.empty()
     for socket in (phone, tablet, other):
         await socket.close()
+
+
+async def test_the_first_request_of_a_socket_gets_its_own_push_however_slow_the_subscribe(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh socket's first request is answered only once its push channel is subscribed:
+    with the pub/sub connection's writes held back 0.3 s, the credit's `balance` push
+    still arrives (it would be published before the SUBSCRIBE reached the store)."""
+    loop = asyncio.get_running_loop()
+    for wire in (fanout_module._Wire, sharded_module._NodeWire):
+        original = wire.write
+        monkeypatch.setattr(
+            wire,
+            "write",
+            lambda self, packed, original=original: loop.call_later(0.3, original, self, packed),
+        )
+    phone = await live.connect("dot")
+    result = await phone.call("sign_in")
+    push = await phone.next_push(timeout_s=5)
+    assert (push["push"], push["seq"], push["data"]["balance"]) == ("balance", 1, result["balance"])
+    await phone.close()
 
 
 async def test_retried_request_id_on_new_connection_replays_and_credits_once(

@@ -41,6 +41,10 @@ class Pushes(Protocol):
     @property
     def channels(self) -> int: ...
 
+    def subscribe(
+        self, channel: str, sink: Sink, gap: Gap | None = None
+    ) -> asyncio.Future[None] | None: ...
+
     async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None: ...
 
     async def detach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None: ...
@@ -71,20 +75,21 @@ class Gaps:
         """The channel's first SUBSCRIBE is on its way: attach() waits for its confirmation."""
         self._unconfirmed.setdefault(channel, [])
 
-    async def until_confirmed(self, channel: str) -> None:
-        """Until the channel's subscription is confirmed (SUBSCRIBE_WAIT_S_MAX at most): a
-        socket that reads its inbox after this misses no frame published in between, where
-        reading it before could miss one published between the read and the subscription."""
+    def confirmation(self, channel: str) -> asyncio.Future[None] | None:
+        """Done once the channel's subscription is confirmed (SUBSCRIBE_WAIT_S_MAX at most);
+        None when it is already. A socket that reads its inbox after it misses no frame
+        published in between, where reading before could miss one published between the
+        read and the subscription."""
         waiting = self._unconfirmed.get(channel)
         if waiting is None:
-            return
+            return None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         waiting.append(future)
         self._deadlines.append((loop.time() + SUBSCRIBE_WAIT_S_MAX, future))
         if self._sweep is None:
             self._sweep = loop.call_later(SUBSCRIBE_WAIT_S_MAX, self._release_overdue)
-        await future
+        return future
 
     def _release_overdue(self) -> None:
         loop = asyncio.get_running_loop()
@@ -262,9 +267,18 @@ class Fanout:
         return len(self._sinks)
 
     async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
-        """Deliver the channel's frames to `sink` until detached, from when this returns
-        (once the channel's subscription is confirmed); `gap` runs once the channel is
-        subscribed again after a lost connection (frames may have been missed)."""
+        """subscribe(), returning once the subscription is confirmed."""
+        confirmed = self.subscribe(channel, sink, gap)
+        if confirmed is not None:
+            await confirmed
+
+    def subscribe(
+        self, channel: str, sink: Sink, gap: Gap | None = None
+    ) -> asyncio.Future[None] | None:
+        """Deliver the channel's frames to `sink` until detached: every frame published once
+        the returned future is done (None: at once), the subscription being confirmed;
+        `gap` runs once the channel is subscribed again after a lost connection (frames may
+        have been missed)."""
         self._gaps.add(channel, gap)
         sinks = self._sinks.get(channel)
         if sinks is None:
@@ -276,7 +290,7 @@ class Fanout:
                 self._wire.write(pack_command(("SUBSCRIBE", channel)))
         else:
             sinks.add(sink)
-        await self._gaps.until_confirmed(channel)
+        return self._gaps.confirmation(channel)
 
     async def detach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
         self._gaps.discard(channel, gap)

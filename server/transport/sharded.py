@@ -168,21 +168,29 @@ class ShardedFanout:
         return len(self._sinks.get(channel, ()))
 
     async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
-        """Deliver the channel's frames to `sink` until detached, from when this returns
-        (once the subscription is confirmed); `gap` runs after the channel was resubscribed
-        (frames published meanwhile were not delivered)."""
+        """subscribe(), returning once the subscription is confirmed."""
+        confirmed = self.subscribe(channel, sink, gap)
+        if confirmed is not None:
+            await confirmed
+
+    def subscribe(
+        self, channel: str, sink: Sink, gap: Gap | None = None
+    ) -> asyncio.Future[None] | None:
+        """Deliver the channel's frames to `sink` until detached: every frame published once
+        the returned future is done (None: at once), the subscription being confirmed;
+        `gap` runs after the channel was resubscribed (frames published meanwhile were not
+        delivered)."""
         self._gaps.add(channel, gap)
         sinks = self._sinks.get(channel)
         if sinks is not None:
             sinks.add(sink)
-            await self._gaps.until_confirmed(channel)
-            return
+            return self._gaps.confirmation(channel)
         if len(self._sinks) >= CHANNELS_MAX:
             raise RuntimeError("fanout: too many channels on this process")
         self._sinks[channel] = {sink}
         self._gaps.subscribing(channel)
         self._subscribe([channel])
-        await self._gaps.until_confirmed(channel)
+        return self._gaps.confirmation(channel)
 
     async def detach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
         self._gaps.discard(channel, gap)

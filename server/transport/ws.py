@@ -119,6 +119,15 @@ class Connection:
         self.task: asyncio.Task[Any] | None = None  # the task serving the socket
         self.cut_off = False  # set when the grace after our close ran out
         self.cut_timer: asyncio.TimerHandle | None = None
+        # The push channel's subscription until confirmed (fan-out's subscribe), then None.
+        self.subscribed: asyncio.Future[None] | None = None
+
+    async def confirmed(self) -> None:
+        """Until pushes published from now on reach this socket: before its inbox is read
+        and before its first request is answered (that request's own pushes included)."""
+        if self.subscribed is not None:
+            await self.subscribed
+            self.subscribed = None
 
     @property
     def close_code(self) -> int | None:
@@ -200,7 +209,11 @@ class Connection:
         """
         self.task = asyncio.current_task()
         self.last_push_seq = since_seq
-        await self.fanout.attach(self.keys.push_channel, self.offer_push, self.catch_up)
+        # Not awaited here: the confirmation's round trip overlaps the client's first frame
+        # (a connect wave is latency-bound); read_all awaits it before anything it covers.
+        self.subscribed = self.fanout.subscribe(
+            self.keys.push_channel, self.offer_push, self.catch_up
+        )
         try:
             await self.read_all(since_seq)
             drainer = self.sender.drainer
@@ -222,6 +235,7 @@ class Connection:
     async def read_all(self, since_seq: int | None) -> None:
         try:
             if since_seq is not None:
+                await self.confirmed()
                 await self.resume(since_seq)
             await self.read_loop()
         except WebSocketDisconnect:
@@ -254,6 +268,8 @@ class Connection:
                     )
                 )
                 continue
+            if self.subscribed is not None:
+                await self.confirmed()
             await send(encode(await self.answer(data)), CLOSE_SLOW_CONSUMER)  # = self.reply
 
     async def answer(self, data: bytes | str) -> dict[str, Any]:
