@@ -70,6 +70,15 @@ def start_engine(name: str, folder: Path) -> EmbeddedStore | EmbeddedCluster:
 
 
 @pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[EmbeddedCluster]:
+    """A three-primary cluster of the test's own, for tests that break or reshape it."""
+    cluster = EmbeddedCluster(tmp_path / "cluster", shards=3, appendfsync="no")
+    await asyncio.to_thread(cluster.start)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
 def kills_cluster_nodes() -> Iterator[None]:
     """For tests that kill a cluster node: redis-py's cluster client, refreshing its slot map
     after the loss, drops its old node objects without closing their connections. Collect

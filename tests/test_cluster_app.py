@@ -4,7 +4,6 @@ suite on a cluster too; these tests break the cluster, so they start their own.)
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -23,14 +22,6 @@ from server.store.store import connect
 from tests.live import Live, serve
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[EmbeddedCluster]:
-    cluster = EmbeddedCluster(tmp_path / "cluster", shards=3, appendfsync="no")
-    await asyncio.to_thread(cluster.start)
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture

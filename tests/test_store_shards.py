@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from server.store.shards import Shards
 from server.store.store import Store, connect
 
 FAILOVER_S_MAX = 20.0  # node timeout (2 s) + election + the store's map reads, with room
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[EmbeddedCluster]:
-    cluster = EmbeddedCluster(tmp_path / "cluster", shards=3, appendfsync="no")
-    await asyncio.to_thread(cluster.start)
-    yield cluster
-    cluster.stop()
 
 
 def shards_of(store: Store) -> Shards:
