@@ -137,6 +137,21 @@ class Gaps:
                 log.exception("fanout: a gap callback failed")
 
 
+class Attaching:
+    """attach() for a fan-out: subscribe(), then wait until the subscription is confirmed
+    (for a caller with nothing to overlap the wait with, such as the rules follower)."""
+
+    def subscribe(
+        self, channel: str, sink: Sink, gap: Gap | None = None
+    ) -> asyncio.Future[None] | None:
+        raise NotImplementedError
+
+    async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
+        confirmed = self.subscribe(channel, sink, gap)
+        if confirmed is not None:
+            await confirmed
+
+
 def _release(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -215,7 +230,7 @@ class _Wire(asyncio.Protocol):
         self.fanout.lost(self, exc)
 
 
-class Fanout:
+class Fanout(Attaching):
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self.endpoint = Endpoint.of(redis)
@@ -265,12 +280,6 @@ class Fanout:
     @property
     def channels(self) -> int:
         return len(self._sinks)
-
-    async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
-        """subscribe(), returning once the subscription is confirmed."""
-        confirmed = self.subscribe(channel, sink, gap)
-        if confirmed is not None:
-            await confirmed
 
     def subscribe(
         self, channel: str, sink: Sink, gap: Gap | None = None

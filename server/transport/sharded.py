@@ -27,7 +27,14 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from server.store.link import MORE, Endpoint, pack_command
-from server.transport.fanout import CHANNELS_MAX, CHANNELS_PER_SUBSCRIBE_MAX, Gap, Gaps, Sink
+from server.transport.fanout import (
+    CHANNELS_MAX,
+    CHANNELS_PER_SUBSCRIBE_MAX,
+    Attaching,
+    Gap,
+    Gaps,
+    Sink,
+)
 from server.transport.tick_batch import TickBatch
 
 log = logging.getLogger(__name__)
@@ -114,7 +121,7 @@ class _NodeWire(asyncio.Protocol):
         self.owner.wire_lost(self, exc)
 
 
-class ShardedFanout:
+class ShardedFanout(Attaching):
     """The Fanout interface (start, attach, detach, close) on a Redis Cluster."""
 
     def __init__(self, cluster: RedisCluster) -> None:
@@ -166,12 +173,6 @@ class ShardedFanout:
 
     def sinks_of(self, channel: str) -> int:
         return len(self._sinks.get(channel, ()))
-
-    async def attach(self, channel: str, sink: Sink, gap: Gap | None = None) -> None:
-        """subscribe(), returning once the subscription is confirmed."""
-        confirmed = self.subscribe(channel, sink, gap)
-        if confirmed is not None:
-            await confirmed
 
     def subscribe(
         self, channel: str, sink: Sink, gap: Gap | None = None
