@@ -168,3 +168,24 @@ async def test_the_links_follow_a_failover(tmp_path: Path) -> None:
         await store.close()
     finally:
         cluster.stop()
+
+
+def test_a_transport_error_leaked_by_redis_py_is_a_lost_connection() -> None:
+    """redis-py 8.1 (issue #4287) can hand back a transport's AttributeError or TypeError
+    for a command whose connection went away (seen in a failover test run: the op answered
+    INTERNAL). The store reports it as the lost connection it is, so the op answers
+    STORE_UNAVAILABLE and the client retries; real error replies pass unchanged."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+
+    from server.store.store import as_store_error
+
+    leaked = AttributeError("'NoneType' object has no attribute 'writelines'")
+    error = as_store_error(leaked)
+    assert isinstance(error, RedisConnectionError) and error.__cause__ is leaked
+    assert isinstance(
+        as_store_error(TypeError("'NoneType' object is not callable")), RedisConnectionError
+    )
+    refusal = ResponseError("WRONGTYPE")
+    assert as_store_error(refusal) is refusal
+    assert as_store_error(b"OK") == b"OK"

@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from server.settings import cluster_seeds
@@ -78,6 +79,22 @@ def connect(url: str, max_connections: int = 32) -> Redis | RedisCluster:
         ssl=parts.scheme.startswith("rediss"),
         max_connections=max_connections,
     )
+
+
+# redis-py 8.1 can fail a command on a connection whose transport went away (a peer reset,
+# a disconnect racing a connect: seen in failovers and on a fresh cluster client) with the
+# transport's own AttributeError or TypeError instead of a ConnectionError (redis-py issue
+# #4287). The command's outcome is unknown, as for any lost connection: say so.
+LEAKED_TRANSPORT_ERRORS = (AttributeError, TypeError)
+
+
+def as_store_error(reply: Any) -> Any:
+    """A reply of redis-py's pipeline, with a leaked transport error made a ConnectionError."""
+    if isinstance(reply, LEAKED_TRANSPORT_ERRORS):
+        error = RedisConnectionError(f"connection lost under redis-py: {reply!r}")
+        error.__cause__ = reply
+        return error
+    return reply
 
 
 def no_expiry(now_ms: int) -> int:
@@ -381,7 +398,11 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         for args in commands:
             pipe.execute_command(*args)
-        return list(await pipe.execute(raise_on_error=False))
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except LEAKED_TRANSPORT_ERRORS as exc:
+            raise as_store_error(exc) from exc
+        return [as_store_error(r) for r in replies]
 
     def _command(self, name: Arg) -> tuple[bool, Callback | None]:
         """(one word, so hiredis packs it as redis-py would; redis-py's reply callback)."""
