@@ -178,7 +178,7 @@ def test_a_transport_error_leaked_by_redis_py_is_a_lost_connection() -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import ResponseError
 
-    from server.store.store import as_store_error
+    from server.store.fallback import as_store_error
 
     leaked = AttributeError("'NoneType' object has no attribute 'writelines'")
     error = as_store_error(leaked)

@@ -16,10 +16,8 @@ per credited one (docs/benchmark.md). As with redis-py (8.x: no retries by defau
 lost connection fails the commands waiting on it and the next call connects again.
 On Redis Cluster each primary gets such a link, and `Shards` (shards.py) routes every
 command by its slot; what the links cannot settle (keyless commands, MOVED, ASK, TRYAGAIN,
-CLUSTERDOWN, NOSCRIPT) goes through redis-py's cluster pipeline, below.
-
-Over 400 lines for now, on purpose: the Store is the one door to Redis for both
-topologies, with the script retry and the replica acknowledgement that both share.
+CLUSTERDOWN, NOSCRIPT) goes through redis-py's cluster pipeline (`Fallback`, fallback.py).
+Replica acknowledgements (MANOR_STORE_ACK=replica) are acks.py's.
 """
 
 from __future__ import annotations
@@ -32,11 +30,11 @@ from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from server.settings import cluster_seeds
 from server.store.acks import Acks, ReplicaTimeout
+from server.store.fallback import RETRY_HERE, Fallback
 from server.store.link import (
     WRITE_COMMANDS_MIN,
     Arg,
@@ -49,20 +47,15 @@ from server.store.link import (
     pack_command,
 )
 from server.store.scripts import Script, all_scripts
-from server.store.shards import RETRIED_ELSEWHERE, Shards
+from server.store.shards import Shards
 
 # Arg is the link's, and the type every caller gives its commands.
 __all__ = ["Arg", "ReplicaTimeout", "Store", "StoreBusy", "connect", "no_expiry"]
 
-RETRY_ON_CLUSTER = (NoScriptError, *RETRIED_ELSEWHERE)
-BATCH_COMMANDS_MAX = 512  # cluster: a tick's batch is cut here
-FLUSHES_IN_FLIGHT_MAX = 8  # cluster: batches awaiting their replies at once
 COMMAND_NAMES_MAX = 256  # command names whose packing and reply callback are remembered
 # Pipelined connections per Store. One keeps every command in issue order; 2-8 measured
 # no faster (docs/benchmark.md).
 LINKS = 1
-
-Pending = tuple[tuple[Arg, ...], "asyncio.Future[Any] | None", int]
 
 
 def connect(url: str, max_connections: int = 32) -> Redis | RedisCluster:
@@ -81,22 +74,6 @@ def connect(url: str, max_connections: int = 32) -> Redis | RedisCluster:
     )
 
 
-# redis-py 8.1 can fail a command on a connection whose transport went away (a peer reset,
-# a disconnect racing a connect: seen in failovers and on a fresh cluster client) with the
-# transport's own AttributeError or TypeError instead of a ConnectionError (redis-py issue
-# #4287). The command's outcome is unknown, as for any lost connection: say so.
-LEAKED_TRANSPORT_ERRORS = (AttributeError, TypeError)
-
-
-def as_store_error(reply: Any) -> Any:
-    """A reply of redis-py's pipeline, with a leaked transport error made a ConnectionError."""
-    if isinstance(reply, LEAKED_TRANSPORT_ERRORS):
-        error = RedisConnectionError(f"connection lost under redis-py: {reply!r}")
-        error.__cause__ = reply
-        return error
-    return reply
-
-
 def no_expiry(now_ms: int) -> int:
     return 0
 
@@ -111,15 +88,13 @@ class Store:
         self.publish_command = "SPUBLISH" if self.cluster else "PUBLISH"
         self.endpoint = None if isinstance(redis, RedisCluster) else Endpoint.of(redis)
         self._shards = Shards(self, redis) if isinstance(redis, RedisCluster) else None
+        self._fallback = (
+            Fallback(redis, self.load_scripts) if isinstance(redis, RedisCluster) else None
+        )
         # Packs what hiredis cannot (bool, None...) exactly as the client's connections do.
         self._template = (self.endpoint or cast(Shards, self._shards)).template
         self._links: list[Link | None] = [None] * LINKS
         self._next_link = 0
-        # Cluster: (command, future, group size): a group's future sits on its last command
-        # and gets the list of the group's replies; the other commands carry None.
-        self._pending: list[Pending] = []
-        self._flush_scheduled = False
-        self._in_flight = asyncio.Semaphore(FLUSHES_IN_FLIGHT_MAX)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._commands: dict[Arg, tuple[bool, Callback | None]] = {}  # see _command()
         # The business day (YYYYMMDD) of a moment: commits expire batches before it. The
@@ -208,23 +183,17 @@ class Store:
     def _queue(self, commands: list[tuple[Arg, ...]], many: bool) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        request = Request(commands, future, many)
         if self.endpoint is not None:
-            self._submit(Request(commands, future, many))
-        elif self._on_shards(Request(commands, future, many)):
-            pass
-        elif many and len(commands) == 1:  # a group of one is still a list
-            one: asyncio.Future[Any] = loop.create_future()
-            self._queue_cluster(loop, commands, one)
-            one.add_done_callback(
-                lambda f: (
-                    future.set_exception(e)
-                    if (e := f.exception())
-                    else future.set_result([f.result()])
-                )
-            )
-        else:
-            self._queue_cluster(loop, commands, future)
+            self._submit(request)
+        elif not self._on_shards(request):
+            self._spawn(self._through_fallback(request))
         return future
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- single server: pipelined links --------------------------------------------------
 
@@ -275,14 +244,12 @@ class Store:
         retry: Callable[[Request], Coroutine[Any, Any, None]] | None = None
         if request.retried:
             pass
-        elif self._shards is not None and any(isinstance(r, RETRY_ON_CLUSTER) for r in replies):
+        elif self._shards is not None and any(isinstance(r, RETRY_HERE) for r in replies):
             retry = self._retry_on_cluster
         elif any(isinstance(r, NoScriptError) for r in replies):
             retry = self._retry_noscript
         if retry is not None:
-            task = asyncio.get_running_loop().create_task(retry(request))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(retry(request))
             return
         if not future.done():
             future.set_exception(error)
@@ -307,102 +274,39 @@ class Store:
 
     # -- cluster: redis-py's cluster pipeline, for what the shards' links cannot settle --------
 
-    async def _retry_on_cluster(self, request: Request) -> None:
-        """Commands a primary did not run (NOSCRIPT, MOVED, ASK, TRYAGAIN, CLUSTERDOWN) go
-        once more through redis-py's pipeline, which loads, follows or waits as each needs;
-        then the shards copy the slot map redis-py has corrected."""
-        assert request.future is not None and self._shards is not None
-        replies = request.replies
-        missing = [i for i, r in enumerate(replies) if isinstance(r, RETRY_ON_CLUSTER)]
+    async def _through_fallback(self, request: Request) -> None:
+        """A request the shards cannot route (a command without a key they know)."""
+        assert self._fallback is not None and request.future is not None
         try:
-            # Twice at most: a command redirected to a promoted replica may meet NOSCRIPT
-            # there (a replica's script cache is its own) and is sent once more.
-            for _ in range(2):
-                if any(isinstance(replies[i], NoScriptError) for i in missing):
-                    await self.load_scripts()
-                results = await self._execute([request.commands[i] for i in missing])
-                for i, result in zip(missing, results, strict=True):
-                    replies[i] = result
-                missing = [i for i in missing if isinstance(replies[i], NoScriptError)]
-                if not missing:
-                    break
+            request.replies = await self._fallback.execute(request.commands)
+        except Exception as exc:  # noqa: BLE001 - the caller must hear of it
+            if not request.future.done():
+                request.future.set_exception(exc)
+            return
+        request.retried = True  # settled there: finish() resolves it as it stands
+        self.finish(request)
+
+    async def _retry_on_cluster(self, request: Request) -> None:
+        """Commands a primary did not run go once more through redis-py's pipeline (which
+        follows, waits or loads as each needs); then the shards copy the slot map redis-py
+        has corrected."""
+        assert self._fallback is not None and self._shards is not None
+        assert request.future is not None
+        replies = request.replies
+        missing = [i for i, r in enumerate(replies) if isinstance(r, RETRY_HERE)]
+        load_first = any(isinstance(replies[i], NoScriptError) for i in missing)
+        try:
+            again = await self._fallback.execute([request.commands[i] for i in missing], load_first)
         except Exception as exc:  # noqa: BLE001 - the caller must hear of it
             if not request.future.done():
                 request.future.set_exception(exc)
             return
         finally:
             self._shards.map_changed()
+        for i, result in zip(missing, again, strict=True):
+            replies[i] = result
         request.retried = True
         self.finish(request)
-
-    def _queue_cluster(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        commands: list[tuple[Arg, ...]],
-        future: asyncio.Future[Any],
-    ) -> None:
-        if len(commands) == 1:
-            self._pending.append((commands[0], future, 1))
-        else:
-            self._pending += [(args, None, 0) for args in commands[:-1]]
-            self._pending.append((commands[-1], future, len(commands)))
-        if len(self._pending) >= BATCH_COMMANDS_MAX:
-            self._flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, batch: list[Pending]) -> None:
-        async with self._in_flight:
-            try:
-                results = await self._execute([args for args, _, _ in batch])
-                missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-                if missing:
-                    await self.load_scripts()
-                    again = await self._execute([batch[i][0] for i in missing])
-                    for i, result in zip(missing, again, strict=True):
-                        results[i] = result
-            except Exception as exc:  # noqa: BLE001 - every waiter must hear of it
-                for _, future, _ in batch:
-                    if future is not None and not future.done():
-                        future.set_exception(exc)
-                return
-        for at, (_, future, size) in enumerate(batch):
-            if future is None or future.done():
-                continue
-            # Every exception, not only error replies: the cluster pipeline also hands back a
-            # dead node's ConnectionError as its commands' results.
-            if size == 1:
-                result = results[at]
-            else:
-                result = results[at + 1 - size : at + 1]
-                errors = [r for r in result if isinstance(r, Exception)]
-                result = errors[0] if errors else result
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    async def _execute(self, commands: list[tuple[Arg, ...]]) -> list[Any]:
-        """Replies in order; a command's error reply is its ResponseError, not raised."""
-        assert isinstance(self.redis, RedisCluster)
-        pipe = self.redis.pipeline(transaction=False)
-        for args in commands:
-            pipe.execute_command(*args)
-        try:
-            replies = await pipe.execute(raise_on_error=False)
-        except LEAKED_TRANSPORT_ERRORS as exc:
-            raise as_store_error(exc) from exc
-        return [as_store_error(r) for r in replies]
 
     def _command(self, name: Arg) -> tuple[bool, Callback | None]:
         """(one word, so hiredis packs it as redis-py would; redis-py's reply callback)."""
