@@ -6,7 +6,7 @@ costs a hash-tag lookup and no await, and each primary gets the single store's p
 commands packed by hiredis, one write per tick, replies parsed in `data_received`.
 
 What a link cannot settle alone goes through redis-py's cluster pipeline, which knows
-how (`Store` does that part): a command whose key we do not know where to find (PING,
+how (fallback.py): a command whose key we do not know where to find (PING,
 SCRIPT LOAD, anything outside `KEY_FIRST`), and a command the cluster answered with a
 redirection (MOVED, ASK), TRYAGAIN (its slot is moving) or CLUSTERDOWN. Such an answer
 means the command did not run, so sending it again is safe. After one, the table is copied
