@@ -1,12 +1,13 @@
 """`python -m bench.socket_memory`: where an idle socket's memory goes in the bare stack.
 
-The echo app (bench/echo_app.py) under uvicorn with `manor serve`'s WebSocket options,
-in a child process with tracemalloc on. The child takes a snapshot after a warm-up of
+The echo app (bench/echo_app.py) under uvicorn's own WebSocket protocol (the bare stack
+the issue-10 ratios are taken against; `manor serve` runs on our wire instead), in a
+child process with tracemalloc on. The child takes a snapshot after a warm-up of
 `--warmup` sockets opened and closed, and another once `--sockets` idle sockets are open
 (bench/hold_client.py, the idle_sockets phase's client); the difference, grouped by the
-package that allocated it, divided by the sockets, is printed in bytes per socket. This is
-the part of issue 10's idle-socket figure that our code cannot change: what uvicorn,
-websockets, Starlette and asyncio hold for a socket before the app does anything with it.
+package that allocated it, divided by the sockets, is printed in bytes per socket: what
+uvicorn, websockets, Starlette and asyncio hold for a socket before an app does anything
+with it, the bytes that led to our own wire (server/transport/wire.py).
 tracemalloc counts Python's allocations only (not the allocator's slack), so RSS per
 socket is a little higher.
 """
@@ -47,6 +48,7 @@ def serve(port: int, out: Path) -> None:
     import uvicorn
 
     from bench.echo_app import create_echo_app
+    from bench.serve import BASELINE_WS
     from server.settings import Settings
     from server.transport.ws import uvicorn_ws_options
 
@@ -62,7 +64,7 @@ def serve(port: int, out: Path) -> None:
             out.write_text(json.dumps(dict(groups)))
 
     signal.signal(signal.SIGUSR1, snapshot)
-    options = uvicorn_ws_options(Settings())
+    options = {**uvicorn_ws_options(Settings()), "ws": BASELINE_WS}  # the bare stack
     uvicorn.run(create_echo_app(), host="127.0.0.1", port=port, log_level="warning", **options)
 
 

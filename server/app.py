@@ -13,7 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route
 
 from game_rules import business_day
 from server.admin import api as admin
@@ -35,7 +35,6 @@ from server.store.timers import Timers
 from server.transport.fanout import Fanout, Pushes
 from server.transport.presence import Presence
 from server.transport.sharded import ShardedFanout
-from server.transport.ws import websocket_endpoint
 from server.web.routes import routes as web_routes
 
 log = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     metrics = Metrics(dispatch_table(settings))
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         store = Store(connect(settings.redis_url))
         await store.load_scripts()
         if settings.store_ack != "local":
@@ -183,7 +182,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.state.manor = manor
         log.info("manor ready: rules %s (%s)", rules.version, rules.digest)
         try:
-            yield
+            # As ASGI lifespan state too: uvicorn hands it to the WebSocket wire (ws.py),
+            # which runs below Starlette's router.
+            yield {"manor": manor}
         finally:
             await scheduler.stop()
             for task in manor.tasks:
@@ -194,7 +195,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await store.close()
 
     routes = [
-        WebSocketRoute("/v1/ws", websocket_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/dev/clock", dev_clock, methods=["POST"]),

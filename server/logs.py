@@ -68,6 +68,9 @@ def log_config(log_format: str, level: str) -> dict[str, Any]:
             # APScheduler logs every job run at INFO (every few seconds): our jobs log their
             # own work, so keep only its warnings.
             "apscheduler": {"level": level if level in _QUIETER_THAN_INFO else "WARNING"},
+            # websockets logs every socket's open and close at INFO: a line per socket in a
+            # connect wave. The wire logs refused handshakes itself (server/transport/wire.py).
+            "websockets": {"level": level if level in _QUIETER_THAN_INFO else "WARNING"},
         },
     }
 

@@ -46,8 +46,13 @@ class Live:
 
 @contextlib.asynccontextmanager
 async def serve(
-    redis_url: str, data_dir: Path, clock: Clock | None = None, **overrides: Any
+    redis_url: str,
+    data_dir: Path,
+    clock: Clock | None = None,
+    ws_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Live]:
+    """`overrides` are Settings fields; `ws_options` uvicorn's (ws_ping_interval, ...)."""
     port = free_port()
     overrides.setdefault("jobs", False)  # tests fire timers and relays by hand
     settings = Settings(
@@ -58,7 +63,7 @@ async def serve(
         app,
         host="127.0.0.1",
         port=port,
-        **uvicorn_ws_options(settings),
+        **{**uvicorn_ws_options(settings), **(ws_options or {})},
         lifespan="on",
         log_level="warning",
     )

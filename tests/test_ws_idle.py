@@ -34,5 +34,5 @@ async def test_an_idle_socket_owns_one_task(live: Live) -> None:
     grown = server_tasks() - before
     for client in clients:
         await client.close()
-    # uvicorn's one task per socket, which serves it; no reader, writer or waiter besides.
-    assert grown == {"WebSocketsSansIOProtocol.run_asgi": SOCKETS}, grown
+    # The wire's one task per socket, which serves it; no reader, writer or waiter besides.
+    assert grown == {"Wire._run": SOCKETS}, grown

@@ -1,4 +1,9 @@
-"""The WebSocket endpoint /v1/ws: handshake, request loop, bounded send queue."""
+"""The WebSocket endpoint /v1/ws: handshake, request loop, bounded send queue.
+
+Served on our own wire under uvicorn (wire.py; `uvicorn_ws_options` names it), not through
+Starlette's router: the app's lifespan yields the `Manor` as ASGI lifespan state, which
+uvicorn hands to every socket.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,11 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, unquote
 
 import msgpack
-from starlette.responses import PlainTextResponse
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.http11 import Request
 
 from server.auth import AuthError, verify_token
 from server.metrics import UNKNOWN_OP, Metrics
@@ -32,9 +36,11 @@ from server.store.keys import PlayerKeys
 from server.store.store import StoreBusy
 from server.transport.fanout import Pushes
 from server.transport.sender import Sender
+from server.transport.wire import Disconnected, Wire
 
 log = logging.getLogger(__name__)
 
+SOCKET_PATH = "/v1/ws"
 SEQ_PATTERN = re.compile(r"[0-9]{1,15}")
 CLOSE_GRACE_S = 5.0  # how long a socket we close may take to accept the close frame
 # A handshake the store cannot count falls back on this process's own count.
@@ -59,17 +65,27 @@ def warn_store_down(op: str, exc: Exception) -> None:
 def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
     """The WebSocket options of uvicorn for `manor serve`, the benches and the tests."""
     return {
-        "ws": "websockets-sansio",
+        "ws": "server.transport.ws:ManorWire",
         "ws_max_size": settings.ws_frame_bytes_max,
         "ws_per_message_deflate": settings.ws_deflate,
     }
 
 
-def bearer_token(websocket: WebSocket) -> str | None:
-    header = websocket.headers.get("authorization", "")
+def bearer_token(request: Request, query: dict[str, str]) -> str | None:
+    headers = request.headers.get_all("Authorization")
+    header = headers[0] if headers else ""
     if header.lower().startswith("bearer "):
         return header[7:].strip()
-    return websocket.query_params.get("token")
+    return query.get("token")
+
+
+def offered_subprotocols(request: Request) -> list[str]:
+    return [
+        name.strip()
+        for header in request.headers.get_all("Sec-WebSocket-Protocol")
+        for name in header.split(",")
+        if name.strip()
+    ]
 
 
 class TokenBucket:
@@ -94,7 +110,7 @@ class TokenBucket:
 class Connection:
     def __init__(
         self,
-        websocket: WebSocket,
+        wire: Wire,
         codec: Codec,
         keys: PlayerKeys,
         dispatcher: Dispatcher,
@@ -102,15 +118,13 @@ class Connection:
         settings: Settings,
         metrics: Metrics | None = None,
     ) -> None:
-        self.websocket = websocket
+        self.wire = wire
         self.codec = codec
         self.keys = keys
         self.dispatcher = dispatcher
         self.fanout = fanout
         self.settings = settings
-        self.sender = Sender(
-            self._send_frame, websocket.close, settings.send_queue_max, self._closing
-        )
+        self.sender = Sender(wire.send, wire.close, settings.send_queue_max, self._closing)
         self.bucket = TokenBucket(settings.requests_per_s_max, settings.request_burst_max)
         self.strikes = 0
         self.metrics = metrics
@@ -132,12 +146,6 @@ class Connection:
     @property
     def close_code(self) -> int | None:
         return self.sender.close_code
-
-    def _send_frame(self, frame: bytes | str) -> Awaitable[None]:
-        """Starlette's send itself, to be awaited: no coroutine of our own per frame."""
-        if isinstance(frame, bytes):
-            return self.websocket.send({"type": "websocket.send", "bytes": frame})
-        return self.websocket.send({"type": "websocket.send", "text": frame})
 
     def offer_push(self, frame: bytes) -> None:
         """From the fan-out: a client too slow to drain its queue is disconnected."""
@@ -238,20 +246,15 @@ class Connection:
                 await self.confirmed()
                 await self.resume(since_seq)
             await self.read_loop()
-        except WebSocketDisconnect:
+        except Disconnected:
             pass
 
     async def read_loop(self) -> None:
         frame_bytes_max = self.settings.frame_bytes_max
         # Looked up once per socket, not per frame (this loop runs for every request).
-        receive, send, encode = self.websocket.receive, self.sender.send, self.codec.encode
+        receive, send, encode = self.wire.receive, self.sender.send, self.codec.encode
         while self.close_code is None:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message.get("code", 1000))
-            data = message.get("bytes")
-            if data is None:
-                data = message.get("text", "")
+            data = await receive()
             if not self.bucket.take():
                 self.strikes += 1  # consecutive refusals: a client that backs off is forgiven
                 if self.strikes > self.settings.rate_strikes_max:
@@ -306,48 +309,68 @@ class Connection:
         return reply
 
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    app = websocket.app.state.manor
-    offered = list(websocket.scope.get("subprotocols", []))
+class Admission(NamedTuple):
+    """What the handshake decided: who the socket is, how it speaks, where it resumes."""
+
+    player_id: str
+    subprotocol: str
+    offered: bool  # the client named subprotocols: the answer names the one we took
+    since_seq: int | None
+
+
+def admit(manor: Any, wire: Wire) -> Admission | None:
+    """Check the upgrade request, refusing it with a plain-text HTTP answer when it fails;
+    the request is read here only, so it is not kept for the socket's life."""
+    request = wire.request
+    if request is None:
+        return None
+    raw_path, _, query_string = request.path.partition("?")
+    if unquote(raw_path) != SOCKET_PATH:
+        wire.deny(404, "Not Found")
+        return None
+    if manor is None:  # a socket before the lifespan finished, or a server without one
+        wire.deny(503, "the server is starting")
+        return None
+    offered = offered_subprotocols(request)
     subprotocol = pick_subprotocol(offered)
     if subprotocol is None:
-        await websocket.send_denial_response(
-            PlainTextResponse(
-                "unsupported subprotocol: use manor.v1.msgpack or manor.v1.json", status_code=400
-            )
-        )
-        return
-    token = bearer_token(websocket)
+        wire.deny(400, "unsupported subprotocol: use manor.v1.msgpack or manor.v1.json")
+        return None
+    query = dict(parse_qsl(query_string, keep_blank_values=True))
+    token = bearer_token(request, query)
     if not token:
-        await websocket.send_denial_response(
-            PlainTextResponse(
-                "missing token: Authorization: Bearer <jwt> or ?token=", status_code=401
-            )
-        )
-        return
+        wire.deny(401, "missing token: Authorization: Bearer <jwt> or ?token=")
+        return None
     try:
-        player_id = verify_token(app.jwt_secret, token, app.settings.jwt_leeway_s)
+        player_id = verify_token(manor.jwt_secret, token, manor.settings.jwt_leeway_s)
     except AuthError as exc:
-        await websocket.send_denial_response(PlainTextResponse(str(exc), status_code=403))
-        return
-    since = websocket.query_params.get("since_seq")
+        wire.deny(403, str(exc))
+        return None
+    since = query.get("since_seq")
     if since is not None and not SEQ_PATTERN.fullmatch(since):
-        await websocket.send_denial_response(
-            PlainTextResponse("since_seq must be a non-negative integer", status_code=400)
-        )
+        wire.deny(400, "since_seq must be a non-negative integer")
+        return None
+    return Admission(player_id, subprotocol, bool(offered), None if since is None else int(since))
+
+
+async def serve_socket(app_state: dict[str, Any], wire: Wire) -> None:
+    """One socket of /v1/ws, from the upgrade request to its end (the wire's handler)."""
+    app = app_state.get("manor")
+    admission = admit(app, wire)
+    if admission is None or app is None:
         return
-    since_seq = None if since is None else int(since)
-    keys = PlayerKeys(player_id)
+    keys = PlayerKeys(admission.player_id)
     socket_id = app.presence.new_socket_id()
+    answer = admission.subprotocol if admission.offered else None
     if not await take_place(app, keys, socket_id):
-        await websocket.accept(subprotocol if offered else None)
-        await websocket.close(CLOSE_TOO_MANY_SOCKETS)
+        wire.accept(answer)
+        await wire.close(CLOSE_TOO_MANY_SOCKETS)
         return
     try:
-        await websocket.accept(subprotocol if offered else None)
+        wire.accept(answer)
         connection = Connection(
-            websocket,
-            Codec(subprotocol),
+            wire,
+            Codec(admission.subprotocol),
             keys,
             app.dispatcher,
             app.fanout,
@@ -356,11 +379,20 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         )
         app.sockets += 1
         try:
-            await connection.serve(since_seq)
+            await connection.serve(admission.since_seq)
         finally:
             app.sockets -= 1
     finally:
         await app.presence.release(keys, socket_id)
+
+
+class ManorWire(Wire):
+    """The wire of `manor serve`: uvicorn's `ws=` names this class by its import path."""
+
+    __slots__ = ()
+
+    async def serve(self) -> None:
+        await serve_socket(self.app_state, self)
 
 
 async def take_place(app: Any, keys: PlayerKeys, socket_id: str) -> bool:

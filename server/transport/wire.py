@@ -1,0 +1,426 @@
+"""The WebSocket wire: our own asyncio protocol under uvicorn (its `ws=` option).
+
+Why not uvicorn's WebSocket protocol and Starlette's WebSocket: there an idle socket holds
+~26 KB of Python objects before the app runs (uvicorn's protocol object, the parsed HTTP
+request kept for the socket's life, an ASGI message Queue and Event, Starlette's task
+frames through the router: `python -m bench.socket_memory`, docs/benchmark.md), and every
+frame travels as an ASGI message dict through two queues. Here a socket holds its
+transport, a websockets `ServerProtocol` in frame mode and a few fields: the framing,
+masking, fragments, size limit, close handshake and permessage-deflate stay the library's
+(websockets' sans-I/O layer), the HTTP request is dropped once the handshake is answered.
+
+uvicorn reads the HTTP request, sees the Upgrade and replays its bytes here. A throwaway
+`ServerProtocol` checks the handshake; then the subclass's `serve` runs in one task per
+socket and talks to the wire through `request`, `accept`, `deny`, `receive`, `send` and
+`close` (server/transport/ws.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import struct
+from collections import deque
+from typing import Any, cast
+
+from websockets.exceptions import InvalidState
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+log = logging.getLogger(__name__)
+# websockets' own protocol objects log each socket's open and close at INFO: kept under
+# the library's logger name, which server/logs.py holds at WARNING (a connect wave would
+# otherwise write a line per socket). Refused handshakes get one INFO line of ours.
+PROTOCOL_LOG = logging.getLogger("websockets.server")
+
+# Messages read but not yet taken by the handler: past this, the transport stops reading
+# (one read may still hold more: its frames are parsed together, at most a read's bytes).
+INBOUND_MESSAGES_MAX = 4
+CLOSE_TIMEOUT_S = 10.0  # our close frame waits this long for the client's before the TCP close
+PING_BYTES = 4  # the keepalive ping's payload: random, so a stale pong is told apart
+# The deflate parameters of uvicorn's own protocol (a client sees the same offer).
+DEFLATE_WINDOW_BITS = 12
+DEFLATE_MEM_LEVEL = 5
+
+CODE_ABNORMAL = 1006  # the TCP connection ended without a close frame
+CODE_GOING_AWAY = 1012  # the server restarts (uvicorn's shutdown)
+CODE_INVALID_DATA = 1007
+CODE_KEEPALIVE = 1011
+
+Message = bytes | str
+
+
+class Disconnected(Exception):
+    """The socket ended: the close code the handler sees (the client's, ours, or 1006)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _settle(waiter: asyncio.Future[Any] | None, result: Any = None) -> None:
+    if waiter is not None and not waiter.done():
+        if isinstance(result, BaseException):
+            waiter.set_exception(result)
+        else:
+            waiter.set_result(result)
+
+
+class Wire(asyncio.Protocol):
+    """One WebSocket, from uvicorn's upgrade to the TCP close. Subclasses define `serve`."""
+
+    # Slots: one of these lives per socket (asyncio's protocol bases have empty slots).
+    __slots__ = (
+        "_waiter",
+        "app_state",
+        "close_sent",
+        "close_timer",
+        "config",
+        "conn",
+        "connections",
+        "ended",
+        "fragments",
+        "fragments_text",
+        "inbound",
+        "ping_payload",
+        "ping_timer",
+        "read_paused",
+        "request",
+        "response",
+        "tasks",
+        "transport",
+        "writable",
+    )
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any]) -> None:
+        self.config = config
+        self.connections: set[Any] = server_state.connections
+        self.tasks: set[asyncio.Task[None]] = server_state.tasks
+        self.app_state = app_state
+        self.transport: asyncio.Transport | None = None
+        self.conn = ServerProtocol(
+            extensions=self._deflate(),
+            max_size=config.ws_max_size,
+            logger=PROTOCOL_LOG,
+        )
+        self.request: Request | None = None  # the handshake's request, until answered
+        self.response: Response | None = None  # its 101 answer, until sent or refused
+        self.inbound: deque[Message] | None = None  # made by the first message not yet taken
+        self.writable: asyncio.Future[None] | None = None  # while the transport's buffer is full
+        self.ended: int | None = None  # the close code once the socket has ended
+        self.close_sent = False
+        self.close_timer: asyncio.TimerHandle | None = None
+        self.ping_timer: asyncio.TimerHandle | None = None
+        self.ping_payload: bytes | None = None  # the keepalive ping awaiting its pong
+        self.fragments: list[bytes] | None = None  # a message in several frames, until its last
+        self.fragments_text = False
+        self.read_paused = False
+        self._waiter: asyncio.Future[Message] | None = None  # the handler's receive, waiting
+
+    def _deflate(self) -> list[ServerPerMessageDeflateFactory]:
+        if not self.config.ws_per_message_deflate:
+            return []
+        return [
+            ServerPerMessageDeflateFactory(
+                server_max_window_bits=DEFLATE_WINDOW_BITS,
+                client_max_window_bits=DEFLATE_WINDOW_BITS,
+                compress_settings={"memLevel": DEFLATE_MEM_LEVEL},
+            )
+        ]
+
+    # asyncio's side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.receive_data(data)
+        for event in conn.events_received():
+            if isinstance(event, Frame):
+                self._frame(event)
+            elif isinstance(event, Request):
+                self._upgrade(event)
+        self._flush()
+        if conn.parser_exc is not None:  # a protocol error: websockets queued the close frame
+            close = conn.close_sent
+            self._end(close.code if close is not None else CODE_ABNORMAL)
+            self._close_transport()
+
+    def eof_received(self) -> None:
+        return None  # the transport closes itself; connection_lost ends the socket
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        for timer in (self.close_timer, self.ping_timer):
+            if timer is not None:
+                timer.cancel()
+        self.close_timer = self.ping_timer = None
+        self._end(CODE_ABNORMAL)
+        _settle(self.writable)  # a send waiting for room finds the socket ended
+
+    def pause_writing(self) -> None:
+        if self.writable is None:
+            self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self.writable = self.writable, None
+        _settle(writable)
+
+    def shutdown(self) -> None:
+        """uvicorn is stopping: a close frame 1012 (restart) to an open socket."""
+        if self.response is not None:
+            self.deny(500, "the server is stopping")
+            return
+        if not self.close_sent and self.ended is None and self.conn.state is State.OPEN:
+            self.conn.send_close(CODE_GOING_AWAY)
+            self.close_sent = True
+            self._flush()
+        self._end(CODE_GOING_AWAY)
+        self._close_transport()
+
+    async def serve(self) -> None:
+        """The socket's life after a well-formed upgrade request: `accept` or `deny` it,
+        then `receive` and `send` until Disconnected. Runs in the socket's one task."""
+        raise NotImplementedError
+
+    # The handshake
+
+    def _upgrade(self, request: Request) -> None:
+        """The upgrade request: answered by websockets when malformed, else by `handler`."""
+        response = self.conn.accept(request)
+        if response.status_code != 101:
+            self.conn.send_response(response)
+            self._flush()
+            self._close_transport()
+            return
+        self.request, self.response = request, response
+        task = asyncio.get_running_loop().create_task(self._run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self) -> None:
+        try:
+            await self.serve()
+        except Disconnected:
+            pass
+        except Exception:
+            log.exception("socket handler failed")
+            if self.response is not None:
+                self.deny(500, "Internal Server Error")
+        if self.response is not None:  # the handler never answered the handshake
+            log.error("socket handler returned without answering the handshake")
+            self.deny(500, "Internal Server Error")
+        if self.close_timer is None:  # no closing handshake under way: end the TCP connection
+            self._close_transport()
+
+    def accept(self, subprotocol: str | None) -> None:
+        """Answer the handshake with 101 (and the subprotocol, if any); frames may flow."""
+        handshake, response = self.conn, self.response
+        if response is None or self.ended is not None:
+            raise Disconnected(self.ended if self.ended is not None else CODE_ABNORMAL)
+        if subprotocol:
+            response.headers["Sec-WebSocket-Protocol"] = subprotocol
+        handshake.send_response(response)
+        self._flush()
+        # A fresh protocol in frame mode: the handshake's parser keeps the request alive.
+        conn = ServerProtocol(
+            state=State.OPEN, max_size=self.config.ws_max_size, logger=PROTOCOL_LOG
+        )
+        conn.extensions = handshake.extensions
+        self.conn = conn
+        self.request = self.response = None
+        interval_s = self.config.ws_ping_interval
+        if interval_s:
+            self.ping_timer = asyncio.get_running_loop().call_later(interval_s, self._ping)
+
+    def deny(self, status: int, text: str) -> None:
+        """Refuse the handshake with a plain-text HTTP answer and end the connection."""
+        if self.response is None:
+            return
+        response = self.conn.reject(status, text)
+        if self.request is not None:  # the path without its query: a ?token= stays out
+            log.info("socket refused: %d %s", status, self.request.path.partition("?")[0])
+        self.request = self.response = None
+        self.close_sent = True
+        self.conn.send_response(response)
+        self._flush()
+        self._end(CODE_ABNORMAL)
+        self._close_transport()
+
+    # Frames in
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+            if frame.fin:
+                self._message(cast(bytes, frame.data), opcode is Opcode.TEXT)
+            else:
+                self.fragments = [cast(bytes, frame.data)]
+                self.fragments_text = opcode is Opcode.TEXT
+        elif opcode is Opcode.CONT:
+            if self.fragments is None:
+                return  # websockets refuses a stray continuation before it gets here
+            self.fragments.append(cast(bytes, frame.data))
+            if frame.fin:
+                data, self.fragments = b"".join(self.fragments), None
+                self._message(data, self.fragments_text)
+        elif opcode is Opcode.CLOSE:
+            self._closed_by_peer()
+        elif opcode is Opcode.PONG and self.ping_payload == bytes(frame.data):
+            self.ping_payload = None
+            if self.ping_timer is not None:  # the pong's deadline
+                self.ping_timer.cancel()
+            self._schedule_ping()
+        # PING: websockets has queued the pong; _flush sends it.
+
+    def _message(self, data: bytes, text: bool) -> None:
+        if self.close_sent or self.ended is not None:
+            return  # past our close: read on only for the client's close frame
+        message: Message = data
+        if text:
+            try:
+                message = data.decode()
+            except UnicodeDecodeError:
+                self.conn.fail(CODE_INVALID_DATA, "invalid UTF-8")
+                self.close_sent = True
+                self._end(CODE_INVALID_DATA)
+                self._flush()
+                self._close_transport()
+                return
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():  # nothing is queued while one waits
+            waiter.set_result(message)
+            return
+        inbound = self.inbound
+        if inbound is None:
+            inbound = self.inbound = deque()
+        inbound.append(message)
+        if len(inbound) >= INBOUND_MESSAGES_MAX and not self.read_paused:
+            self.read_paused = True
+            if self.transport is not None:
+                self.transport.pause_reading()
+
+    def _closed_by_peer(self) -> None:
+        close = self.conn.close_rcvd
+        if self.close_sent:  # the client's answer to our close: the closing handshake is done
+            if self.close_timer is not None:
+                self.close_timer.cancel()
+                self.close_timer = None
+            self._close_transport()
+            return
+        # websockets has queued the echo of the close frame; the server ends TCP after it.
+        self.close_sent = True
+        self._end(close.code if close is not None else CODE_ABNORMAL)
+        self._flush()
+        self._close_transport()
+
+    # The handler's side
+
+    async def receive(self) -> Message:
+        """The next message, in order; raises Disconnected once the socket has ended."""
+        inbound = self.inbound
+        if inbound:
+            message = inbound.popleft()
+            if self.read_paused and len(inbound) < INBOUND_MESSAGES_MAX:
+                self.read_paused = False
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.resume_reading()
+            return message
+        if self.ended is not None:
+            raise Disconnected(self.ended)
+        waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            return await waiter
+        finally:
+            self._waiter = None
+
+    async def send(self, message: Message) -> None:
+        """Send one message (bytes: binary, str: text); waits while the client reads slowly.
+        Raises Disconnected when the socket has ended; after our close, drops the message."""
+        if self.writable is not None:
+            await asyncio.shield(self.writable)
+        if self.ended is not None and not self.close_sent:
+            raise Disconnected(self.ended)
+        if self.close_sent:
+            return
+        try:
+            if isinstance(message, bytes):
+                self.conn.send_binary(message)
+            else:
+                self.conn.send_text(message.encode())
+        except InvalidState:
+            raise Disconnected(CODE_ABNORMAL) from None
+        self._flush()
+
+    async def close(self, code: int) -> None:
+        """Send our close frame; the TCP connection ends on the client's answer or after
+        CLOSE_TIMEOUT_S. The handler's next receive raises Disconnected(code)."""
+        if self.close_sent or self.ended is not None or self.transport is None:
+            return
+        self.close_sent = True
+        try:
+            self.conn.send_close(code)
+        except InvalidState:
+            return
+        self._flush()
+        self._end(code)
+        if self.read_paused:  # read on: the client's close frame is what ends the socket
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = asyncio.get_running_loop().call_later(
+            CLOSE_TIMEOUT_S, self._close_transport
+        )
+
+    # Keepalive
+
+    def _schedule_ping(self) -> None:
+        interval_s = self.config.ws_ping_interval
+        if interval_s and self.ended is None:
+            self.ping_timer = asyncio.get_running_loop().call_later(interval_s, self._ping)
+
+    def _ping(self) -> None:
+        """A ping every ws_ping_interval; no pong within ws_ping_timeout ends the socket."""
+        self.ping_timer = None
+        if self.close_sent or self.ended is not None:
+            return
+        if self.ping_payload is not None:  # the last ping had no answer in time
+            self.conn.fail(CODE_KEEPALIVE, "keepalive ping timeout")
+            self.close_sent = True
+            self._flush()
+            self._end(CODE_KEEPALIVE)
+            self._close_transport()
+            return
+        self.ping_payload = struct.pack("!I", random.getrandbits(8 * PING_BYTES))
+        self.conn.send_ping(self.ping_payload)
+        self._flush()
+        timeout_s = self.config.ws_ping_timeout
+        if timeout_s:
+            self.ping_timer = asyncio.get_running_loop().call_later(timeout_s, self._ping)
+        else:
+            self.ping_payload = None
+            self._schedule_ping()
+
+    # Plumbing
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(data))
+
+    def _end(self, code: int) -> None:
+        """The socket has ended: the handler's receive raises Disconnected(code) once the
+        messages before it are taken."""
+        if self.ended is None:
+            self.ended = code
+            _settle(self._waiter, Disconnected(code))
+
+    def _close_transport(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()

@@ -1,0 +1,162 @@
+"""The WebSocket wire under uvicorn (server/transport/wire.py), over real sockets: what the
+library-level clients in the other tests never do (fragments, a pipelined burst, bad
+UTF-8, silence to pings and to our close, a server restart)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+from pathlib import Path
+
+import msgpack
+import pytest
+from redis.asyncio import Redis
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from server.protocol import CLOSE_TOO_MANY_SOCKETS
+from server.store.embedded import EmbeddedStore
+from server.transport import wire
+from tests.live import Live, serve
+
+WAIT_S = 5.0
+
+
+def masked(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """One client frame (clients must mask), for what the library clients will not send."""
+    mask = os.urandom(4)
+    size = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if size < 126:
+        head += bytes([0x80 | size])
+    elif size < 1 << 16:
+        head += bytes([0x80 | 126]) + struct.pack("!H", size)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", size)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def raw_socket(live: Live, player: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A handshake by hand: a client that answers nothing unless told to."""
+    port = int(live.http.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET /v1/ws?token={live.token(player)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: manor.v1.msgpack\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One server frame (unmasked): (opcode, payload)."""
+    first, second = await asyncio.wait_for(reader.readexactly(2), WAIT_S)
+    size = second & 0x7F
+    if size == 126:
+        (size,) = struct.unpack("!H", await reader.readexactly(2))
+    elif size == 127:
+        (size,) = struct.unpack("!Q", await reader.readexactly(8))
+    return first & 0x0F, await reader.readexactly(size)
+
+
+async def sockets_drop_to(live: Live, count: int) -> None:
+    for _ in range(int(WAIT_S / 0.02)):
+        if live.manor.sockets == count:
+            return
+        await asyncio.sleep(0.02)
+    assert live.manor.sockets == count
+
+
+async def test_a_request_in_fragments_is_answered(live: Live) -> None:
+    reader, writer = await raw_socket(live, "frag")
+    request = msgpack.packb({"id": 7, "op": "state"})
+    writer.write(masked(0x2, request[:3], fin=False) + masked(0x9, b"mid-ping"))
+    writer.write(masked(0x0, request[3:6], fin=False) + masked(0x0, request[6:]))
+    opcode, payload = await read_frame(reader)
+    assert (opcode, payload) == (0xA, b"mid-ping")  # a control frame between fragments
+    opcode, payload = await read_frame(reader)
+    assert opcode == 0x2 and msgpack.unpackb(payload)["id"] == 7
+    writer.close()
+
+
+async def test_a_pipelined_burst_is_answered_in_order(live: Live) -> None:
+    """More requests at once than the wire buffers: reading pauses, none is lost."""
+    reader, writer = await raw_socket(live, "burst")
+    count = wire.INBOUND_MESSAGES_MAX * 10
+    writer.write(
+        b"".join(masked(0x2, msgpack.packb({"id": n, "op": "state"})) for n in range(count))
+    )
+    ids = []
+    while len(ids) < count:
+        _, payload = await read_frame(reader)
+        message = msgpack.unpackb(payload)
+        if "id" in message:  # pushes (none expected here) carry no id
+            assert message["ok"], message
+            ids.append(message["id"])
+    assert ids == list(range(count))
+    writer.close()
+
+
+async def test_bad_utf8_in_a_text_frame_closes_1007(live: Live) -> None:
+    reader, writer = await raw_socket(live, "utf")
+    writer.write(masked(0x1, b"\xff\xfe not utf-8"))
+    opcode, payload = await read_frame(reader)
+    assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1007
+    await sockets_drop_to(live, 0)
+    writer.close()
+
+
+async def test_other_paths_are_not_found(live: Live) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{live.url}/v1/nope?token={live.token('p')}"):
+            pass
+    assert refused.value.response.status_code == 404
+
+
+async def test_a_client_silent_to_pings_is_closed_1011(
+    redis: Redis, redis_server: EmbeddedStore, tmp_path: Path
+) -> None:
+    options = {"ws_ping_interval": 0.2, "ws_ping_timeout": 0.2}
+    async with serve(redis_server.url, tmp_path, ws_options=options) as live:
+        answering = await live.connect("pong")  # the library client answers pings itself
+        reader, writer = await raw_socket(live, "mute")
+        opcode, _ = await read_frame(reader)
+        assert opcode == 0x9  # the ping, never answered
+        opcode, payload = await read_frame(reader)
+        assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1011
+        await sockets_drop_to(live, 1)
+        assert await answering.call("state")  # several pings later, still open
+        await answering.close()
+        writer.close()
+
+
+async def test_a_client_silent_to_our_close_is_cut_after_the_timeout(
+    redis: Redis,
+    redis_server: EmbeddedStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wire, "CLOSE_TIMEOUT_S", 0.3)
+    async with serve(redis_server.url, tmp_path, sockets_per_player_max=1) as live:
+        first = await live.connect("full")
+        reader, writer = await raw_socket(live, "full")  # a second socket: refused with 4409
+        opcode, payload = await read_frame(reader)
+        assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == CLOSE_TOO_MANY_SOCKETS
+        assert await asyncio.wait_for(reader.read(), WAIT_S) == b""  # TCP closed, unanswered
+        writer.close()
+        await first.close()
+
+
+async def test_a_server_restart_closes_open_sockets_1012(
+    redis: Redis, redis_server: EmbeddedStore, tmp_path: Path
+) -> None:
+    async with serve(redis_server.url, tmp_path) as live:
+        socket = await connect(
+            f"{live.url}/v1/ws?token={live.token('bye')}", subprotocols=["manor.v1.msgpack"]
+        )
+    await asyncio.wait_for(socket.wait_closed(), WAIT_S)
+    assert socket.close_code == 1012
