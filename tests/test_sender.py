@@ -92,3 +92,49 @@ async def test_a_full_queue_drops_its_frames_and_closes_last() -> None:
     assert socket.closed == [SLOW]
     assert b"late" not in socket.frames and len(socket.frames) <= 1  # one was on the wire
     await sender.stop()
+
+
+class Wire(Socket):
+    """A socket that can take a frame at once unless `busy` (its transport's buffer full)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = False
+        self.at_once: list[Frame] = []
+
+    def send_now(self, frame: Frame) -> bool:
+        if self.busy:
+            return False
+        self.at_once.append(frame)
+        self.frames.append(frame)
+        return True
+
+    def sender(self, queued_max: int = 8) -> Sender:
+        return Sender(self.send, self.close, queued_max, self.shut.append, self.send_now)
+
+
+async def test_frames_with_nothing_ahead_go_out_at_once_without_a_task() -> None:
+    socket = Wire()
+    sender = socket.sender()
+    sender.offer(b"push", SLOW)
+    await sender.send(b"reply", SLOW)
+    assert socket.at_once == [b"push", b"reply"]
+    assert sender.drainer is None and sender.backlog is None
+
+
+async def test_a_busy_socket_queues_and_later_frames_wait_behind() -> None:
+    socket = Wire()
+    socket.busy = True
+    socket.gate.clear()
+    sender = socket.sender()
+    sender.offer(b"1", SLOW)  # queued: the socket cannot take it now
+    socket.busy = False
+    sender.offer(b"2", SLOW)  # the socket could, but "1" is ahead of it
+    reply = asyncio.create_task(sender.send(b"3", SLOW))
+    await asyncio.sleep(0)
+    assert socket.at_once == []
+    socket.gate.set()
+    await reply
+    await asyncio.sleep(0.01)
+    assert socket.frames == [b"1", b"2", b"3"]
+    await sender.stop()

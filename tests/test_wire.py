@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from server.protocol import CLOSE_TOO_MANY_SOCKETS
 from server.store.embedded import EmbeddedStore
@@ -160,3 +161,12 @@ async def test_a_server_restart_closes_open_sockets_1012(
         )
     await asyncio.wait_for(socket.wait_closed(), WAIT_S)
     assert socket.close_code == 1012
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65_535, 65_536, 70_000])
+@pytest.mark.parametrize("text", [False, True])
+def test_our_frames_are_the_bytes_websockets_writes(size: int, text: bool) -> None:
+    payload = b"x" * size
+    message = payload.decode() if text else payload
+    opcode = Opcode.TEXT if text else Opcode.BINARY
+    assert wire.frame_bytes(message) == Frame(opcode, payload).serialize(mask=False)

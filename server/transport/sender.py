@@ -3,6 +3,8 @@
 The queue is bounded: a client that stops reading fills it and is disconnected (its
 pushes wait in the inbox for a resume), so memory per socket stays bounded.
 
+A frame with nothing ahead of it goes out at once through `send_now` (the wire writes it
+to the transport: no coroutine, no task), unless the client reads too slowly.
 An idle socket owns no task, queue or event here: the queue is made by the first frame
 that must wait, and a drain task lives while frames come (idle sockets are most sockets;
 each of those objects costs RSS on every one of them). The drain task lingers
@@ -18,10 +20,15 @@ from collections.abc import Awaitable, Callable
 
 Frame = bytes | str
 SendFrame = Callable[[Frame], Awaitable[None]]
+SendNow = Callable[[Frame], bool]  # sent at once (True), or not at all: the socket is busy
 CloseSocket = Callable[[int], Awaitable[None]]
 OnShut = Callable[[int], None]
 
 DRAIN_LINGER_S = 1.0  # a drain task idle this long ends (a socket idle after pushes)
+
+
+def _never(frame: Frame) -> bool:
+    return False
 
 
 def _wake(waiter: asyncio.Future[bool], more: bool) -> None:
@@ -31,9 +38,15 @@ def _wake(waiter: asyncio.Future[bool], more: bool) -> None:
 
 class Sender:
     def __init__(
-        self, send: SendFrame, close: CloseSocket, queued_max: int, on_shut: OnShut
+        self,
+        send: SendFrame,
+        close: CloseSocket,
+        queued_max: int,
+        on_shut: OnShut,
+        send_now: SendNow | None = None,
     ) -> None:
         self._send = send
+        self._send_now = send_now or _never  # a frame with nothing ahead of it, no task
         self._close = close
         self._on_shut = on_shut  # told once a close is decided
         self.queued_max = queued_max
@@ -52,6 +65,8 @@ class Sender:
         """Queue a frame behind the others; close with `on_full_close` when the queue is full."""
         if self.close_code is not None:
             return
+        if not self.backlog and not self.sending and self._send_now(frame):
+            return
         if self.queued >= self.queued_max:
             self.shut(on_full_close, drop_backlog=True)
             return
@@ -64,6 +79,8 @@ class Sender:
         """Send now when nothing is ahead of this frame, else queue it behind the rest."""
         if self.sending or self.backlog or self.close_code is not None:  # backlog: queued
             self.offer(frame, on_full_close)
+            return
+        if self._send_now(frame):
             return
         self.sending = True
         try:

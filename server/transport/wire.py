@@ -46,6 +46,11 @@ PING_BYTES = 4  # the keepalive ping's payload: random, so a stale pong is told 
 DEFLATE_WINDOW_BITS = 12
 DEFLATE_MEM_LEVEL = 5
 
+# The first byte of an unfragmented frame (FIN + opcode) and the one-byte lengths.
+HEAD_BINARY = bytes([0x80 | Opcode.BINARY.value])
+HEAD_TEXT = bytes([0x80 | Opcode.TEXT.value])
+SIZE_BYTES = [bytes([size]) for size in range(126)]
+
 CODE_ABNORMAL = 1006  # the TCP connection ended without a close frame
 CODE_GOING_AWAY = 1012  # the server restarts (uvicorn's shutdown)
 CODE_INVALID_DATA = 1007
@@ -60,6 +65,19 @@ class Disconnected(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
+
+
+def frame_bytes(message: Message) -> bytes:
+    """One unfragmented server frame (unmasked, no extension), as websockets writes it at
+    five times the cost: this runs for every reply and push."""
+    payload = message if isinstance(message, bytes) else message.encode()
+    head = HEAD_BINARY if isinstance(message, bytes) else HEAD_TEXT
+    size = len(payload)
+    if size < 126:
+        return head + SIZE_BYTES[size] + payload
+    if size < 1 << 16:
+        return head + b"\x7e" + size.to_bytes(2, "big") + payload
+    return head + b"\x7f" + size.to_bytes(8, "big") + payload
 
 
 def _settle(waiter: asyncio.Future[Any] | None, result: Any = None) -> None:
@@ -341,23 +359,36 @@ class Wire(asyncio.Protocol):
         finally:
             self._waiter = None
 
+    def send_now(self, message: Message) -> bool:
+        """Send at once if the transport has room, without a coroutine or a task; False (and
+        nothing sent) while the client reads too slowly or once the socket has ended."""
+        if self.writable is not None or self.ended is not None or self.close_sent:
+            return False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        if self.conn.extensions:  # deflate: websockets encodes the frame
+            try:
+                if isinstance(message, bytes):
+                    self.conn.send_binary(message)
+                else:
+                    self.conn.send_text(message.encode())
+            except InvalidState:
+                return False
+            self._flush()
+            return True
+        transport.write(frame_bytes(message))
+        return True
+
     async def send(self, message: Message) -> None:
         """Send one message (bytes: binary, str: text); waits while the client reads slowly.
         Raises Disconnected when the socket has ended; after our close, drops the message."""
-        if self.writable is not None:
+        while self.writable is not None:  # other frames may fill the buffer again first
             await asyncio.shield(self.writable)
-        if self.ended is not None and not self.close_sent:
-            raise Disconnected(self.ended)
         if self.close_sent:
             return
-        try:
-            if isinstance(message, bytes):
-                self.conn.send_binary(message)
-            else:
-                self.conn.send_text(message.encode())
-        except InvalidState:
-            raise Disconnected(CODE_ABNORMAL) from None
-        self._flush()
+        if not self.send_now(message):
+            raise Disconnected(self.ended if self.ended is not None else CODE_ABNORMAL)
 
     async def close(self, code: int) -> None:
         """Send our close frame; the TCP connection ends on the client's answer or after

@@ -124,7 +124,9 @@ class Connection:
         self.dispatcher = dispatcher
         self.fanout = fanout
         self.settings = settings
-        self.sender = Sender(wire.send, wire.close, settings.send_queue_max, self._closing)
+        self.sender = Sender(
+            wire.send, wire.close, settings.send_queue_max, self._closing, wire.send_now
+        )
         self.bucket = TokenBucket(settings.requests_per_s_max, settings.request_burst_max)
         self.strikes = 0
         self.metrics = metrics
