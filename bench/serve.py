@@ -30,13 +30,14 @@ BASELINE_WS = "websockets-sansio"  # uvicorn's protocol on the websockets librar
 SOCKETS_MAX = 30_000  # file descriptors asked for (up to the hard limit): the socket phases
 
 
-def signin_settings(redis_url: str, data_dir: Path) -> Settings:
+def signin_settings(redis_url: str, data_dir: Path, jobs: bool = True) -> Settings:
     return Settings(
         redis_url=redis_url,
         data_dir=data_dir,
         jwt_secret=JWT_SECRET,
         requests_per_s_max=REQUESTS_PER_S_MAX,
         request_burst_max=REQUEST_BURST_MAX,
+        jobs=jobs,
     )
 
 
@@ -51,7 +52,7 @@ def build_app(args: argparse.Namespace) -> Starlette:
         store.WRITE_COMMANDS_MIN = args.store_write_min  # type: ignore[attr-defined]
     if args.store_links:
         store.LINKS = args.store_links
-    settings = signin_settings(args.redis_url, Path(args.data_dir))
+    settings = signin_settings(args.redis_url, Path(args.data_dir), jobs=not args.no_jobs)
     # --day-ms 0: the app's own clock (the steady phase: mostly `already` sign-ins)
     return create_app(settings, clock=TimeLapseClock(args.day_ms) if args.day_ms else None)
 
@@ -82,6 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     top.add_argument("--store-write-min", type=int, default=0, help="store.WRITE_COMMANDS_MIN")
     top.add_argument("--store-links", type=int, default=0, help="store.LINKS")
     top.add_argument("--profile", default="", help="write a cProfile of the run to this file")
+    top.add_argument(
+        "--no-jobs",
+        action="store_true",
+        help="no scheduled jobs (bench.instructions: their"
+        " work grows with the run's length, not with its requests)",
+    )
     args = top.parse_args(argv)
     raise_fd_limit(SOCKETS_MAX)
     app = build_app(args)

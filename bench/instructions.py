@@ -1,0 +1,143 @@
+"""`python -m bench.instructions`: server instructions per request, counted by callgrind.
+
+This VM's speed drifts by tens of percent within minutes, so rt/s and CPU µs per request
+compare two trees only over many alternated rounds. An instruction count does not drift:
+each path's server (bench/serve.py, as `make bench` runs it) runs under valgrind's
+callgrind twice, once answering `--requests` ÷ 4 requests and once `--requests`, over
+`--sockets` sockets sending in closed loops; the difference of the two totals over the
+difference of the requests is the server's instructions per request, with start-up,
+handshakes and shutdown cancelled out. The store runs natively (its cost is not counted).
+
+Paths: `echo` (the bare stack: bench/echo_app.py on uvicorn's own protocol), `steady`
+(`sign_in` on the app's normal clock: `already` after the first), `credit` (the time-lapse
+clock: every `sign_in` credits, its `balance` push read too). Two runs go at once (one
+per core: counts do not depend on the machine's load). Slow: a few minutes per path.
+
+    .venv/bin/python -m bench.instructions --paths echo,steady,credit --requests 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgpack
+from websockets.asyncio.client import connect
+
+from bench.procs import REPO, free_port, stop
+from bench.serve import JWT_SECRET
+from bench.stores import ONE_STORE, started_store
+from server.auth import issue_token
+from server.protocol import SUBPROTOCOL_MSGPACK
+
+PATHS = ("echo", "steady", "credit")
+LISTEN_WAIT_S_MAX = 300.0  # Python's start-up under callgrind takes a minute or more
+REPLY_WAIT_S_MAX = 60.0
+TOTALS = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
+
+
+async def drive(port: int, sockets: int, requests: int, path: str) -> None:
+    """`requests` requests over `sockets` sockets in closed loops, each reply awaited."""
+
+    async def one(n: int, count: int) -> None:
+        token = issue_token(JWT_SECRET, f"ins{n}", int(time.time()), 3600)
+        async with connect(
+            f"ws://127.0.0.1:{port}/v1/ws",
+            subprotocols=[SUBPROTOCOL_MSGPACK],  # type: ignore[list-item]
+            additional_headers={"Authorization": f"Bearer {token}"},
+            open_timeout=REPLY_WAIT_S_MAX,
+            ping_interval=None,
+        ) as socket:
+            for rid in range(count):
+                op = "echo" if path == "echo" else "sign_in"
+                await socket.send(msgpack.packb({"id": rid, "op": op}))
+                while True:  # pushes (the credit path's `balance`) come before or after
+                    frame = await asyncio.wait_for(socket.recv(), REPLY_WAIT_S_MAX)
+                    if msgpack.unpackb(frame).get("id") == rid:
+                        break
+
+    shares = [requests // sockets + (1 if n < requests % sockets else 0) for n in range(sockets)]
+    await asyncio.gather(*(one(n, count) for n, count in enumerate(shares)))
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    deadline_s = time.monotonic() + LISTEN_WAIT_S_MAX
+    while time.monotonic() < deadline_s:
+        if process.poll() is not None:
+            raise RuntimeError(f"server under callgrind exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError("server under callgrind not listening")
+
+
+def count(path: str, requests: int, sockets: int, valgrind: str) -> int:
+    """The server's total instructions for one run of `requests` requests."""
+    with tempfile.TemporaryDirectory(prefix="manor-ins-") as tmp:
+        port = free_port()
+        out = Path(tmp) / "callgrind.out"
+        command = [
+            valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
+            sys.executable, "-m", "bench.serve", "echo" if path == "echo" else "signin",
+            "--port", str(port),
+        ]  # fmt: skip
+        with started_store(Path(tmp) / "store", ONE_STORE) as (redis_url, _):
+            if path != "echo":
+                day_ms = "5" if path == "credit" else "0"
+                command += ["--redis-url", redis_url, "--data-dir", tmp, "--day-ms", day_ms]
+                command.append("--no-jobs")
+            process = subprocess.Popen(
+                command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            try:
+                wait_listening(port, process)
+                asyncio.run(drive(port, sockets, requests, path))
+            finally:
+                stop([process])
+                process.wait()
+        found = TOTALS.search(out.read_bytes())
+        if found is None:
+            raise RuntimeError(f"no totals in {out}")
+        return int(found.group(1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions")
+    parser.add_argument("--paths", default=",".join(PATHS))
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--sockets", type=int, default=10)
+    parser.add_argument("--valgrind", default="valgrind")
+    args = parser.parse_args(argv)
+    paths = [p for p in args.paths.split(",") if p]
+    unknown = set(paths) - set(PATHS)
+    if unknown:
+        parser.error(f"unknown paths {sorted(unknown)}; known: {', '.join(PATHS)}")
+    small = max(args.sockets, args.requests // 4)
+    runs = [(path, n) for path in paths for n in (small, args.requests)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        totals = list(
+            pool.map(lambda run: count(run[0], run[1], args.sockets, args.valgrind), runs)
+        )
+    by_run = dict(zip(runs, totals, strict=True))
+    for path in paths:
+        extra = by_run[(path, args.requests)] - by_run[(path, small)]
+        per_request = extra / (args.requests - small)
+        print(
+            f"{path:<7} {per_request / 1000:8.1f}k instructions per request "
+            f"(server, {args.requests - small} requests over {args.sockets} sockets)"
+        )
+
+
+if __name__ == "__main__":
+    main()
