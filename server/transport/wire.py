@@ -210,7 +210,7 @@ class Wire(asyncio.Protocol):
     # The handshake
 
     def _upgrade(self, request: Request) -> None:
-        """The upgrade request: answered by websockets when malformed, else by `handler`."""
+        """The upgrade request: answered by websockets when malformed, else by `serve`."""
         response = self.conn.accept(request)
         if response.status_code != 101:
             self.conn.send_response(response)
