@@ -1,4 +1,5 @@
-"""Sockets and pushes: the /v1/ws endpoint, each socket's send queue, pub/sub fan-out.
+"""Sockets and pushes: the WebSocket wire under uvicorn (wire.py), the /v1/ws endpoint on
+it (ws.py), each socket's send queue, pub/sub fan-out.
 
 May import the pipeline, metrics, store and the base modules; nothing below imports it.
 """
