@@ -10,7 +10,9 @@ handshakes and shutdown cancelled out. The store runs natively (its cost is not 
 
 Paths: `echo` (the bare stack: bench/echo_app.py on uvicorn's own protocol), `steady`
 (`sign_in` on the app's normal clock: `already` after the first), `credit` (the time-lapse
-clock: every `sign_in` credits, its `balance` push read too). Two runs go at once (one
+clock: every `sign_in` credits, its `balance` push read too), and the connect wave's two:
+`wave_echo` (a player opens a socket on the bare stack, one echo, closes) and `wave` (a new
+player opens, signs in once, credited, and closes), counted per player. Two runs go at once (one
 per core: counts do not depend on the machine's load). Slow: a few minutes per path.
 
     .venv/bin/python -m bench.instructions --paths echo,steady,credit --requests 2000
@@ -37,17 +39,21 @@ from bench.stores import ONE_STORE, started_store
 from server.auth import issue_token
 from server.protocol import SUBPROTOCOL_MSGPACK
 
-PATHS = ("echo", "steady", "credit")
+PATHS = ("echo", "steady", "credit", "wave_echo", "wave")
+WAVES = ("wave_echo", "wave")  # a request is a player: open, one request, close
+BARE = ("echo", "wave_echo")  # served by the bare stack (bench/echo_app.py)
 LISTEN_WAIT_S_MAX = 300.0  # Python's start-up under callgrind takes a minute or more
 REPLY_WAIT_S_MAX = 60.0
 TOTALS = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
 
 
 async def drive(port: int, sockets: int, requests: int, path: str) -> None:
-    """`requests` requests over `sockets` sockets in closed loops, each reply awaited."""
+    """`requests` requests over `sockets` sockets in closed loops, each reply awaited; for
+    a wave, `requests` players over `sockets` lanes, each a socket of its own."""
+    op = "echo" if path in BARE else "sign_in"
 
-    async def one(n: int, count: int) -> None:
-        token = issue_token(JWT_SECRET, f"ins{n}", int(time.time()), 3600)
+    async def player(name: str, count: int) -> None:
+        token = issue_token(JWT_SECRET, name, int(time.time()), 3600)
         async with connect(
             f"ws://127.0.0.1:{port}/v1/ws",
             subprotocols=[SUBPROTOCOL_MSGPACK],  # type: ignore[list-item]
@@ -56,15 +62,21 @@ async def drive(port: int, sockets: int, requests: int, path: str) -> None:
             ping_interval=None,
         ) as socket:
             for rid in range(count):
-                op = "echo" if path == "echo" else "sign_in"
                 await socket.send(msgpack.packb({"id": rid, "op": op}))
                 while True:  # pushes (the credit path's `balance`) come before or after
                     frame = await asyncio.wait_for(socket.recv(), REPLY_WAIT_S_MAX)
                     if msgpack.unpackb(frame).get("id") == rid:
                         break
 
+    async def lane(n: int, count: int) -> None:
+        if path not in WAVES:
+            await player(f"ins{n}", count)
+            return
+        for k in range(count):  # every player new: a wave's sign-in credits
+            await player(f"ins{n}x{k}x{requests}", 1)
+
     shares = [requests // sockets + (1 if n < requests % sockets else 0) for n in range(sockets)]
-    await asyncio.gather(*(one(n, count) for n, count in enumerate(shares)))
+    await asyncio.gather(*(lane(n, count) for n, count in enumerate(shares)))
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -89,11 +101,11 @@ def count(path: str, requests: int, sockets: int, valgrind: str) -> int:
         out = Path(tmp) / "callgrind.out"
         command = [
             valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
-            sys.executable, "-m", "bench.serve", "echo" if path == "echo" else "signin",
+            sys.executable, "-m", "bench.serve", "echo" if path in BARE else "signin",
             "--port", str(port),
         ]  # fmt: skip
         with started_store(Path(tmp) / "store", ONE_STORE) as (redis_url, _):
-            if path != "echo":
+            if path not in BARE:
                 day_ms = "5" if path == "credit" else "0"
                 command += ["--redis-url", redis_url, "--data-dir", tmp, "--day-ms", day_ms]
                 command.append("--no-jobs")
@@ -134,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         extra = by_run[(path, args.requests)] - by_run[(path, small)]
         per_request = extra / (args.requests - small)
         print(
-            f"{path:<7} {per_request / 1000:8.1f}k instructions per request "
+            f"{path:<9} {per_request / 1000:8.1f}k instructions per request "
             f"(server, {args.requests - small} requests over {args.sockets} sockets)"
         )
 
