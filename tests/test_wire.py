@@ -170,3 +170,19 @@ def test_our_frames_are_the_bytes_websockets_writes(size: int, text: bool) -> No
     message = payload.decode() if text else payload
     opcode = Opcode.TEXT if text else Opcode.BINARY
     assert wire.frame_bytes(message) == Frame(opcode, payload).serialize(mask=False)
+
+
+async def test_an_unusual_upgrade_gets_websockets_own_answer(live: Live) -> None:
+    """What upgrade.py does not read (here a version websockets refuses) goes to websockets:
+    its 400, and the connection ends."""
+    port = int(live.http.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET /v1/ws?token={live.token('old')} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n".encode()
+    )
+    answer = await asyncio.wait_for(reader.read(), WAIT_S)  # up to the close
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert b"Sec-WebSocket-Version" in answer  # websockets names the header it refused
+    writer.close()

@@ -9,10 +9,11 @@ transport, a websockets `ServerProtocol` in frame mode and a few fields: the fra
 masking, fragments, size limit, close handshake and permessage-deflate stay the library's
 (websockets' sans-I/O layer), the HTTP request is dropped once the handshake is answered.
 
-uvicorn reads the HTTP request, sees the Upgrade and replays its bytes here. A throwaway
-`ServerProtocol` checks the handshake; then the subclass's `serve` runs in one task per
-socket and talks to the wire through `request`, `accept`, `deny`, `receive`, `send` and
-`close` (server/transport/ws.py).
+uvicorn reads the HTTP request, sees the Upgrade and replays its bytes here. A plain
+handshake is read once and answered by upgrade.py; anything else goes to a throwaway
+websockets `ServerProtocol`, whose answers (400, 405, 426, deflate) stay the library's.
+Then the subclass's `serve` runs in one task per socket and talks to the wire through
+`request`, `accept`, `deny`, `receive`, `send` and `close` (server/transport/ws.py).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from websockets.exceptions import InvalidState
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import SEND_EOF, State
 from websockets.server import ServerProtocol
+
+from server.transport.upgrade import Upgrade, read_upgrade, refusal, switching
 
 log = logging.getLogger(__name__)
 # websockets' own protocol objects log each socket's open and close at INFO: kept under
@@ -109,6 +112,7 @@ class Wire(asyncio.Protocol):
         "read_paused",
         "request",
         "response",
+        "slow",
         "tasks",
         "transport",
         "writable",
@@ -120,13 +124,10 @@ class Wire(asyncio.Protocol):
         self.tasks: set[asyncio.Task[None]] = server_state.tasks
         self.app_state = app_state
         self.transport: asyncio.Transport | None = None
-        self.conn = ServerProtocol(
-            extensions=self._deflate(),
-            max_size=config.ws_max_size,
-            logger=PROTOCOL_LOG,
-        )
-        self.request: Request | None = None  # the handshake's request, until answered
-        self.response: Response | None = None  # its 101 answer, until sent or refused
+        self.conn: ServerProtocol | None = None  # frame mode, from the 101 on
+        self.slow: ServerProtocol | None = None  # websockets reading an unusual handshake
+        self.request: Upgrade | None = None  # the handshake's request, until answered
+        self.response: Response | None = None  # websockets' 101 (the slow path), until sent
         self.inbound: deque[Message] | None = None  # made by the first message not yet taken
         self.writable: asyncio.Future[None] | None = None  # while the transport's buffer is full
         self.ended: int | None = None  # the close code once the socket has ended
@@ -158,12 +159,13 @@ class Wire(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
+        if conn is None:
+            self._handshake(data)
+            return
         conn.receive_data(data)
         for event in conn.events_received():
             if isinstance(event, Frame):
                 self._frame(event)
-            elif isinstance(event, Request):
-                self._upgrade(event)
         self._flush()
         if conn.parser_exc is not None:  # a protocol error: websockets queued the close frame
             close = conn.close_sent
@@ -192,11 +194,17 @@ class Wire(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """uvicorn is stopping: a close frame 1012 (restart) to an open socket."""
-        if self.response is not None:
+        if self.request is not None:
             self.deny(500, "the server is stopping")
             return
-        if not self.close_sent and self.ended is None and self.conn.state is State.OPEN:
-            self.conn.send_close(CODE_GOING_AWAY)
+        conn = self.conn
+        if (
+            conn is not None
+            and not self.close_sent
+            and self.ended is None
+            and conn.state is State.OPEN
+        ):
+            conn.send_close(CODE_GOING_AWAY)
             self.close_sent = True
             self._flush()
         self._end(CODE_GOING_AWAY)
@@ -209,15 +217,41 @@ class Wire(asyncio.Protocol):
 
     # The handshake
 
-    def _upgrade(self, request: Request) -> None:
-        """The upgrade request: answered by websockets when malformed, else by `serve`."""
-        response = self.conn.accept(request)
-        if response.status_code != 101:
-            self.conn.send_response(response)
-            self._flush()
+    def _handshake(self, data: bytes) -> None:
+        """The upgrade request's bytes (uvicorn replays them in one call), before the 101."""
+        if self.request is not None or self.close_sent:
+            return  # being answered: a client sends nothing before the 101
+        slow = self.slow
+        if slow is None:
+            upgrade = read_upgrade(data)
+            if upgrade is not None and not (
+                upgrade.extensions and self.config.ws_per_message_deflate
+            ):
+                self._start(upgrade)
+                return
+            slow = self.slow = ServerProtocol(
+                extensions=self._deflate(), max_size=self.config.ws_max_size, logger=PROTOCOL_LOG
+            )
+        slow.receive_data(data)
+        for event in slow.events_received():
+            if isinstance(event, Request):
+                response = slow.accept(event)
+                if response.status_code != 101:  # websockets' answer to a bad handshake
+                    slow.send_response(response)
+                    break
+                self.response = response
+                headers: dict[str, list[str]] = {}
+                for name, value in event.headers.raw_items():
+                    headers.setdefault(name.lower(), []).append(value)
+                self._start(Upgrade(event.path, headers, ""))
+        if self._write(slow):  # websockets ended the connection (a refusal, a bad request)
+            self.slow = None
+            self.close_sent = True
             self._close_transport()
-            return
-        self.request, self.response = request, response
+
+    def _start(self, upgrade: Upgrade) -> None:
+        """A well-formed upgrade request: `serve` answers it, in the socket's task."""
+        self.request = upgrade
         task = asyncio.get_running_loop().create_task(self._run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -229,9 +263,9 @@ class Wire(asyncio.Protocol):
             pass
         except Exception:
             log.exception("socket handler failed")
-            if self.response is not None:
+            if self.request is not None:
                 self.deny(500, "Internal Server Error")
-        if self.response is not None:  # the handler never answered the handshake
+        if self.request is not None:  # the handler never answered the handshake
             log.error("socket handler returned without answering the handshake")
             self.deny(500, "Internal Server Error")
         if self.close_timer is None:  # no closing handshake under way: end the TCP connection
@@ -239,35 +273,43 @@ class Wire(asyncio.Protocol):
 
     def accept(self, subprotocol: str | None) -> None:
         """Answer the handshake with 101 (and the subprotocol, if any); frames may flow."""
-        handshake, response = self.conn, self.response
-        if response is None or self.ended is not None:
+        upgrade, slow, response = self.request, self.slow, self.response
+        if upgrade is None or self.ended is not None or self.transport is None:
             raise Disconnected(self.ended if self.ended is not None else CODE_ABNORMAL)
-        if subprotocol:
-            response.headers["Sec-WebSocket-Protocol"] = subprotocol
-        handshake.send_response(response)
-        self._flush()
-        # A fresh protocol in frame mode: the handshake's parser keeps the request alive.
+        if slow is not None and response is not None:
+            if subprotocol:
+                response.headers["Sec-WebSocket-Protocol"] = subprotocol
+            slow.send_response(response)
+            self._write(slow)
+            extensions = slow.extensions
+        else:
+            self.transport.write(switching(upgrade.key, subprotocol))
+            extensions = []
+        self.request = self.response = self.slow = None
+        # A fresh protocol in frame mode: websockets' handshake parser keeps its request.
         conn = ServerProtocol(
             state=State.OPEN, max_size=self.config.ws_max_size, logger=PROTOCOL_LOG
         )
-        conn.extensions = handshake.extensions
+        conn.extensions = extensions
         self.conn = conn
-        self.request = self.response = None
         interval_s = self.config.ws_ping_interval
         if interval_s:
             self.ping_timer = asyncio.get_running_loop().call_later(interval_s, self._ping)
 
     def deny(self, status: int, text: str) -> None:
         """Refuse the handshake with a plain-text HTTP answer and end the connection."""
-        if self.response is None:
+        upgrade, slow = self.request, self.slow
+        if upgrade is None:
             return
-        response = self.conn.reject(status, text)
-        if self.request is not None:  # the path without its query: a ?token= stays out
-            log.info("socket refused: %d %s", status, self.request.path.partition("?")[0])
-        self.request = self.response = None
+        # The path without its query: a ?token= stays out of the log.
+        log.info("socket refused: %d %s", status, upgrade.path.partition("?")[0])
+        if slow is not None:
+            slow.send_response(slow.reject(status, text))
+            self._write(slow)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.write(refusal(status, text))
+        self.request = self.response = self.slow = None
         self.close_sent = True
-        self.conn.send_response(response)
-        self._flush()
         self._end(CODE_ABNORMAL)
         self._close_transport()
 
@@ -305,7 +347,8 @@ class Wire(asyncio.Protocol):
             try:
                 message = data.decode()
             except UnicodeDecodeError:
-                self.conn.fail(CODE_INVALID_DATA, "invalid UTF-8")
+                if self.conn is not None:
+                    self.conn.fail(CODE_INVALID_DATA, "invalid UTF-8")
                 self.close_sent = True
                 self._end(CODE_INVALID_DATA)
                 self._flush()
@@ -325,7 +368,7 @@ class Wire(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def _closed_by_peer(self) -> None:
-        close = self.conn.close_rcvd
+        close = self.conn.close_rcvd if self.conn is not None else None
         if self.close_sent:  # the client's answer to our close: the closing handshake is done
             if self.close_timer is not None:
                 self.close_timer.cancel()
@@ -364,15 +407,15 @@ class Wire(asyncio.Protocol):
         nothing sent) while the client reads too slowly or once the socket has ended."""
         if self.writable is not None or self.ended is not None or self.close_sent:
             return False
-        transport = self.transport
-        if transport is None or transport.is_closing():
+        transport, conn = self.transport, self.conn
+        if transport is None or conn is None or transport.is_closing():
             return False
-        if self.conn.extensions:  # deflate: websockets encodes the frame
+        if conn.extensions:  # deflate: websockets encodes the frame
             try:
                 if isinstance(message, bytes):
-                    self.conn.send_binary(message)
+                    conn.send_binary(message)
                 else:
-                    self.conn.send_text(message.encode())
+                    conn.send_text(message.encode())
             except InvalidState:
                 return False
             self._flush()
@@ -393,11 +436,12 @@ class Wire(asyncio.Protocol):
     async def close(self, code: int) -> None:
         """Send our close frame; the TCP connection ends on the client's answer or after
         CLOSE_TIMEOUT_S. The handler's next receive raises Disconnected(code)."""
-        if self.close_sent or self.ended is not None or self.transport is None:
+        conn = self.conn
+        if self.close_sent or self.ended is not None or self.transport is None or conn is None:
             return
         self.close_sent = True
         try:
-            self.conn.send_close(code)
+            conn.send_close(code)
         except InvalidState:
             return
         self._flush()
@@ -419,17 +463,18 @@ class Wire(asyncio.Protocol):
     def _ping(self) -> None:
         """A ping every ws_ping_interval; no pong within ws_ping_timeout ends the socket."""
         self.ping_timer = None
-        if self.close_sent or self.ended is not None:
+        conn = self.conn
+        if self.close_sent or self.ended is not None or conn is None:
             return
         if self.ping_payload is not None:  # the last ping had no answer in time
-            self.conn.fail(CODE_KEEPALIVE, "keepalive ping timeout")
+            conn.fail(CODE_KEEPALIVE, "keepalive ping timeout")
             self.close_sent = True
             self._flush()
             self._end(CODE_KEEPALIVE)
             self._close_transport()
             return
         self.ping_payload = struct.pack("!I", random.getrandbits(8 * PING_BYTES))
-        self.conn.send_ping(self.ping_payload)
+        conn.send_ping(self.ping_payload)
         self._flush()
         timeout_s = self.config.ws_ping_timeout
         if timeout_s:
@@ -441,9 +486,15 @@ class Wire(asyncio.Protocol):
     # Plumbing
 
     def _flush(self) -> None:
-        data = self.conn.data_to_send()
+        if self.conn is not None:
+            self._write(self.conn)
+
+    def _write(self, protocol: ServerProtocol) -> bool:
+        """Send what websockets queued; True when that ends the connection (its EOF)."""
+        data = protocol.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(data))
+        return SEND_EOF in data
 
     def _end(self, code: int) -> None:
         """The socket has ended: the handler's receive raises Disconnected(code) once the

@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
 import msgpack
-from websockets.http11 import Request
 
 from server.auth import AuthError, verify_token
 from server.metrics import UNKNOWN_OP, Metrics
@@ -36,6 +35,7 @@ from server.store.keys import PlayerKeys
 from server.store.store import StoreBusy
 from server.transport.fanout import Pushes
 from server.transport.sender import Sender
+from server.transport.upgrade import Upgrade
 from server.transport.wire import Disconnected, Wire
 
 log = logging.getLogger(__name__)
@@ -71,18 +71,18 @@ def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def bearer_token(request: Request, query: dict[str, str]) -> str | None:
-    headers = request.headers.get_all("Authorization")
+def bearer_token(request: Upgrade, query: dict[str, str]) -> str | None:
+    headers = request.values("authorization")
     header = headers[0] if headers else ""
     if header.lower().startswith("bearer "):
         return header[7:].strip()
     return query.get("token")
 
 
-def offered_subprotocols(request: Request) -> list[str]:
+def offered_subprotocols(request: Upgrade) -> list[str]:
     return [
         name.strip()
-        for header in request.headers.get_all("Sec-WebSocket-Protocol")
+        for header in request.values("sec-websocket-protocol")
         for name in header.split(",")
         if name.strip()
     ]
