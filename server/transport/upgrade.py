@@ -6,7 +6,7 @@ handshake, which is nearly every one, is read here in one pass and answered with
 101 of our own: websockets' sans-I/O parser would read the same bytes again, line by line
 in a generator, and build a response object (16 % of the server's time in a connect
 wave: docs/benchmark.md). Anything else (a partial or odd request, a header websockets
-would refuse) returns None here, and the wire hands the bytes to websockets, whose answers
+would refuse) returns None here, and handshake.py hands the bytes to websockets, whose answers
 stay the library's; so does a request offering extensions when permessage-deflate is on
 (with it off, websockets declines them without reading them, and so does the 101 here).
 So `read_upgrade` may only be stricter than websockets' `ServerProtocol.accept`, never

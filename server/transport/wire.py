@@ -9,11 +9,10 @@ transport, a websockets `ServerProtocol` in frame mode and a few fields: the fra
 masking, fragments, size limit, close handshake and permessage-deflate stay the library's
 (websockets' sans-I/O layer), the HTTP request is dropped once the handshake is answered.
 
-uvicorn reads the HTTP request, sees the Upgrade and replays its bytes here. A plain
-handshake is read once and answered by upgrade.py; anything else goes to a throwaway
-websockets `ServerProtocol`, whose answers (400, 405, 426, deflate) stay the library's.
-Then the subclass's `serve` runs in one task per socket and talks to the wire through
-`request`, `accept`, `deny`, `receive`, `send` and `close` (server/transport/ws.py).
+uvicorn reads the HTTP request, sees the Upgrade and replays its bytes here; the
+handshake (handshake.py) reads them and writes the answer. Then the subclass's `serve`
+runs in one task per socket and talks to the wire through `request`, `accept`, `deny`,
+`receive`, `send` and `close` (server/transport/ws.py).
 """
 
 from __future__ import annotations
@@ -26,28 +25,20 @@ from collections import deque
 from typing import Any, cast
 
 from websockets.exceptions import InvalidState
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request, Response
-from websockets.protocol import SEND_EOF, State
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from server.transport.upgrade import Upgrade, read_upgrade, refusal, switching
+from server.transport.handshake import Handshake
+from server.transport.upgrade import Upgrade
 
 log = logging.getLogger(__name__)
-# websockets' own protocol objects log each socket's open and close at INFO: kept under
-# the library's logger name, which server/logs.py holds at WARNING (a connect wave would
-# otherwise write a line per socket). Refused handshakes get one INFO line of ours.
-PROTOCOL_LOG = logging.getLogger("websockets.server")
 
 # Messages read but not yet taken by the handler: past this, the transport stops reading
 # (one read may still hold more: its frames are parsed together, at most a read's bytes).
 INBOUND_MESSAGES_MAX = 4
 CLOSE_TIMEOUT_S = 10.0  # our close frame waits this long for the client's before the TCP close
 PING_BYTES = 4  # the keepalive ping's payload: random, so a stale pong is told apart
-# The deflate parameters of uvicorn's own protocol (a client sees the same offer).
-DEFLATE_WINDOW_BITS = 12
-DEFLATE_MEM_LEVEL = 5
 
 # The first byte of an unfragmented frame (FIN + opcode) and the one-byte lengths.
 HEAD_BINARY = bytes([0x80 | Opcode.BINARY.value])
@@ -106,13 +97,11 @@ class Wire(asyncio.Protocol):
         "ended",
         "fragments",
         "fragments_text",
+        "handshake",
         "inbound",
         "ping_payload",
         "ping_timer",
         "read_paused",
-        "request",
-        "response",
-        "slow",
         "tasks",
         "transport",
         "writable",
@@ -124,10 +113,10 @@ class Wire(asyncio.Protocol):
         self.tasks: set[asyncio.Task[None]] = server_state.tasks
         self.app_state = app_state
         self.transport: asyncio.Transport | None = None
+        self.handshake: Handshake | None = Handshake(
+            config.ws_per_message_deflate, config.ws_max_size
+        )  # until answered
         self.conn: ServerProtocol | None = None  # frame mode, from the 101 on
-        self.slow: ServerProtocol | None = None  # websockets reading an unusual handshake
-        self.request: Upgrade | None = None  # the handshake's request, until answered
-        self.response: Response | None = None  # websockets' 101 (the slow path), until sent
         self.inbound: deque[Message] | None = None  # made by the first message not yet taken
         self.writable: asyncio.Future[None] | None = None  # while the transport's buffer is full
         self.ended: int | None = None  # the close code once the socket has ended
@@ -140,17 +129,6 @@ class Wire(asyncio.Protocol):
         self.read_paused = False
         self._waiter: asyncio.Future[Message] | None = None  # the handler's receive, waiting
 
-    def _deflate(self) -> list[ServerPerMessageDeflateFactory]:
-        if not self.config.ws_per_message_deflate:
-            return []
-        return [
-            ServerPerMessageDeflateFactory(
-                server_max_window_bits=DEFLATE_WINDOW_BITS,
-                client_max_window_bits=DEFLATE_WINDOW_BITS,
-                compress_settings={"memLevel": DEFLATE_MEM_LEVEL},
-            )
-        ]
-
     # asyncio's side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -160,7 +138,7 @@ class Wire(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         conn = self.conn
         if conn is None:
-            self._handshake(data)
+            self._read_handshake(data)
             return
         conn.receive_data(data)
         for event in conn.events_received():
@@ -217,44 +195,26 @@ class Wire(asyncio.Protocol):
 
     # The handshake
 
-    def _handshake(self, data: bytes) -> None:
-        """The upgrade request's bytes (uvicorn replays them in one call), before the 101."""
-        if self.request is not None or self.close_sent:
+    @property
+    def request(self) -> Upgrade | None:
+        """The upgrade request while its handshake waits for `accept` or `deny`."""
+        return self.handshake.request if self.handshake is not None else None
+
+    def _read_handshake(self, data: bytes) -> None:
+        handshake = self.handshake
+        if handshake is None or handshake.request is not None or self.close_sent:
             return  # being answered: a client sends nothing before the 101
-        slow = self.slow
-        if slow is None:
-            upgrade = read_upgrade(data)
-            if upgrade is not None and not (
-                upgrade.extensions and self.config.ws_per_message_deflate
-            ):
-                self._start(upgrade)
-                return
-            slow = self.slow = ServerProtocol(
-                extensions=self._deflate(), max_size=self.config.ws_max_size, logger=PROTOCOL_LOG
-            )
-        slow.receive_data(data)
-        for event in slow.events_received():
-            if isinstance(event, Request):
-                response = slow.accept(event)
-                if response.status_code != 101:  # websockets' answer to a bad handshake
-                    slow.send_response(response)
-                    break
-                self.response = response
-                headers: dict[str, list[str]] = {}
-                for name, value in event.headers.raw_items():
-                    headers.setdefault(name.lower(), []).append(value)
-                self._start(Upgrade(event.path, headers, ""))
-        if self._write(slow):  # websockets ended the connection (a refusal, a bad request)
-            self.slow = None
+        answer, ended = handshake.read(data)
+        if answer:
+            self._write(answer)
+        if ended:  # websockets refused the request (and wrote why)
+            self.handshake = None
             self.close_sent = True
             self._close_transport()
-
-    def _start(self, upgrade: Upgrade) -> None:
-        """A well-formed upgrade request: `serve` answers it, in the socket's task."""
-        self.request = upgrade
-        task = asyncio.get_running_loop().create_task(self._run())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        elif handshake.request is not None:  # well-formed: `serve` answers it, in its task
+            task = asyncio.get_running_loop().create_task(self._run())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     async def _run(self) -> None:
         try:
@@ -273,42 +233,25 @@ class Wire(asyncio.Protocol):
 
     def accept(self, subprotocol: str | None) -> None:
         """Answer the handshake with 101 (and the subprotocol, if any); frames may flow."""
-        upgrade, slow, response = self.request, self.slow, self.response
-        if upgrade is None or self.ended is not None or self.transport is None:
+        handshake = self.handshake
+        if handshake is None or handshake.request is None or self.ended is not None:
             raise Disconnected(self.ended if self.ended is not None else CODE_ABNORMAL)
-        if slow is not None and response is not None:
-            if subprotocol:
-                response.headers["Sec-WebSocket-Protocol"] = subprotocol
-            slow.send_response(response)
-            self._write(slow)
-            extensions = slow.extensions
-        else:
-            self.transport.write(switching(upgrade.key, subprotocol))
-            extensions = []
-        self.request = self.response = self.slow = None
-        # A fresh protocol in frame mode: websockets' handshake parser keeps its request.
-        conn = ServerProtocol(
-            state=State.OPEN, max_size=self.config.ws_max_size, logger=PROTOCOL_LOG
-        )
-        conn.extensions = extensions
-        self.conn = conn
+        answer, self.conn = handshake.accept(subprotocol)
+        self.handshake = None
+        self._write(answer)
         interval_s = self.config.ws_ping_interval
         if interval_s:
             self.ping_timer = asyncio.get_running_loop().call_later(interval_s, self._ping)
 
     def deny(self, status: int, text: str) -> None:
         """Refuse the handshake with a plain-text HTTP answer and end the connection."""
-        upgrade, slow = self.request, self.slow
-        if upgrade is None:
+        handshake = self.handshake
+        if handshake is None or handshake.request is None:
             return
         # The path without its query: a ?token= stays out of the log.
-        log.info("socket refused: %d %s", status, upgrade.path.partition("?")[0])
-        if slow is not None:
-            slow.send_response(slow.reject(status, text))
-            self._write(slow)
-        elif self.transport is not None and not self.transport.is_closing():
-            self.transport.write(refusal(status, text))
-        self.request = self.response = self.slow = None
+        log.info("socket refused: %d %s", status, handshake.request.path.partition("?")[0])
+        self._write(handshake.refuse(status, text))
+        self.handshake = None
         self.close_sent = True
         self._end(CODE_ABNORMAL)
         self._close_transport()
@@ -486,15 +429,13 @@ class Wire(asyncio.Protocol):
     # Plumbing
 
     def _flush(self) -> None:
+        """Send what websockets queued (pongs, close frames, deflated frames)."""
         if self.conn is not None:
-            self._write(self.conn)
+            self._write(b"".join(self.conn.data_to_send()))
 
-    def _write(self, protocol: ServerProtocol) -> bool:
-        """Send what websockets queued; True when that ends the connection (its EOF)."""
-        data = protocol.data_to_send()
+    def _write(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(data))
-        return SEND_EOF in data
+            self.transport.write(data)
 
     def _end(self, code: int) -> None:
         """The socket has ended: the handler's receive raises Disconnected(code) once the
