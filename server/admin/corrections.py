@@ -29,6 +29,7 @@ from server.admin.checks import (
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Entry, Transfer, Wallet
 from server.ledger.outbox import OUTBOX_SOURCES
+from server.ledger.posting import Posting
 from server.ops.components import pack
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services
 from server.platform.orders import OrderRecord, order_field, reversal_field
@@ -76,21 +77,6 @@ async def grant(request: Request) -> JSONResponse:
             "debt": done.debt,
         }
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Posting:
-    """What the txids hash says of a transfer: `<kind>|<coins>|<account>|<seq>`."""
-
-    kind: str
-    coins: int
-    account: str
-    seq: int
-
-    @classmethod
-    def parse(cls, raw: bytes) -> Posting:
-        kind, coins, *account, seq = raw.decode().split("|")
-        return cls(kind, int(coins), "|".join(account), int(seq))
 
 
 def _reversal_reply(
