@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 
 from game_rules import business_day
 from server.clock import FrozenClock
-from server.ledger.ledger import Entry, Wallet, advance, batch_int
-from server.ledger.verify import verify
+from server.ledger.ledger import Wallet, advance, batch_int
+from server.ledger.verify import live_entries, verify
 from server.rulebook import read_rules
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
@@ -229,7 +229,7 @@ async def test_journal_pages_and_archived_entries(
     # Compaction (as server/store/lua/compact.lua does it): the first two entries leave Redis
     # for the archive, the wallet keeps a checkpoint.
     keys = PlayerKeys("eve")
-    head = [Entry.decode(r) for r in await redis.lrange(keys.journal, 0, 1)]
+    head = (await live_entries(redis, keys))[:2]
     ck = advance("eve", head, Wallet().checkpoint)
     await redis.hset(
         keys.wallet,

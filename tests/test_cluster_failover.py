@@ -44,9 +44,8 @@ from redis.crc import key_slot
 
 from server.auth import issue_token
 from server.client import ManorClient
-from server.ledger.ledger import Entry
 from server.ledger.outbox import audit
-from server.ledger.verify import verify
+from server.ledger.verify import live_entries, verify
 from server.store.cluster import EmbeddedCluster, _call, _text
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
@@ -419,8 +418,10 @@ async def read_ledger(redis: RedisCluster, tally: Tally) -> Ledger:
     players |= {f"w{w}p{n}" for w in range(HTTP_WORKERS) for n in range(PLAYERS_PER_WORKER)}
     for player in sorted(players):
         keys = PlayerKeys(player)
-        raw = await redis.lrange(keys.journal, 0, -1)  # type: ignore[misc]
-        entries = [Entry.decode(r) for r in raw]
+        # A format-2 entry's id is its txids field, which names one seq: an id posted twice
+        # would leave an entry without an id.
+        entries = await live_entries(redis, keys)
+        found.doubled += [f"{player}: seq {e.seq} has no id" for e in entries if not e.transfer_id]
         ids = collections.Counter(plain(e.transfer_id) for e in entries if e.amount > 0)
         found.credits += sum(ids.values())
         found.doubled += [f"{player}: {tid} x{count}" for tid, count in ids.items() if count > 1]

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Entry, Transfer, Wallet
-from server.ledger.verify import verify
+from server.ledger.verify import live_entries, verify
 from server.store.keys import PlayerKeys, players_index
 from server.store.store import Store
 from tests.conftest import Listener, keys_matching
@@ -50,15 +50,16 @@ async def test_commit_credit_posts_entry_balance_batch_and_push(store: Store, re
     assert (result.status, result.balance, result.ver, result.pseq) == ("ok", 10, 1, 1)
     wallet = Wallet.from_hash(await redis.hgetall(keys.wallet))
     assert wallet.balance == 10 and wallet.batches == {JUNE: 10} and wallet.seq == 1
-    entry = Entry.decode((await redis.lrange(keys.journal, 0, -1))[0])
-    assert (entry.seq, entry.ts_ms, entry.amount, entry.balance_after, entry.prev_hash) == (
+    [entry] = await live_entries(redis, keys)
+    assert (entry.seq, entry.ts_ms, entry.amount, entry.balance_after, entry.tag) == (
         1,
-        NOW_MS,
+        NOW_MS // 1000 * 1000,  # an entry keeps the second
         10,
         10,
-        "",
+        0,
     )
-    assert wallet.head == entry.hash
+    assert (entry.transfer_id, entry.account) == ("signin:alice:2026-11-23", "mint:signin")
+    assert wallet.head == entry.chained("")
     assert await redis.hget(keys.sys, "mint:signin") == b"-10"
     assert await redis.hget(keys.state, "signin") == b"x"
     assert await redis.smembers(players_index(keys.bucket)) == {b"alice"}
@@ -338,7 +339,7 @@ async def test_debt_is_repaid_from_the_next_credit(store: Store, redis: Redis) -
     assert (paid.balance, paid.debt) == (0, 2)
     paid = await apply(store, keys, Commit(transfers=[credit("signin:deb:2", 5)]), NOW_MS)
     assert (paid.balance, paid.debt) == (3, 0)
-    ids = [Entry.decode(r).transfer_id for r in await redis.lrange(keys.journal, 0, -1)]
+    ids = [e.transfer_id for e in await live_entries(redis, keys)]
     assert ids[-2:] == ["signin:deb:2", "debt:signin:deb:2"]
     assert await redis.hget(keys.sys, "clawback") == b"16"
     report = await verify(redis)

@@ -29,7 +29,7 @@ from server.ledger.compaction import (
     write_archive,
 )
 from server.ledger.ledger import Entry, Transfer
-from server.ledger.verify import verify
+from server.ledger.verify import live_entries, verify
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.store import Store, connect
@@ -81,10 +81,13 @@ async def test_compact_moves_old_entries_to_the_archive_and_a_checkpoint(
     assert (int(wallet[b"ck_seq"]), int(wallet[b"ck_bal"])) == (40, 300 - 30)
     assert msgpack.unpackb(wallet[b"ck_batches"], strict_map_key=False) == {20271231: 270}
     assert msgpack.unpackb(wallet[b"ck_accounts"]) == {"mint:signin": -300, "sink:redeem": 30}
-    first_live = Entry.decode(await redis.lindex(keys.journal, 0))
-    assert (first_live.seq, first_live.prev_hash) == (41, wallet[b"ck_head"].decode())
+    first_live = (await live_entries(redis, keys))[0]
+    assert first_live.seq == 41 and first_live.follows(wallet[b"ck_head"].decode())
     records = list(read_archive_file(archive_path(tmp_path, month_of(OLD_MS), keys.bucket)))
-    assert [Entry.decode(raw).seq for _, raw in records] == list(range(1, 41))
+    assert [entry.seq for _, entry in records] == list(range(1, 41))
+    assert records[0][1].transfer_id == "c:0"  # the archive keeps the id the entry lacks
+    # An archived id keeps its posting in the format-1 form; a live one names its entry.
+    assert await redis.hmget(keys.txids, "c:0", "n:0") == [b"c|10|mint:signin|1", b"41"]
     await checked(redis)
     await checked(redis, tmp_path)
     assert (await verify(redis, archive_dir=tmp_path)).entries == 45
@@ -119,9 +122,10 @@ async def test_verify_names_a_tampered_archived_entry(
     await compact(store, tmp_path, NOW_MS)
     path = archive_path(tmp_path, month_of(OLD_MS), PlayerKeys("ada").bucket)
     records = list(read_archive_file(path))
-    fields = msgpack.unpackb(records[4][1])
-    fields[5] += 1  # balance_after of seq 5
-    records[4] = (records[4][0], msgpack.packb(fields))
+    player, entry = records[4]
+    fields = msgpack.unpackb(entry.raw)
+    fields[4] += 1  # balance_after of seq 5
+    records[4] = (player, Entry.decode(msgpack.packb(fields), entry.transfer_id))
     path.unlink()
     append_records(path, records)
     await checked(redis)  # the live part alone cannot see it
@@ -159,7 +163,7 @@ async def test_a_crash_between_archive_and_trim_leaves_harmless_duplicates(
     await checked(redis, tmp_path)  # archived copies of live entries must match them
     report = await compact(store, tmp_path, NOW_MS)
     assert (report.entries, report.problems) == (10, [])
-    seqs = [Entry.decode(raw).seq for _, raw in read_archive_file(path)]
+    seqs = [entry.seq for _, entry in read_archive_file(path)]
     assert sorted(seqs) == sorted(list(range(1, 11)) * 2)  # the torn tail was cut off
     assert await redis.llen(PlayerKeys("cy").journal) == 1
     await checked(redis, tmp_path)
@@ -178,7 +182,7 @@ async def test_compact_while_the_journal_grows_and_while_another_run_trims(
     before = await redis.dump(PlayerKeys("ria").wallet)
     assert (await trim(store, twin)).status == "MOVED"  # nothing written
     assert await redis.dump(PlayerKeys("ria").wallet) == before
-    journal = [Entry.decode(r) for r in await redis.lrange(PlayerKeys("ria").journal, 0, -1)]
+    journal = await live_entries(redis, PlayerKeys("ria"))
     assert [e.transfer_id for e in journal] == ["late"]
     await checked(redis)
     await checked(redis, tmp_path)

@@ -33,8 +33,7 @@ from redis.asyncio import Redis
 
 from server.auth import issue_token
 from server.client import ManorClient, ManorError
-from server.ledger.ledger import Entry
-from server.ledger.verify import verify
+from server.ledger.verify import live_entries, verify
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from tests.live import SECRET
@@ -189,8 +188,10 @@ async def read_ledger(redis: Redis, tally: Tally) -> Ledger:
         players |= {f"w{worker}p{n}" for n in range(PLAYERS_PER_WORKER)}
     for player in sorted(players):
         keys = PlayerKeys(player)
-        raw = await redis.lrange(keys.journal, 0, -1)  # type: ignore[misc]
-        entries = [Entry.decode(r) for r in raw]
+        # A format-2 entry's id is its txids field, which names one seq: an id posted twice
+        # would leave an entry without an id.
+        entries = await live_entries(redis, keys)
+        found.doubled += [f"{player}: seq {e.seq} has no id" for e in entries if not e.transfer_id]
         ids = collections.Counter(e.transfer_id for e in entries if e.amount > 0)
         found.credits += sum(ids.values())
         found.doubled += [f"{player}: {tid} x{count}" for tid, count in ids.items() if count > 1]

@@ -51,9 +51,10 @@ async def rewrite_entry(
 @pytest.mark.parametrize(
     ("position", "value", "words"),
     [
-        (4, 1000, "seq 3"),  # amount inflated: the chain of the next entry breaks
-        (5, 61, "seq 3"),  # balance_after edited
+        (3, 1000, "seq 3"),  # amount inflated: the chain of the next entry breaks
+        (4, 61, "seq 3"),  # balance_after edited
         (0, 9, "seq 9"),  # seq edited
+        (7, 12345, "seq 3"),  # the link to the entry before
     ],
 )
 async def test_verify_names_the_first_tampered_entry(
@@ -72,7 +73,7 @@ async def test_verify_catches_a_tampered_last_entry_by_the_wallet_head(
     await seed(store)
     keys = PlayerKeys("ben")
     last = Entry.decode(await redis.lindex(keys.journal, -1))
-    await rewrite_entry(redis, "ben", -1, 7, last.ref + "x")  # only the ref: balances agree
+    await rewrite_entry(redis, "ben", -1, 6, last.ref + "x")  # only the ref: balances agree
     report = await verify(redis)
     assert report.problems == ["player ben: wallet head/seq do not match the journal end"]
 

@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 
 from server.clock import FrozenClock
 from server.ledger.commit import Commit, HoldOp, apply
-from server.ledger.ledger import TRANSFER_ID_BYTES_MAX, Entry, Transfer
+from server.ledger.ledger import TRANSFER_ID_BYTES_MAX, Transfer
 from server.ledger.outbox import Order, audit, complete
-from server.ledger.verify import verify
+from server.ledger.verify import live_entries, verify
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.store import Store
@@ -97,8 +97,7 @@ async def look(http: httpx.AsyncClient, player: str) -> Any:
 
 
 async def journal_ids(redis: Redis, player: str) -> list[str]:
-    raw = await redis.lrange(PlayerKeys(player).journal, 0, -1)
-    return [Entry.decode(r).transfer_id for r in raw]
+    return [e.transfer_id for e in await live_entries(redis, PlayerKeys(player))]
 
 
 # --- 1. a reversal and a refund never take the same coins back twice --------------------------

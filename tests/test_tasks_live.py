@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +16,7 @@ from server.client import ManorError
 from server.clock import FrozenClock
 from server.ledger.finance import Source, flows, ledger_entries
 from server.ledger.ledger import Entry
-from server.ledger.verify import verify
+from server.ledger.verify import live_entries, verify
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from tests.conftest import shanghai_ms
@@ -65,8 +65,7 @@ async def done(
 
 
 async def journal(redis: Redis, player: str) -> list[Entry]:
-    raws = cast(list[bytes], await redis.lrange(PlayerKeys(player).journal, 0, -1))
-    return [Entry.decode(raw) for raw in raws]
+    return await live_entries(redis, PlayerKeys(player))
 
 
 async def test_a_reported_task_pays_once_per_event_id_and_adds_growth(

@@ -29,7 +29,7 @@ from server.admin.checks import (
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Entry, Transfer, Wallet
 from server.ledger.outbox import OUTBOX_SOURCES
-from server.ledger.posting import Posting
+from server.ledger.posting import Posting, journal_entry
 from server.ops.components import pack
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services
 from server.platform.orders import OrderRecord, order_field, reversal_field
@@ -149,6 +149,12 @@ async def _undo_credit(
     return Undo(due, moved, checked, counts)  # the outbox audit counts `counts` (outbox.py)
 
 
+def _check_reversible(transfer_id: str, posting: Posting) -> None:
+    why_not = _not_reversible(transfer_id, posting)
+    if why_not:
+        raise Refused(409, "NOT_REVERSIBLE", why_not)
+
+
 def _not_reversible(transfer_id: str, posting: Posting) -> str:
     if transfer_id.startswith(REVERSAL_PREFIXES):
         return "a reversal is not reversed; post a grant"
@@ -190,20 +196,17 @@ async def reverse(request: Request) -> JSONResponse:
         if seen is None:
             raise Refused(404, "TRANSFER_NOT_FOUND", f"player {pid} has no transfer {transfer_id}")
         posting = Posting.parse(seen)
-        why_not = _not_reversible(transfer_id, posting)
-        if why_not:
-            raise Refused(409, "NOT_REVERSIBLE", why_not)
+        if posting.complete:
+            _check_reversible(transfer_id, posting)
         ck = wallet.checkpoint.seq
-        raw = (
-            None
-            if posting.seq <= ck
-            else await store.call("LINDEX", keys.journal, posting.seq - ck - 1)
-        )
-        if raw is None:
+        if posting.seq <= ck:
             raise Refused(410, "ENTRY_ARCHIVED", f"entry seq {posting.seq} is in the archive only")
-        entry = Entry.decode(raw)
-        if entry.seq != posting.seq or entry.transfer_id != transfer_id:
+        entry = await journal_entry(store, keys, transfer_id, posting.seq, ck)
+        if entry is None:
             continue  # compaction trimmed the journal in between: read again
+        if not posting.complete:
+            posting = Posting.of(entry)
+            _check_reversible(transfer_id, posting)
         now_ms = services.clock.now_ms()
         if posting.kind == "c":
             plan = await _undo_credit(store, keys, wallet, transfer_id, posting, entry, now_ms)

@@ -10,9 +10,13 @@ readers keep one copy per (player, seq) and verify it (server/ledger/verify.py).
 
 Archive layout: DIR/<YYYY-MM>/b<bucket>.mpk, YYYY-MM the UTC month of the entries' ts.
 Each record is framed: u32 length, payload, u32 crc32(payload), u32 length (big endian);
-the payload is msgpack `[player_id, entry bytes]`. The trailing length lets a writer check
-the last record without reading the file: a torn tail (a crash mid-append) is cut off
-before the next append, so records never follow garbage.
+the payload is msgpack `[player_id, entry bytes]` for a format-1 entry and
+`[player_id, entry bytes, transfer id]` for a format-2 one (server/ledger/ledger.py), whose
+id lives in the txids hash while the entry is hot. compact.lua rewrites each archived
+format-2 id's txids value in the format-1 form, so the id keeps its posting without its
+entry. The trailing length lets a writer check the last record without reading the file: a
+torn tail (a crash mid-append) is cut off before the next append, so records never follow
+garbage.
 """
 
 from __future__ import annotations
@@ -29,7 +33,15 @@ from typing import Any, BinaryIO, cast
 
 import msgpack
 
-from server.ledger.ledger import Checkpoint, Entry, LedgerCorrupt, Wallet, advance
+from server.ledger.ledger import (
+    Checkpoint,
+    Entry,
+    LedgerCorrupt,
+    Wallet,
+    advance,
+    ids_by_seq,
+    posting_value,
+)
 from server.store.keys import BUCKETS, PlayerKeys, players_index
 from server.store.store import Arg, Store
 
@@ -94,8 +106,15 @@ def _tail_is_whole(handle: BinaryIO, size: int) -> bool:
     return head_length == length and zlib.crc32(handle.read(length)) == crc
 
 
-def append_records(path: Path, records: list[tuple[str, bytes]]) -> None:
-    """Append (player id, raw entry) records and fsync; cut a torn tail off first."""
+def record(player_id: str, entry: Entry) -> bytes:
+    fields: list[str | bytes] = [player_id, entry.raw]
+    if entry.tag is not None:  # format 2: the id is not in the entry's bytes
+        fields.append(entry.transfer_id)
+    return cast(bytes, msgpack.packb(fields))
+
+
+def append_records(path: Path, records: list[tuple[str, Entry]]) -> None:
+    """Append (player id, entry) records and fsync; cut a torn tail off first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     created = not path.exists()
     with path.open("a+b") as handle:
@@ -107,7 +126,7 @@ def append_records(path: Path, records: list[tuple[str, bytes]]) -> None:
             for end, _ in _payloads(handle.read()):
                 good = end
             handle.truncate(good)
-        handle.write(b"".join(frame(msgpack.packb([p, raw])) for p, raw in records))
+        handle.write(b"".join(frame(record(p, entry)) for p, entry in records))
         handle.flush()
         os.fsync(handle.fileno())
     if created:
@@ -119,31 +138,36 @@ def append_records(path: Path, records: list[tuple[str, bytes]]) -> None:
                 os.close(fd)
 
 
-def read_archive_file(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(player id, raw entry) of every whole record, in file order."""
+def _decode_record(payload: bytes) -> tuple[str, Entry]:
+    player_id, raw, *transfer_id = msgpack.unpackb(payload, raw=False)
+    return str(player_id), Entry.decode(bytes(raw), *transfer_id)
+
+
+def read_archive_file(path: Path) -> Iterator[tuple[str, Entry]]:
+    """(player id, entry) of every whole record, in file order."""
     for _, payload in _payloads(path.read_bytes()):
-        player_id, raw = msgpack.unpackb(payload, raw=False)
-        yield str(player_id), bytes(raw)
+        yield _decode_record(payload)
 
 
-def read_archives(archive_dir: Path, bucket: int) -> tuple[dict[str, dict[int, bytes]], list[str]]:
-    """One bucket's archived entries, player -> seq -> raw entry, one copy per (player, seq);
-    and the problems met (two different copies of one seq, an entry that does not decode)."""
-    out: dict[str, dict[int, bytes]] = {}
+def read_archives(archive_dir: Path, bucket: int) -> tuple[dict[str, dict[int, Entry]], list[str]]:
+    """One bucket's archived entries, player -> seq -> entry, one copy per (player, seq);
+    and the problems met (two different copies of one seq, a record that does not decode)."""
+    out: dict[str, dict[int, Entry]] = {}
     problems: list[str] = []
     for path in sorted(archive_dir.glob(f"*/b{bucket}.mpk")):
-        for player_id, raw in read_archive_file(path):
+        for _, payload in _payloads(path.read_bytes()):
             try:
-                seq = Entry.decode(raw).seq
+                player_id, entry = _decode_record(payload)
             except (ValueError, TypeError) as exc:
-                problems.append(f"player {player_id}: {path}: an entry does not decode ({exc})")
+                problems.append(f"{path}: a record does not decode ({exc})")
                 continue
             seen = out.setdefault(player_id, {})
-            if seq in seen and seen[seq] != raw:
+            if entry.seq in seen and seen[entry.seq] != entry:
                 problems.append(
-                    f"player {player_id} entry seq {seq}: two different archived copies ({path})"
+                    f"player {player_id} entry seq {entry.seq}: two different archived "
+                    f"copies ({path})"
                 )
-            seen.setdefault(seq, raw)
+            seen.setdefault(entry.seq, entry)
     return out, problems
 
 
@@ -164,6 +188,8 @@ class Plan:
     txids: list[str]
     tomb_before_ms: int
     orders: list[str]
+    # (transfer id, format-1 value) of each format-2 entry archived: its id keeps its posting
+    rewrites: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def idle(self) -> bool:
@@ -187,7 +213,8 @@ async def _hscan(store: Store, key: str) -> tuple[list[tuple[str, str]], bool]:
 
 
 async def _journal_head(store: Store, keys: PlayerKeys, cutoff_ms: int) -> list[Entry]:
-    """The longest run of head entries older than cutoff_ms, at most the per-run max."""
+    """The longest run of head entries older than cutoff_ms, at most the per-run max,
+    decoded without their transfer ids (plan_player adds a format-2 entry's)."""
     out: list[Entry] = []
     while len(out) < COMPACT_ENTRIES_PER_PLAYER_MAX:
         start = len(out)
@@ -209,6 +236,12 @@ async def plan_player(store: Store, player_id: str, now_ms: int, retention_days:
     raw = cast(dict[bytes, bytes], await store.call("HGETALL", keys.wallet))
     before = Wallet.from_hash(raw).checkpoint
     entries = await _journal_head(store, keys, now_ms - retention_days * DAY_MS)
+    pairs: list[tuple[str, str]] | None = None
+    finished = False
+    if any(e.tag is not None for e in entries):
+        pairs, finished = await _hscan(store, keys.txids)
+        ids = ids_by_seq(pairs)
+        entries = [Entry.decode(e.raw, ids) for e in entries]
     after = advance(player_id, entries, before)
     marks_before = raw.get(b"ck_marks", b"")
     marks: list[list[int]] = [list(m) for m in msgpack.unpackb(marks_before or b"\x90")]
@@ -224,7 +257,8 @@ async def plan_player(store: Store, player_id: str, now_ms: int, retention_days:
     txid_seq_max = marks[due - 1][0] if due else 0
     txids: list[str] = []
     if txid_seq_max:
-        pairs, finished = await _hscan(store, keys.txids)
+        if pairs is None:
+            pairs, finished = await _hscan(store, keys.txids)
         for txid, value in pairs:
             seq = value.rsplit("|", 1)[-1]
             if seq.isdigit() and int(seq) <= txid_seq_max:
@@ -248,15 +282,16 @@ async def plan_player(store: Store, player_id: str, now_ms: int, retention_days:
         txids,
         tomb_before_ms,
         orders,
+        [(e.transfer_id, posting_value(e)) for e in entries if e.tag is not None],
     )
 
 
 def write_archive(archive_dir: Path, plan: Plan) -> None:
     """Append the plan's entries to their month's archive file of the bucket (fsynced)."""
     bucket = PlayerKeys(plan.player_id).bucket
-    by_month: dict[str, list[tuple[str, bytes]]] = {}
+    by_month: dict[str, list[tuple[str, Entry]]] = {}
     for entry in plan.entries:
-        by_month.setdefault(month_of(entry.ts_ms), []).append((plan.player_id, entry.raw))
+        by_month.setdefault(month_of(entry.ts_ms), []).append((plan.player_id, entry))
     for month, records in sorted(by_month.items()):
         append_records(archive_path(archive_dir, month, bucket), records)
 
@@ -272,8 +307,8 @@ class Trimmed:
 async def trim(store: Store, plan: Plan) -> Trimmed:
     """The compact.lua call: only after write_archive has returned."""
     keys = PlayerKeys(plan.player_id)
-    first = plan.entries[0].hash if plan.entries else ""
-    last = plan.entries[-1].hash if plan.entries else plan.before.head
+    first = plan.entries[0].digest if plan.entries else ""
+    last = plan.entries[-1].digest if plan.entries else ""
     args: list[Arg] = [
         len(plan.entries),
         plan.before.seq,
@@ -290,8 +325,11 @@ async def trim(store: Store, plan: Plan) -> Trimmed:
         plan.tomb_before_ms,
         len(plan.txids),
         len(plan.orders),
+        plan.after.head,
+        len(plan.rewrites),
         *plan.txids,
         *plan.orders,
+        *(part for pair in plan.rewrites for part in pair),
     ]
     script_keys = (keys.wallet, keys.journal, keys.txids, keys.holds)
     status, entries, txids, tombstones = await store.script("compact", script_keys, args)

@@ -107,6 +107,7 @@ def write_report(out: TextIO, rows: list[Flow], now: Holdings) -> None:
 
 
 async def _live(redis: Redis, keys: PlayerKeys) -> AsyncIterator[Entry]:
+    # The flows need no transfer id: a format-2 entry is read without it.
     start = 0
     while True:
         page = cast(
@@ -151,9 +152,9 @@ async def ledger_entries(
             ck_seq = wallet.checkpoint.seq
             if archive_dir is None and ck_seq:
                 source.checkpoints_unread += 1
-            for seq, raw in sorted(archived.get(player_id, {}).items()):
+            for seq, entry in sorted(archived.get(player_id, {}).items()):
                 if seq <= ck_seq:  # later seqs are still live: read there
-                    yield player_id, Entry.decode(raw)
+                    yield player_id, entry
             async for entry in _live(redis, keys):
                 yield player_id, entry
     source.now = Holdings(players, outstanding, held, debt)

@@ -4,13 +4,14 @@ Compaction (compaction.py) moves a journal's oldest entries to the archive files
 a checkpoint in the wallet (`ck_seq`): entries 1..ck_seq are no longer in the Redis list,
 whose index 0 is entry ck_seq + 1. The WebSocket `ledger` op and the admin player view
 read pages through `journal_page`, so they agree, and neither points past the archive.
+A format-2 entry does not hold its transfer id: the page reads the txids hash with it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from server.ledger.ledger import Entry
+from server.ledger.ledger import Entry, ids_by_seq
 from server.store.keys import PlayerKeys
 from server.store.store import Store
 
@@ -43,8 +44,14 @@ async def journal_page(
         }
         if top < low:
             return page
-        raw = await store.call("LRANGE", keys.journal, low - archived - 1, top - archived - 1)
-        entries = [Entry.decode(r) for r in raw]
+        raw, txids = await store.call_many(
+            ("LRANGE", keys.journal, low - archived - 1, top - archived - 1),
+            ("HGETALL", keys.txids),
+        )
+        if not isinstance(txids, dict):  # a reply without redis-py's pairs-to-dict callback
+            txids = dict(zip(txids[::2], txids[1::2], strict=True))
+        ids = ids_by_seq(txids.items())
+        entries = [Entry.decode(r, ids) for r in raw]
         if [e.seq for e in entries] != list(range(low, top + 1)):
             continue  # compaction trimmed the journal in between: read again
         page["entries"] = [e.public() for e in reversed(entries)]

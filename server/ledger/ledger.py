@@ -1,12 +1,29 @@
 """The coin ledger, Python side: transfers, journal entries, wallets and `verify`.
 
 The writes happen in server/store/lua/commit.lua. Each player has a wallet (balance, balance per
-expiry batch, last entry seq and hash) and a journal: a list of compact msgpack entries
-`[seq, ts_ms, transfer_id, account, amount, balance_after, batches, ref, prev_hash]`,
-where `account` is the bucket-local system account on the other side, `amount` is signed
-from the player's view, `batches` is a flat `[batch, coins, ...]` list of the expiry batches
-moved, and `prev_hash` is the sha1 of the previous entry's bytes ("" for the first).
-Tampering with any entry breaks the chain at the next entry or at the wallet's head.
+expiry batch, last entry seq and chain head), a journal (a list of compact msgpack entries,
+oldest first) and a transfer-id index (the txids hash).
+
+Journal format 2 (written since 2026-12-02), an entry is
+`[seq, ts_s, account, amount, balance_after, batches, ref, tag]` and the txids hash maps
+its transfer id to its seq: the id is stored once, in the index, not in the entry.
+- `account` is the bucket-local system account on the other side, by its code in
+  server/ledger/accounts.py where it has one, else by name;
+- `amount` is signed from the player's view, `batches` a flat `[batch, coins, ...]` list of
+  the expiry batches moved;
+- `ref` is `false` when it equals the id's last `:` field (a sign-in's day, say);
+- `tag` is the first 32 bits of the chain head before the entry (0 for the first);
+- the chain head after an entry is sha1(head before || msgpack(transfer id) || entry
+  bytes), in hex: the wallet's `head` names the whole journal, the id included, while an
+  entry spends 5 bytes on the link, and a tag that does not match names the first entry
+  after a change.
+
+Format 1 (before): `[seq, ts_ms, transfer_id, account, amount, balance_after, batches, ref,
+prev_hash]`, the chain head after it sha1(entry bytes), and the txids value
+`<kind>|<amount>|<account>|<seq>`. Both are read, in one journal too: a wallet's first
+format-2 entry follows its last format-1 one. Compaction rewrites the txids value of every
+entry it archives in the format-1 form, so an archived id still answers a reuse with other
+coins (TRANSFER_MISMATCH) without its entry.
 
 Old entries roll into a checkpoint in the wallet (`ck_seq`, `ck_head`, `ck_bal`,
 `ck_batches`, `ck_accounts`: see server/ledger/compaction.py) and an archive file; `replay` starts
@@ -17,7 +34,7 @@ through the archive, the checkpoint and the live journal.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -27,6 +44,7 @@ import msgpack
 # The limit lives with the id builder (game_rules.ids.transfer_id, which digests what
 # would not fit) and with commit.lua (ID_BYTES_MAX, for the debt repayment ids it makes).
 from game_rules import ids
+from server.ledger import accounts
 
 TRANSFER_ID_BYTES_MAX = ids.TRANSFER_ID_BYTES_MAX
 
@@ -65,13 +83,66 @@ class Transfer:
         if not 0 < len(self.transfer_id.encode()) <= TRANSFER_ID_BYTES_MAX:
             raise ValueError(f"transfer id must be 1..{TRANSFER_ID_BYTES_MAX} bytes")
 
-    def argv(self) -> tuple[str, str, int, str, str, str]:
+    def argv(self) -> tuple[str, str, int, str, str, str, str]:
         batch = str(batch_int(self.batch)) if self.batch else ""
-        return (self.transfer_id, self.kind, self.amount, self.account, batch, self.ref)
+        code = accounts.code_of(self.account)
+        return (
+            self.transfer_id,
+            self.kind,
+            self.amount,
+            self.account,
+            batch,
+            self.ref,
+            "" if code is None else str(code),
+        )
+
+
+def head_tag(head: str) -> int:
+    """The 32 bits of a chain head a format-2 entry keeps of the head before it."""
+    return int(head[:8], 16) if head else 0
+
+
+def chain_head(head: str, transfer_id: str, raw: bytes) -> str:
+    """The chain head after a format-2 entry (commit.lua computes the same)."""
+    return hashlib.sha1(head.encode() + msgpack.packb(transfer_id) + raw).hexdigest()
+
+
+def txid_seq(value: bytes | str) -> int | None:
+    """The entry seq a txids value names: `<seq>` (format 2) or `...|<seq>` (format 1)."""
+    text = value.decode() if isinstance(value, bytes) else value
+    last = text.rsplit("|", 1)[-1]
+    return int(last) if last.isdigit() else None
+
+
+def ids_by_seq(pairs: Iterable[tuple[bytes | str, bytes | str]]) -> dict[int, str]:
+    """seq -> transfer id from a txids hash's (field, value) pairs: what names the
+    format-2 entries of a journal."""
+    out: dict[int, str] = {}
+    for txid, value in pairs:
+        seq = txid_seq(value)
+        if seq is not None:
+            out[seq] = txid.decode() if isinstance(txid, bytes) else txid
+    return out
+
+
+def posting_value(entry: Entry) -> str:
+    """The format-1 txids value of an entry: what compaction leaves of an archived id."""
+    kind = "c" if entry.amount > 0 else "d"
+    return f"{kind}|{abs(entry.amount)}|{entry.account}|{entry.seq}"
+
+
+def id_ref(transfer_id: str) -> str:
+    """The ref a format-2 entry stores as `false`: the id's last `:` field."""
+    head, sep, last = transfer_id.rpartition(":")
+    return last if sep and head else ""
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """One journal entry, either format (the module's doc). A format-2 entry does not hold
+    its transfer id: decode it with the id from the txids hash (server/ledger/journal.py
+    reads both), or `transfer_id` is "" and the entry does not chain."""
+
     seq: int
     ts_ms: int
     transfer_id: str
@@ -80,20 +151,52 @@ class Entry:
     balance_after: int
     batches: tuple[int, ...]
     ref: str
-    prev_hash: str
+    prev_hash: str  # format 1: the head before, in full; format 2: ""
     raw: bytes = field(repr=False)
+    tag: int | None = None  # format 2: head_tag() of the head before; format 1: None
 
     @classmethod
-    def decode(cls, raw: bytes) -> Entry:
+    def decode(cls, raw: bytes, transfer_id: str | Mapping[int, str] = "") -> Entry:
+        """`transfer_id`: a format-2 entry's id, or seq -> id (ids_by_seq of its txids)."""
         fields = msgpack.unpackb(raw, raw=False)
-        seq, ts_ms, transfer_id, account, amount, balance_after, batches, ref, prev = fields
+        if len(fields) == 9:
+            seq, ts_ms, txid, account, amount, after, batches, ref, prev = fields
+            return cls(seq, ts_ms, txid, account, amount, after, tuple(batches), ref, prev, raw)
+        seq, ts_s, account, amount, balance_after, batches, ref, tag = fields
+        if not isinstance(transfer_id, str):
+            transfer_id = transfer_id.get(seq, "")
+        if ref is False:
+            ref = id_ref(transfer_id)
         return cls(
-            seq, ts_ms, transfer_id, account, amount, balance_after, tuple(batches), ref, prev, raw
+            seq,
+            ts_s * 1000,
+            transfer_id,
+            accounts.name_of(account),
+            amount,
+            balance_after,
+            tuple(batches),
+            ref,
+            "",
+            raw,
+            tag,
         )
 
     @property
-    def hash(self) -> str:
+    def digest(self) -> str:
+        """sha1 of the entry's bytes: which entry this is (compact.lua checks it)."""
         return hashlib.sha1(self.raw).hexdigest()
+
+    def follows(self, head: str) -> bool:
+        """Whether the entry links to the chain head before it."""
+        if self.tag is None:
+            return self.prev_hash == head
+        return self.tag == head_tag(head)
+
+    def chained(self, head: str) -> str:
+        """The chain head after this entry, `head` the one before it."""
+        if self.tag is None:
+            return self.digest
+        return chain_head(head, self.transfer_id, self.raw)
 
     def public(self) -> dict[str, Any]:
         pairs = zip(self.batches[::2], self.batches[1::2], strict=True)
@@ -194,7 +297,9 @@ def advance(player_id: str, entries: Iterable[Entry], start: Checkpoint) -> Chec
         where = f"player {player_id} entry seq {entry.seq} ({entry.transfer_id})"
         if entry.seq != seq:
             raise LedgerCorrupt(f"{where}: expected seq {seq}")
-        if entry.prev_hash != head:
+        if entry.tag is not None and not entry.transfer_id:
+            raise LedgerCorrupt(f"{where}: no transfer id names this entry in the txids hash")
+        if not entry.follows(head):
             raise LedgerCorrupt(f"{where}: chain broken (prev hash does not match entry before)")
         moved = 0
         for batch, coins in zip(entry.batches[::2], entry.batches[1::2], strict=True):
@@ -208,5 +313,5 @@ def advance(player_id: str, entries: Iterable[Entry], start: Checkpoint) -> Chec
         if entry.balance_after != balance or balance < 0:
             raise LedgerCorrupt(f"{where}: balance_after {entry.balance_after}, replay {balance}")
         accounts[entry.account] = accounts.get(entry.account, 0) - entry.amount
-        head = entry.hash
+        head = entry.chained(head)
     return Checkpoint(seq, head, balance, {b: c for b, c in batches.items() if c}, accounts)

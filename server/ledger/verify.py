@@ -23,6 +23,7 @@ from server.ledger.ledger import (
     Wallet,
     advance,
     batch_int,
+    ids_by_seq,
 )
 from server.store.keys import BUCKETS, PlayerKeys, players_index, sys_accounts
 
@@ -66,13 +67,13 @@ def replay(
 
 
 def _archived_start(
-    player_id: str, archived: dict[int, bytes], live: list[Entry], wallet: Wallet
+    player_id: str, archived: dict[int, Entry], live: list[Entry], wallet: Wallet
 ) -> Checkpoint:
     """Replay a player's archived entries from seq 1 and prove they end at the wallet's
     checkpoint; archived copies of entries still live (a crash before the trim) must be
     byte for byte the live ones. The checkpoint to replay the live journal from."""
     ck = wallet.checkpoint
-    live_by_seq = {e.seq: e.raw for e in live}
+    live_by_seq = {e.seq: e for e in live}
     for seq in sorted(s for s in archived if s > ck.seq):
         if live_by_seq.get(seq) != archived[seq]:
             raise LedgerCorrupt(
@@ -81,7 +82,7 @@ def _archived_start(
             )
     end = advance(
         player_id,
-        (Entry.decode(archived[s]) for s in sorted(s for s in archived if s <= ck.seq)),
+        (archived[s] for s in sorted(s for s in archived if s <= ck.seq)),
         Checkpoint(),
     )
     where = f"player {player_id} checkpoint at seq {ck.seq}"
@@ -99,14 +100,16 @@ def _archived_start(
     return end
 
 
-async def _entries(redis: Redis, keys: PlayerKeys) -> list[Entry]:
+async def live_entries(redis: Redis, keys: PlayerKeys) -> list[Entry]:
+    """The live journal, each format-2 entry named by its id from the txids hash."""
     out: list[Entry] = []
+    ids = ids_by_seq(cast(dict[bytes, bytes], await redis.hgetall(keys.txids)).items())
     start = 0
     while True:
         page = cast(
             list[bytes], await redis.lrange(keys.journal, start, start + VERIFY_PAGE_ENTRIES - 1)
         )
-        out.extend(Entry.decode(raw) for raw in page)
+        out.extend(Entry.decode(raw, ids) for raw in page)
         if len(page) < VERIFY_PAGE_ENTRIES:
             return out
         start += VERIFY_PAGE_ENTRIES
@@ -127,7 +130,7 @@ async def verify(
         else:
             members = cast(set[bytes], await redis.smembers(players_index(bucket)))
             players = sorted(m.decode() for m in members)
-        archived: dict[str, dict[int, bytes]] = {}
+        archived: dict[str, dict[int, Entry]] = {}
         if archive_dir is not None:
             archived, clashes = read_archives(archive_dir, bucket)
             report.problems += clashes
@@ -141,7 +144,7 @@ async def verify(
             keys = PlayerKeys(pid)
             wallet = Wallet.from_hash(cast(dict[bytes, bytes], await redis.hgetall(keys.wallet)))
             try:
-                live = await _entries(redis, keys)
+                live = await live_entries(redis, keys)
                 start = None
                 if archive_dir is not None:
                     start = _archived_start(pid, archived.get(pid, {}), live, wallet)

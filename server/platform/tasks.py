@@ -16,6 +16,7 @@ from typing import Any, cast
 from game_rules import RuleViolation
 from game_rules import tasks as rule
 from server.ledger.commit import apply
+from server.ledger.posting import read_posting
 from server.ops.growth import enlist
 from server.ops.tasks import level_pct, paid_commit, tasks_of
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services, Snapshot
@@ -27,16 +28,20 @@ async def task_done(services: Services, player: str, task: str, event_id: str) -
     keys = PlayerKeys(player)
     credit_id = rule.report_id(task, event_id)
     for _ in range(COMMIT_ATTEMPTS_MAX):
-        state, balance, seen = await services.store.call_many(
-            ("HGETALL", keys.state), ("HGET", keys.wallet, "bal"), ("HGET", keys.txids, credit_id)
+        state, (balance, ck_seq), seen = await services.store.call_many(
+            ("HGETALL", keys.state),
+            ("HMGET", keys.wallet, "bal", "ck_seq"),
+            ("HGET", keys.txids, credit_id),
         )
         state = cast(dict[bytes, bytes], state)
         if seen is not None:
-            coins = int(seen.split(b"|")[1])  # "<kind>|<amount>|<account>|<seq>"
+            posting = await read_posting(services.store, keys, credit_id, seen, int(ck_seq or 0))
+            if posting is None:
+                continue  # compaction trimmed the journal meanwhile: read again
             return {
                 "task": task,
                 "event_id": event_id,
-                "coins": coins,
+                "coins": posting.coins,
                 "already": True,
                 "balance": int(balance or 0),
             }

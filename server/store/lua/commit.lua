@@ -4,9 +4,13 @@
 -- KEYS (all carry the player's bucket tag, so one hash slot):
 --   1 state     hash  ver, pseq, rule components (msgpack blobs)
 --   2 wallet    hash  bal, seq, head, held, debt, b:<YYYYMMDD> coins per expiry batch,
---                     h:<order id> "<coins>|<expires_ms>" per pending checkout hold
---   3 journal   list  msgpack entries, oldest first
---   4 txids     hash  transfer id -> "<kind>|<amount>|<account>|<seq>"
+--                     h:<order id> "<coins>|<expires_ms>" per pending checkout hold, ck_seq
+--                     (the last entry compaction archived: the journal starts after it)
+--   3 journal   list  msgpack entries, oldest first: format 2
+--                     [seq, ts_s, account, amount, balance_after, batches, ref, tag]
+--                     (server/ledger/ledger.py; format-1 entries before them are read too)
+--   4 txids     hash  transfer id -> "<seq>" (format 2), or "<kind>|<amount>|<account>|<seq>"
+--                     (format 1, and what compaction leaves of an archived entry's id)
 --   5 sys       hash  system account (bucket-local) -> balance, may be negative
 --   6 inbox     list  push frames (msgpack), newest last: past ARGV[9] entries it is trimmed
 --                     to the newest ARGV[18] (a trim every few pushes, not on each one)
@@ -44,7 +48,8 @@
 --  18 inbox_keep      entries a trim keeps (<= inbox_max): every push after inbox_keep
 --                     ones is replayable
 --   then n_fields     x (field, value)
---   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref)
+--   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref,
+--                        account code or "": server/ledger/accounts.py, stored in the entry)
 --   then n_pushes     x (type, data as a msgpack map)
 --   then n_orders     x (source, amount coins > 0, order as msgpack)
 --   then n_timers     x (member, due_ms)
@@ -73,6 +78,9 @@
 -- `debt#<sha1 of it>` when that would pass ID_BYTES_MAX) and `expire:<YYYYMMDD>:<seq>`.
 
 local ID_BYTES_MAX = 200  -- TRANSFER_ID_BYTES_MAX in server/ledger/ledger.py
+-- The codes of the accounts this script posts to by itself (server/ledger/accounts.py).
+local SCRIPT_ACCOUNTS = {['sink:expire'] = 14, clawback = 15}
+local TRANSFER_ARGS = 7
 local now_ms = ARGV[1]
 local now = tonumber(now_ms)
 local expected_ver = tonumber(ARGV[2])
@@ -95,7 +103,7 @@ local inbox_keep = tonumber(ARGV[18])
 
 local fields_at = 18
 local transfers_at = fields_at + 2 * n_fields
-local pushes_at = transfers_at + 6 * n_transfers
+local pushes_at = transfers_at + TRANSFER_ARGS * n_transfers
 local orders_at = pushes_at + 2 * n_pushes
 local timers_at = orders_at + 3 * n_orders
 local holds_at = timers_at + 2 * n_timers
@@ -106,7 +114,7 @@ local counters = redis.call('HMGET', KEYS[1], 'ver', 'pseq')
 local ver = tonumber(counters[1] or '0')
 local pseq = tonumber(counters[2] or '0')
 local wallet = redis.call('HGETALL', KEYS[2])
-local bal, seq, head, held, debt = 0, 0, '', 0, 0
+local bal, seq, head, held, debt, ck_seq = 0, 0, '', 0, 0, 0
 local batches = {}
 local pending, indexed = {}, 0  -- order -> {coins, expires_ms}: the wallet's hold index
 for i = 1, #wallet, 2 do
@@ -116,6 +124,7 @@ for i = 1, #wallet, 2 do
   elseif f == 'head' then head = v
   elseif f == 'held' then held = tonumber(v)
   elseif f == 'debt' then debt = tonumber(v)
+  elseif f == 'ck_seq' then ck_seq = tonumber(v)
   elseif string.sub(f, 1, 2) == 'b:' then
     batches[#batches + 1] = {tonumber(string.sub(f, 3)), tonumber(v)}
   elseif string.sub(f, 1, 2) == 'h:' then
@@ -176,6 +185,18 @@ end
 
 -- Plan everything against copies of the balances (checks only, no writes).
 local plan = {}
+-- Whether a transfer id already in txids was posted with this kind, amount and account.
+-- Format 2 keeps only the entry's seq: the entry is in the journal, since compaction writes
+-- the format-1 value of every id whose entry it archives.
+local function same_posting(seen, fp, signed, stored_account)
+  local at = tonumber(seen)
+  if not at then return string.sub(seen, 1, #fp) == fp end
+  if at <= ck_seq then return false end
+  local raw = redis.call('LINDEX', KEYS[3], at - ck_seq - 1)
+  if not raw then return false end
+  local e = cmsgpack.unpack(raw)
+  return e[1] == at and e[3] == stored_account and e[4] == signed
+end
 local function taken(id)
   -- An id this script makes that is in txids already: refused, never overwritten.
   return redis.call('HEXISTS', KEYS[4], id) == 1
@@ -212,7 +233,8 @@ if today > 0 then
       touched[b[1]] = true
       local id = 'expire:' .. b[1] .. ':' .. (seq + #plan + 1)
       if taken(id) then return refuse('TRANSFER_MISMATCH') end
-      plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, 'expired', 'd|' .. gone .. '|sink:expire|'}
+      plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, 'expired',
+        SCRIPT_ACCOUNTS['sink:expire']}
     end
   end
 end
@@ -267,9 +289,10 @@ local fresh = 0
 local in_call = {}
 local credits = {}
 for t = 0, n_transfers - 1 do
-  local at = transfers_at + 6 * t
+  local at = transfers_at + TRANSFER_ARGS * t
   local id, kind, amount = ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
   local account, batch, ref = ARGV[at + 4], ARGV[at + 5], ARGV[at + 6]
+  local stored_account = tonumber(ARGV[at + 7]) or account
   local fp = kind .. '|' .. ARGV[at + 3] .. '|' .. account .. '|'
   local made_here = string.sub(id, 1, 5) == 'debt:' or string.sub(id, 1, 5) == 'debt#'
     or string.sub(id, 1, 7) == 'expire:'
@@ -280,7 +303,7 @@ for t = 0, n_transfers - 1 do
   in_call[id] = true
   local seen = redis.call('HGET', KEYS[4], id)
   if seen then
-    if string.sub(seen, 1, #fp) ~= fp then
+    if not same_posting(seen, fp, kind == 'c' and amount or -amount, stored_account) then
       return refuse('TRANSFER_MISMATCH')
     end
   else
@@ -296,14 +319,14 @@ for t = 0, n_transfers - 1 do
         batches[#batches + 1] = {tonumber(batch), amount}
         table.sort(batches, function(a, b) return a[1] < b[1] end)
       end
-      plan[#plan + 1] = {id, amount, account, amount, {tonumber(batch), amount}, ref, fp}
+      plan[#plan + 1] = {id, amount, account, amount, {tonumber(batch), amount}, ref, stored_account}
       credits[#credits + 1] = {id, amount}
     else
       if amount > bal - held then
         return refuse('INSUFFICIENT_FUNDS')
       end
       bal = bal - amount
-      plan[#plan + 1] = {id, amount, account, -amount, spend(amount), ref, fp}
+      plan[#plan + 1] = {id, amount, account, -amount, spend(amount), ref, stored_account}
     end
   end
 end
@@ -317,8 +340,8 @@ for _, c in ipairs(credits) do
     if #id > ID_BYTES_MAX then id = 'debt#' .. redis.sha1hex(c[1]) end
     if taken(id) then return refuse('TRANSFER_MISMATCH') end
     bal = bal - repay
-    local fp = 'd|' .. repay .. '|clawback|'
-    plan[#plan + 1] = {id, repay, 'clawback', -repay, spend(repay), 'debt repaid', fp}
+    plan[#plan + 1] = {id, repay, 'clawback', -repay, spend(repay), 'debt repaid',
+      SCRIPT_ACCOUNTS.clawback}
   end
 end
 debt = debt + debt_add
@@ -369,15 +392,22 @@ if #plan > 0 then
   local running = balance_before
   local entries = {}
   local txids = {}
+  local ts_s = math.floor(now / 1000)
   for _, p in ipairs(plan) do
-    -- p = {id, amount, account, signed amount, batches moved, ref, fingerprint}
+    -- p = {id, amount, account, signed amount, batches moved, ref, account as stored}
     seq = seq + 1
     running = running + p[4]
-    local entry = cmsgpack.pack({seq, now, p[1], p[3], p[4], running, p[5], p[6], head})
+    -- Format 2: the id lives in txids only; a ref that repeats the id's last field is
+    -- `false`; the entry keeps 32 bits of the head before it, the head covers the id.
+    local ref = p[6]
+    if ref == string.match(p[1], '^.+:([^:]*)$') then ref = false end
+    local tag = 0
+    if head ~= '' then tag = tonumber(string.sub(head, 1, 8), 16) end
+    local entry = cmsgpack.pack({seq, ts_s, p[7], p[4], running, p[5], ref, tag})
     entries[#entries + 1] = entry
-    head = redis.sha1hex(entry)
+    head = redis.sha1hex(head .. cmsgpack.pack(p[1]) .. entry)
     txids[#txids + 1] = p[1]
-    txids[#txids + 1] = p[7] .. seq
+    txids[#txids + 1] = seq
     redis.call('HINCRBY', KEYS[5], p[3], -p[4])
   end
   redis.call('RPUSH', KEYS[3], unpack(entries))
