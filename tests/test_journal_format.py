@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import msgpack
+import pytest
 from redis.asyncio import Redis
 
 from server.ledger import accounts
@@ -101,6 +102,27 @@ async def test_an_id_reused_with_other_coins_is_refused_live_and_archived(
     assert await redis.hget(keys.txids, "order:o1:reward") == b"c|30|mint:signin|1"
     assert await redis.hget(keys.txids, "signin:gil:1") == b"2"  # still live
     assert (await verify(redis, archive_dir=tmp_path)).ok
+
+
+async def test_a_retry_matches_the_account_by_name_or_by_code(
+    store: Store, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry written while its account had no code, retried by a process that has one,
+    is the same posting. (The other way round, a process that lacks a code retrying what
+    one that has it wrote, is what accounts.py's rule keeps from happening.)"""
+    keys = PlayerKeys("jon")
+    assert await post(store, keys, credit("gift:1", 9, "mint:gift")) == "ok"
+    monkeypatch.setitem(accounts.ACCOUNT_CODES, "mint:gift", 99)
+    monkeypatch.setitem(accounts.ACCOUNT_NAMES, 99, "mint:gift")
+    assert await post(store, keys, credit("gift:1", 9, "mint:gift")) == "exists"
+    assert await post(store, keys, credit("gift:2", 4, "mint:gift")) == "ok"
+    assert msgpack.unpackb(await redis.lindex(keys.journal, 1))[2] == 99
+    assert await post(store, keys, credit("gift:2", 4, "mint:other")) == "TRANSFER_MISMATCH"
+    monkeypatch.undo()
+    # A code this process does not know is read, not refused; verify then reports it.
+    [_, unknown] = await live_entries(redis, keys)
+    assert unknown.account == "code:99"
+    assert not (await verify(redis)).ok
 
 
 async def test_a_renamed_id_breaks_the_chain(store: Store, redis: Redis) -> None:

@@ -6,6 +6,12 @@ one byte instead of twelve in every entry. The table only grows: a code, once wr
 journal, names its account forever, so never renumber or reuse one. An account missing
 here still works; its entries carry the name.
 
+Give a code to a new account in the release that introduces it, never to an account that
+already has entries: during a rolling deploy the older processes must not meet a code they
+do not know (they read it as `code:<n>`, which `verify` then reports as an account with no
+balance), and a retry from an older process must post the account as it was posted.
+commit.lua accepts either form when it compares a repeated transfer id.
+
 commit.lua gets the code with each transfer from the shell and stores the name when there
 is none; the entries it makes itself (`sink:expire`, `clawback`) carry the codes in its
 SCRIPT_ACCOUNTS table, which tests/test_journal_format.py holds to this one.
@@ -40,8 +46,5 @@ def code_of(account: str) -> int | None:
 def name_of(stored: int | str) -> str:
     """The account an entry names: its code's name, or the name stored as it is."""
     if isinstance(stored, int):
-        try:
-            return ACCOUNT_NAMES[stored]
-        except KeyError:
-            raise ValueError(f"unknown account code {stored}") from None
+        return ACCOUNT_NAMES.get(stored, f"code:{stored}")
     return stored

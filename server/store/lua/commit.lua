@@ -188,14 +188,14 @@ local plan = {}
 -- Whether a transfer id already in txids was posted with this kind, amount and account.
 -- Format 2 keeps only the entry's seq: the entry is in the journal, since compaction writes
 -- the format-1 value of every id whose entry it archives.
-local function same_posting(seen, fp, signed, stored_account)
+local function same_posting(seen, fp, signed, account, stored_account)
   local at = tonumber(seen)
   if not at then return string.sub(seen, 1, #fp) == fp end
   if at <= ck_seq then return false end
   local raw = redis.call('LINDEX', KEYS[3], at - ck_seq - 1)
   if not raw then return false end
   local e = cmsgpack.unpack(raw)
-  return e[1] == at and e[3] == stored_account and e[4] == signed
+  return e[1] == at and (e[3] == stored_account or e[3] == account) and e[4] == signed
 end
 local function taken(id)
   -- An id this script makes that is in txids already: refused, never overwritten.
@@ -303,7 +303,7 @@ for t = 0, n_transfers - 1 do
   in_call[id] = true
   local seen = redis.call('HGET', KEYS[4], id)
   if seen then
-    if not same_posting(seen, fp, kind == 'c' and amount or -amount, stored_account) then
+    if not same_posting(seen, fp, kind == 'c' and amount or -amount, account, stored_account) then
       return refuse('TRANSFER_MISMATCH')
     end
   else
