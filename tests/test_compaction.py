@@ -87,7 +87,7 @@ async def test_compact_moves_old_entries_to_the_archive_and_a_checkpoint(
     assert [entry.seq for _, entry in records] == list(range(1, 41))
     assert records[0][1].transfer_id == "c:0"  # the archive keeps the id the entry lacks
     # An archived id keeps its posting in the format-1 form; a live one names its entry.
-    assert await redis.hmget(keys.txids, "c:0", "n:0") == [b"c|10|mint:signin|1", b"41"]
+    assert await redis.hmget(keys.txids, "c:0", "n:0") == [b"c|10|1|1", b"41"]
     await checked(redis)
     await checked(redis, tmp_path)
     assert (await verify(redis, archive_dir=tmp_path)).entries == 45

@@ -17,6 +17,7 @@ from server.ledger.commit import Commit, apply
 from server.ledger.compaction import compact
 from server.ledger.journal_page import journal_page
 from server.ledger.ledger import Transfer, batch_int, head_tag
+from server.ledger.posting import Posting
 from server.ledger.verify import live_entries, verify
 from server.store.keys import PlayerKeys, players_index
 from server.store.scripts import load_script
@@ -99,7 +100,9 @@ async def test_an_id_reused_with_other_coins_is_refused_live_and_archived(
         assert await post(store, keys, debit) == "TRANSFER_MISMATCH", when
         report = await compact(store, tmp_path, NOW_MS)
         assert report.problems == []
-    assert await redis.hget(keys.txids, "order:o1:reward") == b"c|30|mint:signin|1"
+    archived = await redis.hget(keys.txids, "order:o1:reward")
+    assert archived == b"c|30|1|1"  # the account by its code
+    assert Posting.parse(archived) == Posting("c", 30, "mint:signin", 1)
     assert await redis.hget(keys.txids, "signin:gil:1") == b"2"  # still live
     assert (await verify(redis, archive_dir=tmp_path)).ok
 
@@ -182,7 +185,7 @@ async def test_a_format_1_journal_goes_on_in_format_2(
     assert (await verify(redis)).ok
     report = await compact(store, tmp_path, NOW_MS + 100 * DAY_MS)  # all three archived
     assert (report.entries, report.problems) == (3, [])
-    assert await redis.hget(keys.txids, "new:3") == b"c|7|mint:signin|3"
+    assert await redis.hget(keys.txids, "new:3") == b"c|7|1|3"
     assert await post(store, keys, credit("new:3", 7)) == "exists"
     assert await post(store, keys, credit("old:1", 10)) == "exists"
     checked = await verify(redis, archive_dir=tmp_path)

@@ -22,8 +22,9 @@ Format 1 (before): `[seq, ts_ms, transfer_id, account, amount, balance_after, ba
 prev_hash]`, the chain head after it sha1(entry bytes), and the txids value
 `<kind>|<amount>|<account>|<seq>`. Both are read, in one journal too: a wallet's first
 format-2 entry follows its last format-1 one. Compaction rewrites the txids value of every
-entry it archives in the format-1 form, so an archived id still answers a reuse with other
-coins (TRANSFER_MISMATCH) without its entry.
+entry it archives in the format-1 form (the account by its code where it has one: account
+names are never all digits), so an archived id still answers a reuse with other coins
+(TRANSFER_MISMATCH) without its entry.
 
 Old entries roll into a checkpoint in the wallet (`ck_seq`, `ck_head`, `ck_bal`,
 `ck_batches`, `ck_accounts`: see server/ledger/compaction.py) and an archive file; `replay` starts
@@ -126,9 +127,12 @@ def ids_by_seq(pairs: Iterable[tuple[bytes | str, bytes | str]]) -> dict[int, st
 
 
 def posting_value(entry: Entry) -> str:
-    """The format-1 txids value of an entry: what compaction leaves of an archived id."""
+    """The format-1 txids value of an entry, the account by its code where it has one: what
+    compaction leaves of an archived id."""
     kind = "c" if entry.amount > 0 else "d"
-    return f"{kind}|{abs(entry.amount)}|{entry.account}|{entry.seq}"
+    code = accounts.code_of(entry.account)
+    account = entry.account if code is None else str(code)
+    return f"{kind}|{abs(entry.amount)}|{account}|{entry.seq}"
 
 
 def id_ref(transfer_id: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
+from server.ledger import accounts
 from server.ledger.ledger import Entry
 from server.store.keys import PlayerKeys
 from server.store.store import Store
@@ -28,7 +29,10 @@ class Posting:
         if text.isdigit():
             return cls("", 0, "", int(text))
         kind, coins, *account, seq = text.split("|")
-        return cls(kind, int(coins), "|".join(account), int(seq))
+        name = "|".join(account)
+        if name.isdigit():  # an archived format-2 entry's account, by its code
+            name = accounts.name_of(int(name))
+        return cls(kind, int(coins), name, int(seq))
 
     @classmethod
     def of(cls, entry: Entry) -> Posting:

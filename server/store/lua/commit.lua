@@ -10,7 +10,8 @@
 --                     [seq, ts_s, account, amount, balance_after, batches, ref, tag]
 --                     (server/ledger/ledger.py; format-1 entries before them are read too)
 --   4 txids     hash  transfer id -> "<seq>" (format 2), or "<kind>|<amount>|<account>|<seq>"
---                     (format 1, and what compaction leaves of an archived entry's id)
+--                     (format 1, and what compaction leaves of an archived entry's id, the
+--                     account by its code where it has one)
 --   5 sys       hash  system account (bucket-local) -> balance, may be negative
 --   6 inbox     list  push frames (msgpack), newest last: past ARGV[9] entries it is trimmed
 --                     to the newest ARGV[18] (a trim every few pushes, not on each one)
@@ -187,10 +188,14 @@ end
 local plan = {}
 -- Whether a transfer id already in txids was posted with this kind, amount and account.
 -- Format 2 keeps only the entry's seq: the entry is in the journal, since compaction writes
--- the format-1 value of every id whose entry it archives.
-local function same_posting(seen, fp, signed, account, stored_account)
+-- the format-1 value of every id whose entry it archives (the account by its code there).
+local function same_posting(seen, kind_amount, signed, account, stored_account)
   local at = tonumber(seen)
-  if not at then return string.sub(seen, 1, #fp) == fp end
+  if not at then
+    local posted = string.match(seen, '^[cd]|%d+|(.*)|%d+$')
+    return string.sub(seen, 1, #kind_amount) == kind_amount
+      and (posted == account or posted == tostring(stored_account))
+  end
   if at <= ck_seq then return false end
   local raw = redis.call('LINDEX', KEYS[3], at - ck_seq - 1)
   if not raw then return false end
@@ -293,7 +298,7 @@ for t = 0, n_transfers - 1 do
   local id, kind, amount = ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
   local account, batch, ref = ARGV[at + 4], ARGV[at + 5], ARGV[at + 6]
   local stored_account = tonumber(ARGV[at + 7]) or account
-  local fp = kind .. '|' .. ARGV[at + 3] .. '|' .. account .. '|'
+  local kind_amount = kind .. '|' .. ARGV[at + 3] .. '|'
   local made_here = string.sub(id, 1, 5) == 'debt:' or string.sub(id, 1, 5) == 'debt#'
     or string.sub(id, 1, 7) == 'expire:'
   if in_call[id] or made_here or not amount or amount <= 0 or amount % 1 ~= 0
@@ -303,7 +308,8 @@ for t = 0, n_transfers - 1 do
   in_call[id] = true
   local seen = redis.call('HGET', KEYS[4], id)
   if seen then
-    if not same_posting(seen, fp, kind == 'c' and amount or -amount, account, stored_account) then
+    local signed = kind == 'c' and amount or -amount
+    if not same_posting(seen, kind_amount, signed, account, stored_account) then
       return refuse('TRANSFER_MISMATCH')
     end
   else
