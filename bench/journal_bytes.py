@@ -170,7 +170,9 @@ async def measure(
         "hot_bytes_per_player_after": hot,
         "hot_bytes_per_player_by_kind_after": per_player_after,
         "journal_entries_left_max": max(left),
+        "journal_entries_left": sum(left),
         "txids_left_max": max(txids_left),
+        "txids_left": sum(txids_left),
         "verify_after_ok": rechecked.ok,
         "verify_after_problems": rechecked.problems[:5],
     }
@@ -189,16 +191,31 @@ def run(args: argparse.Namespace, store: StoreShape) -> dict[str, Any]:
     return result
 
 
+def archived_id_bytes(result: dict[str, Any]) -> float:
+    """Bytes of a transfer id whose entry compaction archived (its txids value rewritten
+    with the posting), from the ids left after compaction: those left minus the live
+    entries' ids, each live one at its measured bytes."""
+    live_b = float(result["bytes_per_entry_by_kind"].get("txids@player", 0.0))
+    archived = result["txids_left"] - result["journal_entries_left"]
+    kept = result["after_bytes_by_kind"].get("txids@player", {}).get("bytes", 0)
+    if archived <= 0:
+        return live_b
+    return float((kept - result["journal_entries_left"] * live_b) / archived)
+
+
 def daily_bound(result: dict[str, Any]) -> float:
     """A player who earns one entry a day, forever: what compaction leaves hot is the
-    retention window of journal entries and of transfer ids, each at its measured bytes
-    per entry, plus the player's other keys (not the 24 h reply cache) as measured."""
-    windows = {
-        "journal@player": result["journal_retention_days"],
-        "txids@player": result["txid_retention_days"],
-    }
+    journal's retention window of entries with their ids at the measured bytes per entry,
+    the rest of the ids' window at the bytes of an archived entry's id, plus the player's
+    other keys (not the 24 h reply cache) as measured."""
+    journal_days = result["journal_retention_days"]
+    txid_days = result["txid_retention_days"]
     per_entry = result["bytes_per_entry_by_kind"]
-    bound = sum(per_entry.get(kind, 0.0) * days for kind, days in windows.items())
+    bound = journal_days * (
+        per_entry.get("journal@player", 0.0) + per_entry.get("txids@player", 0.0)
+    )
+    bound += max(0, txid_days - journal_days) * archived_id_bytes(result)
+    windows = ("journal@player", "txids@player")
     others = result["hot_bytes_per_player_by_kind_after"]
     bound += sum(b for k, b in others.items() if k not in windows and k.split("@")[0] != REPLY_KIND)
     return float(bound)
@@ -227,8 +244,9 @@ def lines(result: dict[str, Any]) -> list[str]:
         f"{result['txids_left_max']}; retention {result['journal_retention_days']} days of "
         f"entries, {result['txid_retention_days']} of ids); by kind: {hot}",
         f"  hot memory bound, a player with one entry a day forever: "
-        f"{result['bound_bytes_daily_player']:.0f} B (the retention windows at the bytes "
-        "per entry above, plus the other keys as measured)",
+        f"{result['bound_bytes_daily_player']:.0f} B (the journal's window at the bytes per "
+        f"entry above, the ids' older days at {archived_id_bytes(result):.1f} B per archived "
+        "entry's id, plus the other keys as measured)",
     ]
 
 

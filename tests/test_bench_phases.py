@@ -116,6 +116,8 @@ def test_journal_bytes_counts_every_entry_and_compaction_keeps_the_books(store: 
     assert result["compaction"]["entries"] == 30
     assert result["journal_entries_left_max"] == 90
     assert result["bytes_per_entry"] > 0 and result["bound_bytes_daily_player"] > 0
+    assert result["txids_left"] == 300 and result["journal_entries_left"] == 270
+    assert journal_bytes.archived_id_bytes(result) > 0
     assert [v["figure"] for v in result["verdicts"]] == [
         "journal: Redis bytes per entry (ledger keys)"
     ]
