@@ -1,18 +1,35 @@
-"""Redis's cost of one credit commit alone: commit.lua through `apply`, no server, no socket.
+"""Redis's cost of one credit commit alone: commit.lua through `apply`, no server, no socket,
+beside the floor under it.
 
-`python -m bench.commit_cost [--commits N] [--appendfsync always|everysec]` prints commits
-per second, Redis CPU per commit (INFO cpu) and, from INFO commandstats, the commands per
-commit and each command's µs: EVALSHA's time includes the commands the script calls.
+`python -m bench.commit_cost [--commits N] [--appendfsync always|everysec] [--shapes ...]`
+prints, per shape, calls per second, Redis CPU per call (INFO cpu) and, from INFO
+commandstats, the commands per call and each command's µs (EVALSHA's time includes the
+commands the script calls). Each shape runs on a fresh embedded store, 100 calls in flight
+through the server's own Store (its pipelined link):
+
+- `commit`: a credited sign-in's commit.lua call, as `apply` makes it;
+- `floor`: bench/lua/commit_floor.lua, the same Redis commands on the same keys with
+  every value computed here: the commit without its logic;
+- `commands`: those commands sent without a script, pipelined (not atomic): what the data
+  model costs Redis by itself;
+- `noop`: bench/lua/noop.lua, a script that does nothing, with the floor's keys and
+  arguments: the cost of a script call.
+
+Issue 10's Redis target is 25 µs per credited sign-in, the load's reads included.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
+
+import msgpack
 
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Transfer
@@ -24,10 +41,90 @@ CONCURRENCY = 100
 PLAYERS = 1000
 NOW_MS = 1_795_000_000_000
 BATCH = date(2027, 6, 30)
+BATCH_INT = 20270630
 COMMITS_MAX = 1_000_000
+LUA = Path(__file__).parent / "lua"
+SHAPES = ("commit", "floor", "commands", "noop")
+
+Call = Callable[[int], Awaitable[object]]
 
 
-async def run(commits: int, appendfsync: str) -> None:
+def floor_args(n: int) -> tuple[PlayerKeys, list[str], list[bytes | str | int]]:
+    """The keys and values of call n: player n mod PLAYERS, its (n div PLAYERS + 1)th credit
+    of 10 coins, the entry, head, push and reply as commit.lua would make them."""
+    player = f"p{n % PLAYERS}"
+    keys = PlayerKeys(player)
+    seq = n // PLAYERS + 1
+    balance = 10 * seq
+    entry = msgpack.packb([seq, NOW_MS // 1000, 1, 10, balance, [BATCH_INT, 10], False, 0])
+    head = hashlib.sha1(entry).hexdigest()
+    push = msgpack.packb({"push": "balance", "seq": seq, "data": {"balance": balance}})
+    script_keys = [
+        keys.state,
+        keys.wallet,
+        keys.journal,
+        keys.txids,
+        keys.sys,
+        keys.inbox,
+        keys.reply(f"i:{n}"),
+        keys.push_channel,
+    ]
+    values: list[bytes | str | int] = [
+        entry,
+        f"signin:{player}:{n}",
+        seq,
+        balance,
+        head,
+        f"b:{BATCH_INT}",
+        push,
+        f"{balance}:r",
+        b"x" * 20,
+    ]
+    return keys, script_keys, values
+
+
+async def caller(store: Store, shape: str) -> Call:
+    """One call of the shape, for call number n."""
+    if shape == "commit":
+
+        async def commit(n: int) -> object:
+            player = f"p{n % PLAYERS}"
+            keys = PlayerKeys(player)
+            credit = Transfer(f"signin:{player}:{n}", "c", 10, "mint:signin", BATCH)
+            change = Commit(fields={"signin": b"x" * 20}, transfers=[credit], reply_body=b"r")
+            return await apply(store, keys, change, NOW_MS + n, reply_key=keys.reply(f"i:{n}"))
+
+        return commit
+    if shape == "commands":
+
+        async def commands(n: int) -> object:
+            _, k, v = floor_args(n)
+            return await store.call_many(
+                ("HMGET", k[0], "ver", "pseq"),
+                ("HGETALL", k[1]),
+                ("HGET", k[3], v[1]),
+                ("HINCRBY", k[4], "mint:signin", -10),
+                ("RPUSH", k[2], v[0]),
+                ("HSET", k[3], v[1], v[2]),
+                ("HSET", k[1], "bal", v[3], "seq", v[2], "head", v[4], v[5], v[3]),
+                ("PUBLISH", k[7], v[6]),
+                ("RPUSH", k[5], v[6]),
+                ("HSET", k[0], "ver", v[2], "signin", v[8], "pseq", v[2]),
+                ("SET", k[6], v[7], "EX", 86_400),
+            )
+
+        return commands
+    name = {"floor": "commit_floor", "noop": "noop"}[shape]
+    sha = await store.call("SCRIPT", "LOAD", (LUA / f"{name}.lua").read_text())
+
+    async def script(n: int) -> object:
+        _, k, v = floor_args(n)
+        return await store.call("EVALSHA", sha, len(k), *k, *v)
+
+    return script
+
+
+async def measure(shape: str, commits: int, appendfsync: str) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="commit-cost-"))
     embedded = EmbeddedStore(folder / "store", appendfsync=appendfsync)
     embedded.start()
@@ -35,6 +132,7 @@ async def run(commits: int, appendfsync: str) -> None:
         redis = connect(embedded.url)
         store = Store(connect(embedded.url))
         await store.load_scripts()
+        call = await caller(store, shape)
         await redis.config_resetstat()
         cpu_before = await redis.info("cpu")
         started_s = time.perf_counter()
@@ -42,11 +140,7 @@ async def run(commits: int, appendfsync: str) -> None:
 
         async def worker() -> None:
             for n in numbers:
-                player = f"p{n % PLAYERS}"
-                keys = PlayerKeys(player)
-                credit = Transfer(f"signin:{player}:{n}", "c", 10, "mint:signin", BATCH)
-                commit = Commit(fields={"signin": b"x" * 20}, transfers=[credit], reply_body=b"r")
-                await apply(store, keys, commit, NOW_MS + n, reply_key=keys.reply(f"i:{n}"))
+                await call(n)
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
         elapsed_s = time.perf_counter() - started_s
@@ -62,24 +156,40 @@ async def run(commits: int, appendfsync: str) -> None:
     }
     calls = sum(v["calls"] for v in counted.values())
     print(
-        f"appendfsync {appendfsync}: {commits / elapsed_s:.0f} commits/s, Redis CPU "
-        f"{cpu_s / commits * 1e6:.1f} µs per commit, {calls / commits:.2f} commands per commit"
+        f"{shape:8s} appendfsync {appendfsync}: {commits / elapsed_s:.0f} calls/s, Redis CPU "
+        f"{cpu_s / commits * 1e6:.1f} µs per call, {calls / commits:.2f} commands per call"
     )
     for name, stat in sorted(counted.items(), key=lambda kv: -kv[1]["usec"]):
         print(
-            f"  {name.removeprefix('cmdstat_'):10s} {stat['calls'] / commits:5.2f} per commit"
-            f"  {stat['usec'] / commits:7.2f} µs per commit"
+            f"  {name.removeprefix('cmdstat_'):10s} {stat['calls'] / commits:5.2f} per call"
+            f"  {stat['usec'] / commits:7.2f} µs per call"
         )
+    return {
+        "redis_cpu_us": cpu_s / commits * 1e6,
+        "commands": calls / commits,
+        **{f"calls:{k.removeprefix('cmdstat_')}": v["calls"] / commits for k, v in counted.items()},
+    }
+
+
+async def run(commits: int, appendfsync: str, shapes: list[str]) -> dict[str, dict[str, float]]:
+    figures = {shape: await measure(shape, commits, appendfsync) for shape in shapes}
+    cpu = {shape: f"{f['redis_cpu_us']:.1f} µs" for shape, f in figures.items()}
+    print("Redis CPU per call: " + ", ".join(f"{shape} {us}" for shape, us in cpu.items()))
+    return figures
 
 
 def main(argv: list[str] | None = None) -> None:
     top = argparse.ArgumentParser(prog="python -m bench.commit_cost")
     top.add_argument("--commits", type=int, default=20_000)
     top.add_argument("--appendfsync", choices=("always", "everysec"), default="always")
+    top.add_argument("--shapes", default=",".join(SHAPES), help=f"of {', '.join(SHAPES)}")
     args = top.parse_args(argv)
     if not 1 <= args.commits <= COMMITS_MAX:
         top.error(f"--commits must be 1..{COMMITS_MAX}")
-    asyncio.run(run(args.commits, args.appendfsync))
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    if not shapes or set(shapes) - set(SHAPES):
+        top.error(f"--shapes must name some of {', '.join(SHAPES)}")
+    asyncio.run(run(args.commits, args.appendfsync, shapes))
 
 
 if __name__ == "__main__":

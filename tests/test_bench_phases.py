@@ -8,12 +8,14 @@ store and on the three-primary cluster (`cluster_<phase>`: the same code, the ot
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 from typing import Any
 
 import pytest
 
 from bench import (
+    commit_cost,
     connect_wave,
     fanout,
     idle_sockets,
@@ -194,3 +196,17 @@ def test_ratios_over_echo_only_for_the_round_trip_phases() -> None:
         "journal_bytes": {"entries": 10, "verdicts": []},
     }
     assert ws_signin.ratios_of(run) == {"signin_steady_over_echo": 0.5}
+
+
+@pytest.mark.slow
+def test_commit_cost_s_floor_runs_the_commands_commit_lua_runs() -> None:
+    """The floor shapes are only a floor if they send what a credited commit sends."""
+    figures = asyncio.run(commit_cost.run(3000, "everysec", list(commit_cost.SHAPES)))
+    # Three credits per player: SADD (a first posting) and LTRIM (every 20 pushes) are not
+    # what a credit costs in the steady state, and the floor leaves them out.
+    inner = {k for k, v in figures["commit"].items() if k.startswith("calls:") and v >= 0.5}
+    assert inner - {"calls:evalsha"} == {
+        k for k in figures["commands"] if k.startswith("calls:")
+    }, "the floor lacks or adds a command that commit.lua runs for a credit"
+    assert figures["floor"]["commands"] == 12 and figures["commands"]["commands"] == 11
+    assert figures["noop"]["commands"] == 1
