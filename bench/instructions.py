@@ -16,6 +16,10 @@ player opens, signs in once, credited, and closes), counted per player. Two runs
 per core: counts do not depend on the machine's load). Slow: a few minutes per path.
 
     .venv/bin/python -m bench.instructions --paths echo,steady,credit --requests 2000
+    .venv/bin/python -m bench.instructions --paths wave --store cluster --keep /tmp/cg
+
+`--store cluster` serves the app on a fresh three-primary cluster; `--keep DIR` keeps the
+callgrind outputs for `callgrind_annotate`.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from websockets.asyncio.client import connect
 
 from bench.procs import REPO, free_port, stop
 from bench.serve import JWT_SECRET
-from bench.stores import ONE_STORE, started_store
+from bench.stores import CLUSTER_STORE, ONE_STORE, StoreKind, started_store
 from server.auth import issue_token
 from server.protocol import SUBPROTOCOL_MSGPACK
 
@@ -94,8 +98,11 @@ def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server under callgrind not listening")
 
 
-def count(path: str, requests: int, sockets: int, valgrind: str) -> int:
-    """The server's total instructions for one run of `requests` requests."""
+def count(
+    path: str, requests: int, sockets: int, valgrind: str, store: StoreKind, keep: Path | None
+) -> int:
+    """The server's total instructions for one run of `requests` requests; with `keep`,
+    its callgrind output is copied there (for callgrind_annotate)."""
     with tempfile.TemporaryDirectory(prefix="manor-ins-") as tmp:
         port = free_port()
         out = Path(tmp) / "callgrind.out"
@@ -104,7 +111,7 @@ def count(path: str, requests: int, sockets: int, valgrind: str) -> int:
             sys.executable, "-m", "bench.serve", "echo" if path in BARE else "signin",
             "--port", str(port),
         ]  # fmt: skip
-        with started_store(Path(tmp) / "store", ONE_STORE) as (redis_url, _):
+        with started_store(Path(tmp) / "store", store) as (redis_url, _):
             if path not in BARE:
                 day_ms = "5" if path == "credit" else "0"
                 command += ["--redis-url", redis_url, "--data-dir", tmp, "--day-ms", day_ms]
@@ -118,6 +125,9 @@ def count(path: str, requests: int, sockets: int, valgrind: str) -> int:
             finally:
                 stop([process])
                 process.wait()
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / f"callgrind.{path}.{requests}").write_bytes(out.read_bytes())
         found = TOTALS.search(out.read_bytes())
         if found is None:
             raise RuntimeError(f"no totals in {out}")
@@ -130,7 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--sockets", type=int, default=10)
     parser.add_argument("--valgrind", default="valgrind")
+    parser.add_argument("--store", choices=("one", "cluster"), default="one")
+    parser.add_argument("--keep", type=Path, help="copy each run's callgrind output here")
     args = parser.parse_args(argv)
+    store = CLUSTER_STORE if args.store == "cluster" else ONE_STORE
     paths = [p for p in args.paths.split(",") if p]
     unknown = set(paths) - set(PATHS)
     if unknown:
@@ -139,7 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     runs = [(path, n) for path in paths for n in (small, args.requests)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         totals = list(
-            pool.map(lambda run: count(run[0], run[1], args.sockets, args.valgrind), runs)
+            pool.map(
+                lambda run: count(run[0], run[1], args.sockets, args.valgrind, store, args.keep),
+                runs,
+            )
         )
     by_run = dict(zip(runs, totals, strict=True))
     for path in paths:
@@ -147,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
         per_request = extra / (args.requests - small)
         print(
             f"{path:<9} {per_request / 1000:8.1f}k instructions per request "
-            f"(server, {args.requests - small} requests over {args.sockets} sockets)"
+            f"(server, {args.requests - small} requests over {args.sockets} sockets, "
+            f"{args.store} store)"
         )
 
 
