@@ -13,7 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from game_rules import business_day
 from server.admin import api as admin
@@ -32,9 +32,11 @@ from server.rulebook import Rulebook, read_rules
 from server.settings import Settings, load_settings, parse_api_keys
 from server.store.store import Store, connect
 from server.store.timers import Timers
+from server.transport import asgi_socket
 from server.transport.fanout import Fanout, Pushes
 from server.transport.presence import Presence
 from server.transport.sharded import ShardedFanout
+from server.transport.ws import SOCKET_PATH
 from server.web.routes import routes as web_routes
 
 log = logging.getLogger(__name__)
@@ -183,7 +185,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         log.info("manor ready: rules %s (%s)", rules.version, rules.digest)
         try:
             # As ASGI lifespan state too: uvicorn hands it to the WebSocket wire (ws.py),
-            # which runs below Starlette's router.
+            # which runs below Starlette's router; other servers to the route below.
             yield {"manor": manor}
         finally:
             await scheduler.stop()
@@ -202,6 +204,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         Route("/v1/openapi.json", openapi.endpoint),
         *instrument([*platform_routes(), *admin.routes()], metrics),
         *web_routes(),
+        # Reached only when the server is not uvicorn with ManorWire (asgi_socket.py).
+        WebSocketRoute(SOCKET_PATH, asgi_socket.endpoint),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

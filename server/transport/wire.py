@@ -22,7 +22,7 @@ import logging
 import random
 import struct
 from collections import deque
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
@@ -51,6 +51,26 @@ CODE_INVALID_DATA = 1007
 CODE_KEEPALIVE = 1011
 
 Message = bytes | str
+
+
+class Socket(Protocol):
+    """What the socket handler (ws.py) uses of a socket: the Wire below, or Starlette's
+    WebSocket seen through asgi_socket.py under another ASGI server."""
+
+    @property
+    def request(self) -> Upgrade | None: ...
+
+    def deny(self, status: int, text: str) -> None: ...
+
+    def accept(self, subprotocol: str | None) -> None: ...
+
+    async def receive(self) -> Message: ...
+
+    def send_now(self, message: Message) -> bool: ...
+
+    async def send(self, message: Message) -> None: ...
+
+    async def close(self, code: int) -> None: ...
 
 
 class Disconnected(Exception):

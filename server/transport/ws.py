@@ -2,7 +2,8 @@
 
 Served on our own wire under uvicorn (wire.py; `uvicorn_ws_options` names it), not through
 Starlette's router: the app's lifespan yields the `Manor` as ASGI lifespan state, which
-uvicorn hands to every socket.
+uvicorn hands to every socket. Under another ASGI server the same handler serves the
+socket through Starlette's WebSocket (asgi_socket.py).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from server.store.store import StoreBusy
 from server.transport.fanout import Pushes
 from server.transport.sender import Sender
 from server.transport.upgrade import Upgrade
-from server.transport.wire import Disconnected, Wire
+from server.transport.wire import Disconnected, Socket, Wire
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class TokenBucket:
 class Connection:
     def __init__(
         self,
-        wire: Wire,
+        wire: Socket,
         codec: Codec,
         keys: PlayerKeys,
         dispatcher: Dispatcher,
@@ -320,7 +321,7 @@ class Admission(NamedTuple):
     since_seq: int | None
 
 
-def admit(manor: Any, wire: Wire) -> Admission | None:
+def admit(manor: Any, wire: Socket) -> Admission | None:
     """Check the upgrade request, refusing it with a plain-text HTTP answer when it fails;
     the request is read here only, so it is not kept for the socket's life."""
     request = wire.request
@@ -355,7 +356,7 @@ def admit(manor: Any, wire: Wire) -> Admission | None:
     return Admission(player_id, subprotocol, bool(offered), None if since is None else int(since))
 
 
-async def serve_socket(app_state: dict[str, Any], wire: Wire) -> None:
+async def serve_socket(app_state: dict[str, Any], wire: Socket) -> None:
     """One socket of /v1/ws, from the upgrade request to its end (the wire's handler)."""
     app = app_state.get("manor")
     admission = admit(app, wire)
