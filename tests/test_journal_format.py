@@ -190,3 +190,14 @@ async def test_a_format_1_journal_goes_on_in_format_2(
     assert await post(store, keys, credit("old:1", 10)) == "exists"
     checked = await verify(redis, archive_dir=tmp_path)
     assert checked.ok and checked.entries == 3, checked.problems
+
+
+async def test_the_chain_agrees_with_lua_for_every_id_length(store: Store, redis: Redis) -> None:
+    """The head covers msgpack(id): Lua's cmsgpack and Python's msgpack must pack an id of
+    each length class the same (fixstr up to 31 bytes, str8 beyond)."""
+    keys = PlayerKeys("kit")
+    for size in (1, 31, 32, 200):
+        transfer_id = "len:" + "x" * (size - 4) if size > 4 else "k" * size
+        assert await post(store, keys, credit(transfer_id, 1)) == "ok"
+    report = await verify(redis)
+    assert report.ok and report.entries == 4, report.problems
