@@ -4,7 +4,7 @@
 before the ASGI app sees it. Under another ASGI server (hypercorn, daphne, uvicorn with
 its own `ws=` protocols) the upgrade reaches the app as an ASGI `websocket` scope instead;
 this route serves it with the same handler (`serve_socket`), through Starlette's
-WebSocket seen as a wire.Socket. It costs what the ASGI stack costs (a task and queues per
+WebSocket seen as a sockets.Socket. It costs what the ASGI stack costs (a task and queues per
 socket: docs/benchmark.md measured 31 KiB an idle socket), and the server's own keepalive
 and shutdown codes apply.
 """
@@ -19,8 +19,8 @@ from typing import Any
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from server.transport.sockets import CODE_ABNORMAL, Disconnected, Message
 from server.transport.upgrade import Upgrade
-from server.transport.wire import CODE_ABNORMAL, Disconnected, Message
 from server.transport.ws import serve_socket
 
 CODE_NO_STATUS = 1005  # the client's close frame carried no code
@@ -42,7 +42,7 @@ def upgrade_of(scope: Mapping[str, Any]) -> Upgrade:
 
 
 class AsgiSocket:
-    """Starlette's WebSocket as a wire.Socket. `accept` and `deny` are calls without an
+    """Starlette's WebSocket as a sockets.Socket. `accept` and `deny` are calls without an
     await in the handler, so they start here and every later step waits for them."""
 
     __slots__ = ("_closed", "_opening", "request", "websocket")

@@ -22,7 +22,7 @@ import logging
 import random
 import struct
 from collections import deque
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
@@ -30,6 +30,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from server.transport.handshake import Handshake
+from server.transport.sockets import CODE_ABNORMAL, Disconnected, Message
 from server.transport.upgrade import Upgrade
 
 log = logging.getLogger(__name__)
@@ -45,40 +46,9 @@ HEAD_BINARY = bytes([0x80 | Opcode.BINARY.value])
 HEAD_TEXT = bytes([0x80 | Opcode.TEXT.value])
 SIZE_BYTES = [bytes([size]) for size in range(126)]
 
-CODE_ABNORMAL = 1006  # the TCP connection ended without a close frame
 CODE_GOING_AWAY = 1012  # the server restarts (uvicorn's shutdown)
 CODE_INVALID_DATA = 1007
 CODE_KEEPALIVE = 1011
-
-Message = bytes | str
-
-
-class Socket(Protocol):
-    """What the socket handler (ws.py) uses of a socket: the Wire below, or Starlette's
-    WebSocket seen through asgi_socket.py under another ASGI server."""
-
-    @property
-    def request(self) -> Upgrade | None: ...
-
-    def deny(self, status: int, text: str) -> None: ...
-
-    def accept(self, subprotocol: str | None) -> None: ...
-
-    async def receive(self) -> Message: ...
-
-    def send_now(self, message: Message) -> bool: ...
-
-    async def send(self, message: Message) -> None: ...
-
-    async def close(self, code: int) -> None: ...
-
-
-class Disconnected(Exception):
-    """The socket ended: the close code the handler sees (the client's, ours, or 1006)."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 def frame_bytes(message: Message) -> bytes:

@@ -36,8 +36,9 @@ from server.store.keys import PlayerKeys
 from server.store.store import StoreBusy
 from server.transport.fanout import Pushes
 from server.transport.sender import Sender
+from server.transport.sockets import Disconnected, Socket
 from server.transport.upgrade import Upgrade
-from server.transport.wire import Disconnected, Socket, Wire
+from server.transport.wire import Wire
 
 log = logging.getLogger(__name__)
 
