@@ -40,8 +40,9 @@ from server.ledger.ledger import (
     Wallet,
     advance,
     ids_by_seq,
-    posting_value,
+    txid_seq,
 )
+from server.ledger.posting import Posting
 from server.store.keys import BUCKETS, PlayerKeys, players_index
 from server.store.store import Arg, Store
 
@@ -260,8 +261,8 @@ async def plan_player(store: Store, player_id: str, now_ms: int, retention_days:
         if pairs is None:
             pairs, finished = await _hscan(store, keys.txids)
         for txid, value in pairs:
-            seq = value.rsplit("|", 1)[-1]
-            if seq.isdigit() and int(seq) <= txid_seq_max:
+            seq = txid_seq(value)
+            if seq is not None and seq <= txid_seq_max:
                 txids.append(txid)
         if finished:
             marks = marks[due:]
@@ -282,7 +283,7 @@ async def plan_player(store: Store, player_id: str, now_ms: int, retention_days:
         txids,
         tomb_before_ms,
         orders,
-        [(e.transfer_id, posting_value(e)) for e in entries if e.tag is not None],
+        [(e.transfer_id, Posting.of(e).archived_value()) for e in entries if e.tag is not None],
     )
 
 

@@ -126,15 +126,6 @@ def ids_by_seq(pairs: Iterable[tuple[bytes | str, bytes | str]]) -> dict[int, st
     return out
 
 
-def posting_value(entry: Entry) -> str:
-    """The format-1 txids value of an entry, the account by its code where it has one: what
-    compaction leaves of an archived id."""
-    kind = "c" if entry.amount > 0 else "d"
-    code = accounts.code_of(entry.account)
-    account = entry.account if code is None else str(code)
-    return f"{kind}|{abs(entry.amount)}|{account}|{entry.seq}"
-
-
 def id_ref(transfer_id: str) -> str:
     """The ref a format-2 entry stores as `false`: the id's last `:` field."""
     head, sep, last = transfer_id.rpartition(":")

@@ -42,6 +42,13 @@ class Posting:
     def complete(self) -> bool:
         return bool(self.kind)
 
+    def archived_value(self) -> str:
+        """The format-1 value, the account by its code where it has one (what `parse` reads
+        back): what compaction leaves of an archived entry's id."""
+        code = accounts.code_of(self.account)
+        account = self.account if code is None else str(code)
+        return f"{self.kind}|{self.coins}|{account}|{self.seq}"
+
 
 async def journal_entry(
     store: Store, keys: PlayerKeys, transfer_id: str, seq: int, ck_seq: int
