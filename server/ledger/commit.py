@@ -44,6 +44,10 @@ class Commit:
     counts: Sequence[tuple[str, int]] = ()  # (stats field, coins to add): invariant counters
     reply_body: bytes = b""  # with a request id: the reply to replay on a retry
     reply_ttl_s: int = 86_400
+    # Decided on a remembered snapshot (server/pipeline.py, Seen): the state's stamp it
+    # showed, checked with expected_ver; the request id's reply is checked absent too.
+    seen_stamp: str | None = None
+    stamp: str = ""  # written with the fields: who wrote the new version ("" = no stamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,9 @@ async def apply(
         len(commit.records),
         len(commit.counts),
         INBOX_KEEP,
+        "0" if commit.seen_stamp is None else "1",
+        commit.seen_stamp or "",
+        commit.stamp,
     ]
     for name, value in commit.fields.items():
         args += (name, value)

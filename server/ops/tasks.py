@@ -25,7 +25,7 @@ from server.ledger.commit import Commit
 from server.ledger.ledger import Transfer
 from server.ops.components import growth_of, pack
 from server.ops.growth import enlist, growth_commit
-from server.pipeline import Change, Op, OpRun, Services, Snapshot, StrArg, load, rule_op
+from server.pipeline import Change, Op, Services, Snapshot, StrArg, load, rule_op
 from server.protocol import Request
 from server.settings import Settings
 from server.store.keys import PlayerKeys
@@ -150,24 +150,17 @@ async def tasks(
     return {**panel, "balance": snapshot.balance}
 
 
-def enlisted(run: OpRun) -> OpRun:
-    """`run`, after making the growth recompute job walk this player when the task adds
-    growth (growth.enlist: before the first commit that writes the `growth` field)."""
-
-    async def wrapped(
-        services: Services, keys: PlayerKeys, request: Request, args: dict[str, Any]
-    ) -> dict[str, Any]:
-        task = services.rulebook.rules.tasks.tasks.get(args["task"])
-        if task is not None and task.growth_event:
-            await enlist(services.store, keys)
-        return await run(services, keys, request, args)
-
-    return wrapped
+async def enlist_growth(services: Services, keys: PlayerKeys, args: dict[str, Any]) -> None:
+    """Make the growth recompute job walk this player when the task adds growth
+    (growth.enlist: before the first commit that writes the `growth` field)."""
+    task = services.rulebook.rules.tasks.tasks.get(args["task"])
+    if task is not None and task.growth_event:
+        await enlist(services.store, keys)
 
 
 def ops(settings: Settings) -> dict[str, Op]:
     return {
         "tasks": Op({}, tasks),
         "task_start": Op({"task": TASK_ARG}, rule_op(decide_start)),
-        "task_claim": Op({"task": TASK_ARG}, enlisted(rule_op(decide_claim))),
+        "task_claim": Op({"task": TASK_ARG}, rule_op(decide_claim, prepare=enlist_growth)),
     }

@@ -19,7 +19,7 @@ import msgpack
 
 from server.auth import AuthError, verify_token
 from server.metrics import UNKNOWN_OP, Metrics
-from server.pipeline import STORE_DOWN_ERRORS, Dispatcher, OpError
+from server.pipeline import STORE_DOWN_ERRORS, Dispatcher, OpError, Seen
 from server.protocol import (
     CLOSE_RATE_LIMITED,
     CLOSE_SLOW_CONSUMER,
@@ -124,6 +124,7 @@ class Connection:
         self.codec = codec
         self.keys = keys
         self.dispatcher = dispatcher
+        self.seen = Seen()  # the player's state as this socket's last rule op left it
         self.fanout = fanout
         self.settings = settings
         self.sender = Sender(
@@ -287,7 +288,9 @@ class Connection:
             request = parse_request(self.codec.decode(data))
             request_id = request.id
             op = request.op
-            reply = reply_ok(request.id, await self.dispatcher.handle(self.keys, request))
+            reply = reply_ok(
+                request.id, await self.dispatcher.handle(self.keys, request, self.seen)
+            )
         except ProtocolError as exc:
             reply = reply_error(
                 exc.request_id if exc.request_id is not None else request_id, exc.code, exc.message

@@ -2,7 +2,7 @@
 -- inbox + publish + outbox + timers.
 --
 -- KEYS (all carry the player's bucket tag, so one hash slot):
---   1 state     hash  ver, pseq, rule components (msgpack blobs)
+--   1 state     hash  ver, pseq, vs (the stamp of ver's writer), rule components (msgpack)
 --   2 wallet    hash  bal, seq, head, held, debt, b:<YYYYMMDD> coins per expiry batch,
 --                     h:<order id> "<coins>|<expires_ms>" per pending checkout hold, ck_seq
 --                     (the last entry compaction archived: the journal starts after it)
@@ -48,6 +48,13 @@
 --  17 n_counts        stats counters to add to
 --  18 inbox_keep      entries a trim keeps (<= inbox_max): every push after inbox_keep
 --                     ones is replayable
+--  19 seen            "1": the caller decided on a snapshot it remembered, not one it just
+--                     read (server/pipeline.py, Seen): the state must still carry the stamp
+--                     ARGV[20] (else CONFLICT) and the request id no reply (else REPLAYED);
+--                     "0": expected_ver alone, as after a fresh load
+--  20 seen_stamp      the state's `vs` the caller remembered ("" = none)
+--  21 stamp           written as the state's `vs` with the fields ("" = leave it): who wrote
+--                     this version, so a write the store lost never passes for the next one
 --   then n_fields     x (field, value)
 --   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref,
 --                        account code or "": server/ledger/accounts.py, stored in the entry)
@@ -61,7 +68,8 @@
 -- Returns {status, balance_coins, ver, pseq, receivers, held_coins, debt_coins}; receivers
 -- lists, per extra push, how many subscribers got it (0: no socket anywhere).
 -- status is "ok", "exists" (every transfer and hold op was already done: nothing written),
--- "CONFLICT" (version moved: reload and retry), "TRANSFER_MISMATCH" (an id reused with another
+-- "CONFLICT" (version or stamp moved: reload and retry), "REPLAYED" (ARGV[19] = "1" and the
+-- request id has a stored reply: read it), "TRANSFER_MISMATCH" (an id reused with another
 -- kind/amount/account, or an id this script makes taken already), "INSUFFICIENT_FUNDS" (a
 -- debit or hold larger than the coins not held), "HOLD_NOT_FOUND", "HOLD_POSTED",
 -- "HOLD_VOIDED", "HOLD_MISMATCH", "HOLD_EXPIRED" (a hold op that its order's state refuses),
@@ -101,8 +109,10 @@ local n_records = tonumber(ARGV[16])
 local n_counts = tonumber(ARGV[17])
 
 local inbox_keep = tonumber(ARGV[18])
+local seen = ARGV[19] == '1'
+local stamp = ARGV[21]
 
-local fields_at = 18
+local fields_at = 21
 local transfers_at = fields_at + 2 * n_fields
 local pushes_at = transfers_at + TRANSFER_ARGS * n_transfers
 local orders_at = pushes_at + 2 * n_pushes
@@ -111,7 +121,7 @@ local holds_at = timers_at + 2 * n_timers
 local records_at = holds_at + 4 * n_holds
 local counts_at = records_at + 3 * n_records
 
-local counters = redis.call('HMGET', KEYS[1], 'ver', 'pseq')
+local counters = redis.call('HMGET', KEYS[1], 'ver', 'pseq', 'vs')
 local ver = tonumber(counters[1] or '0')
 local pseq = tonumber(counters[2] or '0')
 local wallet = redis.call('HGETALL', KEYS[2])
@@ -144,6 +154,10 @@ end
 
 if expected_ver >= 0 and ver ~= expected_ver then
   return refuse('CONFLICT')
+end
+if seen then
+  if (counters[3] or '') ~= ARGV[20] then return refuse('CONFLICT') end
+  if reply_body ~= '' and redis.call('EXISTS', KEYS[8]) == 1 then return refuse('REPLAYED') end
 end
 if not today or not debt_add or debt_add < 0 or debt_add % 1 ~= 0 or not now then
   return refuse('BAD_TRANSFER')
@@ -374,6 +388,10 @@ local state_args = {}
 if n_fields > 0 then
   ver = ver + 1
   state_args = {'ver', ver}
+  if stamp ~= '' then
+    state_args[3] = 'vs'
+    state_args[4] = stamp
+  end
   for i = 0, n_fields - 1 do
     state_args[#state_args + 1] = ARGV[fields_at + 1 + 2 * i]
     state_args[#state_args + 1] = ARGV[fields_at + 2 + 2 * i]
