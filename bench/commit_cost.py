@@ -91,8 +91,19 @@ async def caller(store: Store, shape: str) -> Call:
             player = f"p{n % PLAYERS}"
             keys = PlayerKeys(player)
             credit = Transfer(f"signin:{player}:{n}", "c", 10, "mint:signin", BATCH)
-            change = Commit(fields={"signin": b"x" * 20}, transfers=[credit], reply_body=b"r")
-            return await apply(store, keys, change, NOW_MS + n, reply_key=keys.reply(f"i:{n}"))
+            change = Commit(
+                fields={"signin": b"x" * 20},
+                transfers=[credit],
+                reply_body=b"r",
+                # As on a socket's remembered state (the credit path): the stamp the
+                # player's previous commit wrote, PLAYERS calls earlier, is checked.
+                seen_stamp="" if n < PLAYERS else f"{n - PLAYERS:016x}",
+                stamp=f"{n:016x}",
+            )
+            done = await apply(store, keys, change, NOW_MS + n, reply_key=keys.reply(f"i:{n}"))
+            if not done.written:  # a refused commit would be measured as a cheap one
+                raise RuntimeError(f"commit {n} refused: {done.status}")
+            return done
 
         return commit
     if shape == "commands":
@@ -100,7 +111,8 @@ async def caller(store: Store, shape: str) -> Call:
         async def commands(n: int) -> object:
             _, k, v = floor_args(n)
             return await store.call_many(
-                ("HMGET", k[0], "ver", "pseq"),
+                ("HMGET", k[0], "ver", "pseq", "vs"),
+                ("EXISTS", k[6]),
                 ("HGETALL", k[1]),
                 ("HGET", k[3], v[1]),
                 ("HINCRBY", k[4], "mint:signin", -10),
@@ -109,7 +121,7 @@ async def caller(store: Store, shape: str) -> Call:
                 ("HSET", k[1], "bal", v[3], "seq", v[2], "head", v[4], v[5], v[3]),
                 ("PUBLISH", k[7], v[6]),
                 ("RPUSH", k[5], v[6]),
-                ("HSET", k[0], "ver", v[2], "signin", v[8], "pseq", v[2]),
+                ("HSET", k[0], "ver", v[2], "vs", v[1], "signin", v[8], "pseq", v[2]),
                 ("SET", k[6], v[7], "EX", 86_400),
             )
 

@@ -1,5 +1,7 @@
 -- commit_floor.lua (the bench's, not the server's): the Redis commands a credited sign-in's
--- commit.lua runs, with every value computed by the caller. What Redis spends on it is the
+-- commit.lua runs on a socket's remembered state (server/pipeline.py, Seen: the version,
+-- the stamp and the reply are checked in the commit), with every value computed by the
+-- caller. What Redis spends on it is the
 -- commit's cost without its logic (no parsing, tables, msgpack or sha1 in Lua): the floor
 -- that bench/commit_cost.py prints beside commit.lua's own figure.
 --
@@ -9,7 +11,8 @@
 --       7 push frame, 8 reply value, 9 the state field's value
 -- Returns: 'ok'
 
-redis.call('HMGET', KEYS[1], 'ver', 'pseq')
+redis.call('HMGET', KEYS[1], 'ver', 'pseq', 'vs')
+redis.call('EXISTS', KEYS[7])
 redis.call('HGETALL', KEYS[2])
 redis.call('HGET', KEYS[4], ARGV[2])
 redis.call('HINCRBY', KEYS[5], 'mint:signin', -10)
@@ -18,6 +21,6 @@ redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[2], 'bal', ARGV[4], 'seq', ARGV[3], 'head', ARGV[5], ARGV[6], ARGV[4])
 redis.call('PUBLISH', KEYS[8], ARGV[7])
 redis.call('RPUSH', KEYS[6], ARGV[7])
-redis.call('HSET', KEYS[1], 'ver', ARGV[3], 'signin', ARGV[9], 'pseq', ARGV[3])
+redis.call('HSET', KEYS[1], 'ver', ARGV[3], 'vs', ARGV[2], 'signin', ARGV[9], 'pseq', ARGV[3])
 redis.call('SET', KEYS[7], ARGV[8], 'EX', 86400)
 return 'ok'
