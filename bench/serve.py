@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         profiler.runcall(run, app, args.port, args.app != "signin")
     finally:
+        Path(args.profile).parent.mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(args.profile)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import pstats
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from bench import (
     idle_sockets,
     journal_bytes,
     phases,
+    procs,
     socket_memory,
     timer_claims,
     ws_signin,
@@ -210,3 +213,12 @@ def test_commit_cost_s_floor_runs_the_commands_commit_lua_runs() -> None:
     }, "the floor lacks or adds a command that commit.lua runs for a credit"
     assert figures["floor"]["commands"] == 13 and figures["commands"]["commands"] == 12
     assert figures["noop"]["commands"] == 1
+
+
+@pytest.mark.slow
+def test_a_profiled_bench_server_writes_its_profile_into_a_new_folder(tmp_path: Path) -> None:
+    """`--profile-dir` names a folder that need not exist yet (as `--keep` does)."""
+    profile = tmp_path / "not-yet" / "echo.pstats"
+    with procs.bench_server("echo", procs.free_port(), ["--profile", str(profile)]):
+        pass
+    assert pstats.Stats(str(profile)).total_calls > 0
