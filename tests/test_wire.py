@@ -5,21 +5,26 @@ UTF-8, silence to pings and to our close, a server restart)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import struct
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgpack
 import pytest
+import uvicorn
 from redis.asyncio import Redis
+from starlette.applications import Starlette
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.frames import Frame, Opcode
 
 from server.protocol import CLOSE_TOO_MANY_SOCKETS
-from server.store.embedded import EmbeddedStore
+from server.store.embedded import EmbeddedStore, free_port
 from server.transport import wire
-from tests.live import Live, serve
+from server.transport.sockets import Disconnected
+from tests.live import Live, running, serve
 
 WAIT_S = 5.0
 
@@ -186,3 +191,64 @@ async def test_an_unusual_upgrade_gets_websockets_own_answer(live: Live) -> None
     assert answer.startswith(b"HTTP/1.1 400 "), answer
     assert b"Sec-WebSocket-Version" in answer  # websockets names the header it refused
     writer.close()
+
+
+class Corked(wire.Wire):
+    """A socket that corks, sends, and uncorks (or closes) when the test says so."""
+
+    release: asyncio.Event
+    close_code: int | None = None  # set: close while corked instead of sending more
+
+    async def serve(self) -> None:
+        self.accept(None)
+        self.cork()
+        self.send_now(b"push")
+        await Corked.release.wait()
+        if Corked.close_code is not None:
+            await self.close(Corked.close_code)
+        else:
+            self.send_now(b"reply")
+            self.uncork()
+        with contextlib.suppress(Disconnected):
+            while True:
+                await self.receive()
+
+
+@contextlib.asynccontextmanager
+async def corked_socket(close_code: int | None) -> AsyncIterator[asyncio.StreamReader]:
+    Corked.release, Corked.close_code = asyncio.Event(), close_code
+    port = free_port()
+    config = uvicorn.Config(
+        Starlette(), host="127.0.0.1", port=port, ws=Corked, lifespan="off", log_level="warning"
+    )
+    async with running(config):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /corked HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        yield reader
+        writer.write(masked(0x8, struct.pack("!H", 1000)))
+        writer.close()
+
+
+async def test_corked_frames_leave_together_at_uncork() -> None:
+    """A credit's push comes while its request is answered: it waits for the reply and
+    leaves with it, in one write (so one read takes both)."""
+    async with corked_socket(None) as reader:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.read(1), 0.2)  # held: nothing on the wire yet
+        Corked.release.set()
+        data = await asyncio.wait_for(reader.read(65_536), WAIT_S)
+        assert data == wire.frame_bytes(b"push") + wire.frame_bytes(b"reply")
+
+
+async def test_our_close_writes_the_corked_frames_before_it() -> None:
+    async with corked_socket(4000) as reader:
+        Corked.release.set()
+        assert await read_frame(reader) == (0x2, b"push")
+        opcode, payload = await read_frame(reader)
+        assert (opcode, struct.unpack("!H", payload[:2])[0]) == (0x8, 4000)

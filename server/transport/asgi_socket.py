@@ -87,6 +87,12 @@ class AsgiSocket:
     def send_now(self, message: Message) -> bool:
         return False  # every send goes through the ASGI server's own send
 
+    def cork(self) -> None:
+        pass  # how the ASGI server writes is its own
+
+    def uncork(self) -> None:
+        pass
+
     async def send(self, message: Message) -> None:
         await self.opened()
         if self._closed:

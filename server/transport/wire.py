@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # Messages read but not yet taken by the handler: past this, the transport stops reading
 # (one read may still hold more: its frames are parsed together, at most a read's bytes).
 INBOUND_MESSAGES_MAX = 4
+CORKED_FRAMES_MAX = 32  # frames cork() holds before it writes them anyway
 CLOSE_TIMEOUT_S = 10.0  # our close frame waits this long for the client's before the TCP close
 PING_BYTES = 4  # the keepalive ping's payload: random, so a stale pong is told apart
 
@@ -84,6 +85,7 @@ class Wire(asyncio.Protocol):
         "config",
         "conn",
         "connections",
+        "corked",
         "ended",
         "fragments",
         "fragments_text",
@@ -117,6 +119,7 @@ class Wire(asyncio.Protocol):
         self.fragments: list[bytes] | None = None  # a message in several frames, until its last
         self.fragments_text = False
         self.read_paused = False
+        self.corked: list[bytes] | None = None  # frames held by cork(), until uncork()
         self._waiter: asyncio.Future[Message] | None = None  # the handler's receive, waiting
 
     # asyncio's side
@@ -172,6 +175,7 @@ class Wire(asyncio.Protocol):
             and self.ended is None
             and conn.state is State.OPEN
         ):
+            self._write_corked()
             conn.send_close(CODE_GOING_AWAY)
             self.close_sent = True
             self._flush()
@@ -351,10 +355,29 @@ class Wire(asyncio.Protocol):
                     conn.send_text(message.encode())
             except InvalidState:
                 return False
-            self._flush()
+            self._flush()  # not corked: deflate is off by default, and rare
             return True
-        transport.write(frame_bytes(message))
+        corked = self.corked
+        if corked is None:
+            transport.write(frame_bytes(message))
+            return True
+        corked.append(frame_bytes(message))
+        if len(corked) >= CORKED_FRAMES_MAX:
+            self._write_corked()
         return True
+
+    def cork(self) -> None:
+        """Hold what send_now sends until uncork, to write it in one call: the pushes that
+        come while a request is answered (a credit's `balance` push) leave with the reply,
+        one syscall and one TCP segment instead of two. Our close and the async send
+        write what is held first, so messages keep their order (a ping may pass them)."""
+        if self.corked is None:
+            self.corked = []
+
+    def uncork(self) -> None:
+        if self.corked is not None:
+            self._write_corked()
+            self.corked = None
 
     async def send(self, message: Message) -> None:
         """Send one message (bytes: binary, str: text); waits while the client reads slowly.
@@ -363,6 +386,7 @@ class Wire(asyncio.Protocol):
             await asyncio.shield(self.writable)
         if self.close_sent:
             return
+        self._write_corked()  # what send_now took before the buffer filled goes first
         if not self.send_now(message):
             raise Disconnected(self.ended if self.ended is not None else CODE_ABNORMAL)
 
@@ -373,6 +397,7 @@ class Wire(asyncio.Protocol):
         if self.close_sent or self.ended is not None or self.transport is None or conn is None:
             return
         self.close_sent = True
+        self._write_corked()
         try:
             conn.send_close(code)
         except InvalidState:
@@ -422,6 +447,12 @@ class Wire(asyncio.Protocol):
         """Send what websockets queued (pongs, close frames, deflated frames)."""
         if self.conn is not None:
             self._write(b"".join(self.conn.data_to_send()))
+
+    def _write_corked(self) -> None:
+        corked = self.corked
+        if corked:
+            self._write(b"".join(corked))
+            corked.clear()
 
     def _write(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():

@@ -258,6 +258,7 @@ class Connection:
         frame_bytes_max = self.settings.frame_bytes_max
         # Looked up once per socket, not per frame (this loop runs for every request).
         receive, send, encode = self.wire.receive, self.sender.send, self.codec.encode
+        cork, uncork = self.wire.cork, self.wire.uncork
         while self.close_code is None:
             data = await receive()
             if not self.bucket.take():
@@ -278,7 +279,12 @@ class Connection:
                 continue
             if self.subscribed is not None:
                 await self.confirmed()
-            await send(encode(await self.answer(data)), CLOSE_SLOW_CONSUMER)  # = self.reply
+            # The pushes its answer causes (a credit's `balance`) leave with the reply.
+            cork()
+            try:
+                await send(encode(await self.answer(data)), CLOSE_SLOW_CONSUMER)  # = self.reply
+            finally:
+                uncork()
 
     async def answer(self, data: bytes | str) -> dict[str, Any]:
         started_s = time.perf_counter()
