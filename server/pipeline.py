@@ -2,7 +2,9 @@
 
 Rule ops follow one shape: load the player's snapshot (one round trip), call the pure
 rule, commit its outcome with a version check (one script call), retry on a conflict.
-A request id's reply is stored by the same commit, so a retry replays it exactly.
+On a socket the rule decides first on the snapshot the socket's last rule op left (Seen),
+and a decision that commits skips the load. A request id's reply is stored by the same
+commit, so a retry replays it exactly.
 """
 
 from __future__ import annotations
