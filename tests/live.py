@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypercorn.asyncio
+import hypercorn.config
 import uvicorn
 from starlette.applications import Starlette
 
@@ -53,12 +55,8 @@ async def serve(
     **overrides: Any,
 ) -> AsyncIterator[Live]:
     """`overrides` are Settings fields; `ws_options` uvicorn's (ws_ping_interval, ...)."""
-    port = free_port()
-    overrides.setdefault("jobs", False)  # tests fire timers and relays by hand
-    settings = Settings(
-        redis_url=redis_url, data_dir=data_dir, jwt_secret=SECRET, port=port, **overrides
-    )
-    app = create_app(settings, clock)
+    settings, app = built(redis_url, data_dir, clock, **overrides)
+    port = settings.port
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -69,6 +67,47 @@ async def serve(
     )
     async with running(config):
         yield Live(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", settings, app)
+
+
+def built(
+    redis_url: str, data_dir: Path, clock: Clock | None, **overrides: Any
+) -> tuple[Settings, Starlette]:
+    """The test settings on a free port, and the app made of them."""
+    overrides.setdefault("jobs", False)  # tests fire timers and relays by hand
+    settings = Settings(
+        redis_url=redis_url, data_dir=data_dir, jwt_secret=SECRET, port=free_port(), **overrides
+    )
+    return settings, create_app(settings, clock)
+
+
+@contextlib.asynccontextmanager
+async def serve_on_hypercorn(
+    redis_url: str, data_dir: Path, clock: Clock | None = None, **overrides: Any
+) -> AsyncIterator[Live]:
+    """The app under hypercorn, another ASGI server: /v1/ws is served by its ASGI route."""
+    settings, app = built(redis_url, data_dir, clock, **overrides)
+    config = hypercorn.config.Config()
+    config.bind = [f"127.0.0.1:{settings.port}"]
+    config.loglevel = "WARNING"
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        hypercorn.asyncio.serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    )
+    try:
+        deadline = time.monotonic() + START_WAIT_S_MAX
+        while True:  # up once the port accepts: hypercorn binds after the lifespan started
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", settings.port)
+                writer.close()
+                break
+            if task.done() or time.monotonic() > deadline:
+                raise RuntimeError("hypercorn did not start")
+            await asyncio.sleep(0.02)
+        url = f"127.0.0.1:{settings.port}"
+        yield Live(f"ws://{url}", f"http://{url}", settings, app)
+    finally:
+        stop.set()
+        await task
 
 
 @contextlib.asynccontextmanager

@@ -1,5 +1,6 @@
 """/v1/ws through ASGI (server/transport/asgi_socket.py): the app served by uvicorn with its
-own WebSocket protocols, as any ASGI server would serve it, not with our wire."""
+own WebSocket protocols, and by hypercorn, as any ASGI server would serve it, not with our
+wire."""
 
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ from server.protocol import CLOSE_TOO_MANY_SOCKETS
 from server.store.cluster import EmbeddedCluster
 from server.store.embedded import EmbeddedStore
 from server.transport import ws as wire_handler
-from tests.live import Live, serve
+from tests.live import Live, serve, serve_on_hypercorn
 
 WAIT_S = 5.0
 
 
-@pytest.fixture(params=["websockets-sansio", "wsproto"])
+@pytest.fixture(params=["websockets-sansio", "wsproto", "hypercorn"])
 async def asgi_live(
     request: pytest.FixtureRequest,
     redis: Redis,
@@ -32,7 +33,12 @@ async def asgi_live(
     tmp_path: Path,
     clock: FrozenClock,
 ) -> AsyncIterator[Live]:
-    """The app on uvicorn's own WebSocket protocol: the upgrade reaches the ASGI app."""
+    """The app on uvicorn's own WebSocket protocols, or under hypercorn (wsproto beneath,
+    its own ASGI glue): the upgrade reaches the ASGI app."""
+    if request.param == "hypercorn":
+        async with serve_on_hypercorn(redis_server.url, tmp_path, clock) as running:
+            yield running
+        return
     options: dict[str, Any] = {"ws": request.param}
     async with serve(redis_server.url, tmp_path, clock, ws_options=options) as running:
         yield running
