@@ -53,6 +53,11 @@ class AsgiSocket:
         self._opening: asyncio.Future[None] | None = None
         self._closed = False
 
+    @property
+    def peer(self) -> str:
+        client = self.websocket.scope.get("client")
+        return f"{client[0]}:{client[1]}" if client else "-"
+
     def deny(self, status: int, text: str) -> None:
         self.request = None
         if DENIAL_EXTENSION in self.websocket.scope.get("extensions", {}):

@@ -190,6 +190,12 @@ class Wire(asyncio.Protocol):
     # The handshake
 
     @property
+    def peer(self) -> str:
+        transport = self.transport
+        address = None if transport is None else transport.get_extra_info("peername")
+        return f"{address[0]}:{address[1]}" if address else "-"
+
+    @property
     def request(self) -> Upgrade | None:
         """The upgrade request while its handshake waits for `accept` or `deny`."""
         return self.handshake.request if self.handshake is not None else None

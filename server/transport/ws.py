@@ -36,7 +36,7 @@ from server.store.keys import PlayerKeys
 from server.store.store import StoreBusy
 from server.transport.fanout import Pushes
 from server.transport.sender import Sender
-from server.transport.sockets import Disconnected, Socket
+from server.transport.sockets import CODE_ABNORMAL, Disconnected, Socket
 from server.transport.upgrade import Upgrade
 from server.transport.wire import Wire
 
@@ -132,6 +132,9 @@ class Connection:
         )
         self.bucket = TokenBucket(settings.requests_per_s_max, settings.request_burst_max)
         self.strikes = 0
+        self.requests = 0  # frames read, for the socket's log line
+        self.pushes = 0  # pushes offered
+        self.end_code: int | None = None  # how the socket ended, when not by our close
         self.metrics = metrics
         self.last_push_seq: int | None = None  # the newest push this socket was offered
         self.catching_up: set[asyncio.Task[None]] | None = None  # made by the first catch-up
@@ -155,6 +158,7 @@ class Connection:
     def offer_push(self, frame: bytes) -> None:
         """From the fan-out: a client too slow to drain its queue is disconnected."""
         self.last_push_seq = int(msgpack.unpackb(frame)["seq"])
+        self.pushes += 1
         self.sender.offer(self.codec.push(frame), CLOSE_SLOW_CONSUMER)
 
     def catch_up(self) -> None:
@@ -251,8 +255,8 @@ class Connection:
                 await self.confirmed()
                 await self.resume(since_seq)
             await self.read_loop()
-        except Disconnected:
-            pass
+        except Disconnected as ended:
+            self.end_code = ended.code
 
     async def read_loop(self) -> None:
         frame_bytes_max = self.settings.frame_bytes_max
@@ -261,6 +265,7 @@ class Connection:
         cork, uncork = self.wire.cork, self.wire.uncork
         while self.close_code is None:
             data = await receive()
+            self.requests += 1
             if not self.bucket.take():
                 self.strikes += 1  # consecutive refusals: a client that backs off is forgiven
                 if self.strikes > self.settings.rate_strikes_max:
@@ -375,10 +380,13 @@ async def serve_socket(app_state: dict[str, Any], wire: Socket) -> None:
     keys = PlayerKeys(admission.player_id)
     socket_id = app.presence.new_socket_id()
     answer = admission.subprotocol if admission.offered else None
+    started_s, peer = time.monotonic(), wire.peer
     if not await take_place(app, keys, socket_id):
         wire.accept(answer)
         await wire.close(CLOSE_TOO_MANY_SOCKETS)
+        log_end(admission, peer, started_s, CLOSE_TOO_MANY_SOCKETS, 0, 0)
         return
+    connection: Connection | None = None
     try:
         wire.accept(answer)
         connection = Connection(
@@ -397,6 +405,39 @@ async def serve_socket(app_state: dict[str, Any], wire: Socket) -> None:
             app.sockets -= 1
     finally:
         await app.presence.release(keys, socket_id)
+        if connection is not None:
+            ours = connection.close_code  # a close we decided (flood, slow consumer)
+            code = ours if ours is not None else connection.end_code or CODE_ABNORMAL
+            log_end(admission, peer, started_s, code, connection.requests, connection.pushes)
+
+
+def log_end(
+    admission: Admission,
+    peer: str,
+    started_s: float,
+    code: int,
+    requests: int,
+    pushes: int,
+) -> None:
+    """The socket's access line, at INFO once it has ended (refused handshakes are the
+    wire's own lines). Its fields go to a JSON log as they are."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    fields = {
+        "player": admission.player_id,
+        "peer": peer,
+        "subprotocol": admission.subprotocol,
+        "close_code": code,
+        "duration_s": round(time.monotonic() - started_s, 3),
+        "requests": requests,
+        "pushes": pushes,
+    }
+    log.info(
+        "socket %(player)s from %(peer)s (%(subprotocol)s): closed %(close_code)d after"
+        " %(duration_s).3f s, %(requests)d requests, %(pushes)d pushes",
+        fields,
+        extra=fields,
+    )
 
 
 class ManorWire(Wire):
