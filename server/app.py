@@ -33,10 +33,10 @@ from server.settings import Settings, load_settings, parse_api_keys
 from server.store.store import Store, connect
 from server.store.timers import Timers
 from server.transport import asgi_socket
+from server.transport.admission import SOCKET_PATH
 from server.transport.fanout import Fanout, Pushes
 from server.transport.presence import Presence
 from server.transport.sharded import ShardedFanout
-from server.transport.ws import SOCKET_PATH
 from server.web.routes import routes as web_routes
 
 log = logging.getLogger(__name__)

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, unquote
+from typing import Any
 
 import msgpack
 
-from server.auth import AuthError, verify_token
 from server.metrics import UNKNOWN_OP, Metrics
 from server.pipeline import STORE_DOWN_ERRORS, Dispatcher, OpError, Seen
 from server.protocol import (
@@ -27,23 +24,20 @@ from server.protocol import (
     Codec,
     ProtocolError,
     parse_request,
-    pick_subprotocol,
     reply_error,
     reply_ok,
 )
 from server.settings import Settings
 from server.store.keys import PlayerKeys
 from server.store.store import StoreBusy
+from server.transport.admission import Admission, admit
 from server.transport.fanout import Pushes
 from server.transport.sender import Sender
 from server.transport.sockets import CODE_ABNORMAL, Disconnected, Socket
-from server.transport.upgrade import Upgrade
 from server.transport.wire import Wire
 
 log = logging.getLogger(__name__)
 
-SOCKET_PATH = "/v1/ws"
-SEQ_PATTERN = re.compile(r"[0-9]{1,15}")
 CLOSE_GRACE_S = 5.0  # how long a socket we close may take to accept the close frame
 # A handshake the store cannot count falls back on this process's own count.
 LEASE_STORE_ERRORS: tuple[type[Exception], ...] = (StoreBusy, *STORE_DOWN_ERRORS)
@@ -71,23 +65,6 @@ def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
         "ws_max_size": settings.ws_frame_bytes_max,
         "ws_per_message_deflate": settings.ws_deflate,
     }
-
-
-def bearer_token(request: Upgrade, query: dict[str, str]) -> str | None:
-    headers = request.values("authorization")
-    header = headers[0] if headers else ""
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return query.get("token")
-
-
-def offered_subprotocols(request: Upgrade) -> list[str]:
-    return [
-        name.strip()
-        for header in request.values("sec-websocket-protocol")
-        for name in header.split(",")
-        if name.strip()
-    ]
 
 
 class TokenBucket:
@@ -325,50 +302,6 @@ class Connection:
         if self.metrics is not None:
             self.metrics.observe_reply(op, reply, time.perf_counter() - started_s)
         return reply
-
-
-class Admission(NamedTuple):
-    """What the handshake decided: who the socket is, how it speaks, where it resumes."""
-
-    player_id: str
-    subprotocol: str
-    offered: bool  # the client named subprotocols: the answer names the one we took
-    since_seq: int | None
-
-
-def admit(manor: Any, wire: Socket) -> Admission | None:
-    """Check the upgrade request, refusing it with a plain-text HTTP answer when it fails;
-    the request is read here only, so it is not kept for the socket's life."""
-    request = wire.request
-    if request is None:
-        return None
-    raw_path, _, query_string = request.path.partition("?")
-    if unquote(raw_path) != SOCKET_PATH:
-        wire.deny(404, "Not Found")
-        return None
-    if manor is None:  # a socket before the lifespan finished, or a server without one
-        wire.deny(503, "the server is starting")
-        return None
-    offered = offered_subprotocols(request)
-    subprotocol = pick_subprotocol(offered)
-    if subprotocol is None:
-        wire.deny(400, "unsupported subprotocol: use manor.v1.msgpack or manor.v1.json")
-        return None
-    query = dict(parse_qsl(query_string, keep_blank_values=True))
-    token = bearer_token(request, query)
-    if not token:
-        wire.deny(401, "missing token: Authorization: Bearer <jwt> or ?token=")
-        return None
-    try:
-        player_id = verify_token(manor.jwt_secret, token, manor.settings.jwt_leeway_s)
-    except AuthError as exc:
-        wire.deny(403, str(exc))
-        return None
-    since = query.get("since_seq")
-    if since is not None and not SEQ_PATTERN.fullmatch(since):
-        wire.deny(400, "since_seq must be a non-negative integer")
-        return None
-    return Admission(player_id, subprotocol, bool(offered), None if since is None else int(since))
 
 
 async def serve_socket(app_state: dict[str, Any], wire: Socket) -> None:
