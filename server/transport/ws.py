@@ -1,4 +1,5 @@
-"""The WebSocket endpoint /v1/ws: handshake, request loop, bounded send queue.
+"""The WebSocket endpoint /v1/ws: a socket once admitted (admission.py checks its upgrade
+request): its place among the player's sockets, the request loop, pushes, its log line.
 
 Served on our own wire under uvicorn (wire.py; `uvicorn_ws_options` names it), not through
 Starlette's router: the app's lifespan yields the `Manor` as ASGI lifespan state, which
