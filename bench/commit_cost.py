@@ -16,6 +16,13 @@ through the server's own Store (its pipelined link):
   arguments: the cost of a script call.
 
 Issue 10's Redis target is 25 µs per credited sign-in, the load's reads included.
+
+This VM's speed drifts by tens of percent within minutes, so two scripts compare in CPU µs
+only over many alternated rounds. `--instructions` counts instead: each shape's store runs
+under valgrind's callgrind twice, for `--commits` ÷ 4 calls and for `--commits`, and the
+difference of the totals over the difference of the calls is Redis's instructions per call
+(start-up and shutdown cancel out; the count does not depend on the machine's load). Slow:
+about half a minute per shape for 3 000 calls.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from pathlib import Path
 
 import msgpack
 
+from bench.instructions import TOTALS
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Transfer
 from server.store.embedded import EmbeddedStore
@@ -136,6 +144,51 @@ async def caller(store: Store, shape: str) -> Call:
     return script
 
 
+async def call_all(call: Call, commits: int) -> None:
+    """Calls 0 .. commits - 1, CONCURRENCY in flight."""
+    numbers = iter(range(commits))
+
+    async def worker() -> None:
+        for n in numbers:
+            await call(n)
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+
+
+async def drive(url: str, shape: str, commits: int) -> None:
+    store = Store(connect(url))
+    try:
+        await store.load_scripts()
+        await call_all(await caller(store, shape), commits)
+    finally:
+        await store.close()
+
+
+def instructions(shape: str, commits: int, appendfsync: str, valgrind: str) -> float:
+    """Redis's instructions per call of the shape (callgrind; see the module's doc)."""
+    short = commits // 4
+    totals = []
+    for count in (short, commits):
+        with tempfile.TemporaryDirectory(prefix="commit-cost-") as tmp:
+            out = Path(tmp) / "callgrind.out"
+            callgrind = [valgrind, "-q", "--tool=callgrind", f"--callgrind-out-file={out}"]
+            embedded = EmbeddedStore(
+                Path(tmp) / "store",
+                appendfsync=appendfsync,
+                launcher=[*callgrind, "--dump-instr=no"],
+            )
+            embedded.start()
+            try:
+                asyncio.run(drive(embedded.url, shape, count))
+            finally:
+                embedded.stop()
+            found = TOTALS.search(out.read_bytes())
+            if found is None:
+                raise RuntimeError(f"no totals in {out}")
+            totals.append(int(found.group(1)))
+    return (totals[1] - totals[0]) / (commits - short)
+
+
 async def measure(shape: str, commits: int, appendfsync: str) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="commit-cost-"))
     embedded = EmbeddedStore(folder / "store", appendfsync=appendfsync)
@@ -148,13 +201,7 @@ async def measure(shape: str, commits: int, appendfsync: str) -> dict[str, float
         await redis.config_resetstat()
         cpu_before = await redis.info("cpu")
         started_s = time.perf_counter()
-        numbers = iter(range(commits))
-
-        async def worker() -> None:
-            for n in numbers:
-                await call(n)
-
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        await call_all(call, commits)
         elapsed_s = time.perf_counter() - started_s
         cpu_after = await redis.info("cpu")
         stats = await redis.info("commandstats")
@@ -195,13 +242,27 @@ def main(argv: list[str] | None = None) -> None:
     top.add_argument("--commits", type=int, default=20_000)
     top.add_argument("--appendfsync", choices=("always", "everysec"), default="always")
     top.add_argument("--shapes", default=",".join(SHAPES), help=f"of {', '.join(SHAPES)}")
+    top.add_argument(
+        "--instructions", action="store_true", help="count Redis's instructions (callgrind)"
+    )
+    top.add_argument("--valgrind", default="valgrind")
     args = top.parse_args(argv)
     if not 1 <= args.commits <= COMMITS_MAX:
         top.error(f"--commits must be 1..{COMMITS_MAX}")
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     if not shapes or set(shapes) - set(SHAPES):
         top.error(f"--shapes must name some of {', '.join(SHAPES)}")
-    asyncio.run(run(args.commits, args.appendfsync, shapes))
+    if args.commits < 4:
+        top.error("--commits must be at least 4")
+    if not args.instructions:
+        asyncio.run(run(args.commits, args.appendfsync, shapes))
+        return
+    for shape in shapes:
+        per_call = instructions(shape, args.commits, args.appendfsync, args.valgrind)
+        print(
+            f"{shape:8s} appendfsync {args.appendfsync}: "
+            f"{per_call / 1000:.1f}k Redis instructions per call"
+        )
 
 
 if __name__ == "__main__":

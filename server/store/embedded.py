@@ -64,6 +64,8 @@ class EmbeddedStore:
     appendfsync: str = "always"
     maxmemory_mb: int = 0
     extra_args: list[str] = field(default_factory=list)
+    # A command the server runs under (the benches' valgrind), its own args included.
+    launcher: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -78,6 +80,7 @@ class EmbeddedStore:
         # data dir (`make run`'s `data`) would put the log under data/store/data/store.
         self.data_dir = self.data_dir.resolve()
         args = [
+            *self.launcher,
             self.binary,
             "--bind",
             "127.0.0.1",
