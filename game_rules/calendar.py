@@ -60,15 +60,24 @@ def day_start_ms(day: date, tz: ZoneInfo) -> int:
     return after_ms
 
 
+# The last answer of expiry_batch: (rules, day, batch). Every credit of a business day asks
+# about the same day, so all but the first skip the search and the date arithmetic.
+_last_batch: tuple[ExpiryRules | None, date, date] = (None, date.min, date.min)
+
+
 def expiry_batch(day: date, expiry: ExpiryRules) -> date:
     """The last valid day (inclusive) of coins earned on `day`."""
+    global _last_batch  # noqa: PLW0603 - a one-entry memo of a pure function
+    last_expiry, last_day, last = _last_batch
+    if last_expiry is expiry and last_day == day:
+        return last
     month = next((m for m in expiry.period_end_months if m >= day.month), None)
     if month is None:
         raise ValueError(f"period_end_months {expiry.period_end_months} do not cover {day}")
     year = day.year + expiry.years_later
-    if month == 12:
-        return date(year, 12, 31)
-    return date(year, month + 1, 1) - _ONE_DAY
+    batch = date(year, 12, 31) if month == 12 else date(year, month + 1, 1) - _ONE_DAY
+    _last_batch = (expiry, day, batch)
+    return batch
 
 
 def batch_expires_at_ms(batch: date, tz: ZoneInfo) -> int:

@@ -152,6 +152,16 @@ def test_expiry_batch_custom_periods(expiry: ExpiryRules, day: date, batch: date
     assert batch >= day
 
 
+def test_expiry_batch_asked_again_answers_for_the_rules_and_day_it_is_given() -> None:
+    """The one-entry memo: a repeat of the last question hits it, any other is computed."""
+    quarterly, yearly = ExpiryRules((3, 6, 9, 12), 1), ExpiryRules((12,), 0)
+    assert expiry_batch(date(2026, 1, 15), quarterly) == date(2027, 3, 31)
+    assert expiry_batch(date(2026, 1, 15), quarterly) == date(2027, 3, 31)
+    assert expiry_batch(date(2026, 1, 15), yearly) == date(2026, 12, 31)
+    assert expiry_batch(date(2026, 4, 1), yearly) == date(2026, 12, 31)
+    assert expiry_batch(date(2026, 4, 1), quarterly) == date(2027, 6, 30)
+
+
 def test_expiry_batch_periods_not_ending_in_december_is_refused() -> None:
     with pytest.raises(ValueError, match="do not cover"):
         expiry_batch(date(2026, 8, 1), ExpiryRules((6,), 1))
