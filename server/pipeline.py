@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from random import getrandbits
 from typing import Any, NamedTuple
 
@@ -307,8 +307,7 @@ async def _commit(
     """The change's commit on `snapshot`: checked against its version, and against its
     stamp and the request id's reply when the snapshot was remembered, not read."""
     assert change.commit is not None
-    commit = replace(
-        change.commit,
+    commit = change.commit.guarded(
         expected_ver=snapshot.ver,
         reply_body=msgpack.packb({"op": request.op, "result": change.result}),
         reply_ttl_s=services.settings.reply_retention_s,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import date
 from typing import Any
 
@@ -10,7 +11,7 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 
-from server.ledger.commit import Commit, apply
+from server.ledger.commit import Commit, HoldOp, apply
 from server.ledger.ledger import Entry, Transfer, Wallet
 from server.ledger.verify import live_entries, verify
 from server.store.keys import PlayerKeys, players_index
@@ -33,6 +34,39 @@ def credit(tid: str, amount: int, batch: date = JUNE, account: str = "mint:signi
 
 def debit(tid: str, amount: int, account: str = "sink:redeem") -> Transfer:
     return Transfer(tid, "d", amount, account)
+
+
+def test_guarded_is_replace_of_the_guards_and_keeps_every_other_field() -> None:
+    """Commit.guarded spells out dataclasses.replace: a field added to Commit and left out
+    of it would be lost on every rule op."""
+    full = Commit(
+        expected_ver=3,
+        fields={"signin": b"s"},
+        transfers=[Transfer("t:1", "c", 5, "mint:signin", date(2027, 6, 30))],
+        pushes=[("note", b"\x80")],
+        orders=[("steal", 2, b"o")],
+        timers=[("ripe:1", 9)],
+        holds=[HoldOp("reserve", "o1", 4, 99)],
+        debt_add=1,
+        records=[("r", b"", b"x")],
+        counts=[("steal:ordered", 2)],
+        reply_body=b"old",
+        reply_ttl_s=5,
+        seen_stamp="aa",
+        stamp="bb",
+    )
+    guards = {
+        "expected_ver": 7,
+        "reply_body": b"new",
+        "reply_ttl_s": 60,
+        "seen_stamp": None,
+        "stamp": "cc",
+    }
+    assert full.guarded(**guards) == dataclasses.replace(full, **guards)
+    assert {f.name for f in dataclasses.fields(Commit)} - set(guards) == {
+        "fields", "transfers", "pushes", "orders", "timers", "holds", "debt_add", "records",
+        "counts",
+    }  # fmt: skip
 
 
 async def test_commit_credit_posts_entry_balance_batch_and_push(store: Store, redis: Redis) -> None:
@@ -226,8 +260,6 @@ async def test_commit_arms_and_moves_timers(store: Store, redis: Redis) -> None:
 
 
 # --- checkout holds, expiry, debt ----------------------------------------------------------
-
-from server.ledger.commit import HoldOp  # noqa: E402
 
 
 def reserve(order: str, coins: int, expires_ms: int = NOW_MS + 900_000) -> Commit:

@@ -49,6 +49,33 @@ class Commit:
     seen_stamp: str | None = None
     stamp: str = ""  # written with the fields: who wrote the new version ("" = no stamp)
 
+    def guarded(
+        self,
+        expected_ver: int,
+        reply_body: bytes,
+        reply_ttl_s: int,
+        seen_stamp: str | None,
+        stamp: str,
+    ) -> Commit:
+        """This commit with the guards a rule op adds (dataclasses.replace, spelt out: it
+        runs on every rule op, and replace's walk over the fields cost ~3 µs of each)."""
+        return Commit(
+            expected_ver,
+            self.fields,
+            self.transfers,
+            self.pushes,
+            self.orders,
+            self.timers,
+            self.holds,
+            self.debt_add,
+            self.records,
+            self.counts,
+            reply_body,
+            reply_ttl_s,
+            seen_stamp,
+            stamp,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CommitResult:
