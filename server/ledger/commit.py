@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import msgpack
+
 from server.ledger.ledger import Transfer
 from server.store.keys import PlayerKeys, players_index
 from server.store.store import Arg, Store
@@ -95,8 +97,8 @@ class CommitResult:
 async def apply(
     store: Store, keys: PlayerKeys, commit: Commit, now_ms: int, reply_key: str | None = None
 ) -> CommitResult:
-    args: list[Arg] = [
-        now_ms,
+    header = [
+        str(now_ms),
         commit.expected_ver,
         len(commit.fields),
         len(commit.transfers),
@@ -114,10 +116,11 @@ async def apply(
         len(commit.records),
         len(commit.counts),
         INBOX_KEEP,
-        "0" if commit.seen_stamp is None else "1",
+        commit.seen_stamp is not None,
         commit.seen_stamp or "",
         commit.stamp,
     ]
+    args: list[Arg] = [msgpack.packb(header, use_bin_type=False)]  # Redis's cmsgpack reads no bin
     for name, value in commit.fields.items():
         args += (name, value)
     for transfer in commit.transfers:

@@ -13,11 +13,11 @@
 --                     (format 1, and what compaction leaves of an archived entry's id, the
 --                     account by its code where it has one)
 --   5 sys       hash  system account (bucket-local) -> balance, may be negative
---   6 inbox     list  push frames (msgpack), newest last: past ARGV[9] entries it is trimmed
---                     to the newest ARGV[18] (a trim every few pushes, not on each one)
+--   6 inbox     list  push frames (msgpack), newest last: past inbox_max entries it is trimmed
+--                     to the newest inbox_keep (a trim every few pushes, not on each one)
 --   7 players   set   player ids of this bucket that own a wallet
 --   8 reply     string "<balance>:<reply body>": the cached reply of a request id (ignored
---                     when ARGV[7] == ""), one SET with its expiry
+--                     when reply_body == ""), one SET with its expiry
 --   9 channel   pub/sub channel of the player (not a key; declared for the slot check)
 --  10 outbox    list  credit orders for players in other slots (steal, water), see outbox.py
 --  11 stats     hash  <source>:ordered coins ever put in the outbox, <source>:reversed coins
@@ -27,34 +27,37 @@
 --                     "voided|<ms>" (tombstones answer repeats; compaction prunes old ones)
 --  14 records   hash  platform records (an order's reward lines and refunds), compare-and-set
 -- ARGV:
---   1 now_ms          integer, epoch milliseconds: the ts of every journal entry; pending
---                     holds whose expires_ms <= now_ms are void from this commit on
---   2 expected_ver    integer; -1 skips the version check (platform and operator credits)
---   3 n_fields        state fields to write
---   4 n_transfers
---   5 n_pushes        pushes besides the automatic `balance` push
---   6 n_orders        outbox orders
---   7 reply_body      msgpack reply without `balance`; "" = no request id to remember
---   8 reply_ttl_s     seconds
---   9 inbox_max       entries the inbox may hold before a trim
---  10 player_id       added to the bucket's players set on the first posting
---  11 publish         "PUBLISH", or "SPUBLISH" on Redis Cluster (sharded pub/sub)
---  12 n_timers        timers to arm (or move: the member names the timer)
---  13 n_holds         checkout hold operations
---  14 today           YYYYMMDD, the business day: batches whose last valid day is before it
---                     expire to sink:expire in this commit; 0 = no expiry check
---  15 debt_add        coins a refund could not take back, owed from the next credits
---  16 n_records       records to compare-and-set
---  17 n_counts        stats counters to add to
---  18 inbox_keep      entries a trim keeps (<= inbox_max): every push after inbox_keep
---                     ones is replayable
---  19 seen            "1": the caller decided on a snapshot it remembered, not one it just
---                     read (server/pipeline.py, Seen): the state must still carry the stamp
---                     ARGV[20] (else CONFLICT) and the request id no reply (else REPLAYED);
---                     "0": expected_ver alone, as after a fresh load
---  20 seen_stamp      the state's `vs` the caller remembered ("" = none)
---  21 stamp           written as the state's `vs` with the fields ("" = leave it): who wrote
---                     this version, so a write the store lost never passes for the next one
+--   1 the header: one msgpack array (str, not bin: cmsgpack reads no bin) of
+--    [1] now_ms         epoch milliseconds as a decimal string: the ts of every journal
+--                       entry; pending holds whose expires_ms <= now_ms are void from this
+--                       commit on
+--    [2] expected_ver    integer; -1 skips the version check (platform and operator credits)
+--    [3] n_fields       state fields to write
+--    [4] n_transfers
+--    [5] n_pushes       pushes besides the automatic `balance` push
+--    [6] n_orders       outbox orders
+--    [7] reply_body     msgpack reply without `balance`; "" = no request id to remember
+--    [8] reply_ttl_s    seconds
+--    [9] inbox_max      entries the inbox may hold before a trim
+--   [10] player_id      added to the bucket's players set on the first posting
+--   [11] publish        "PUBLISH", or "SPUBLISH" on Redis Cluster (sharded pub/sub)
+--   [12] n_timers       timers to arm (or move: the member names the timer)
+--   [13] n_holds        checkout hold operations
+--   [14] today          YYYYMMDD, the business day: batches whose last valid day is before
+--                       it expire to sink:expire in this commit; 0 = no expiry check
+--   [15] debt_add       coins a refund could not take back, owed from the next credits
+--   [16] n_records      records to compare-and-set
+--   [17] n_counts       stats counters to add to
+--   [18] inbox_keep     entries a trim keeps (<= inbox_max): every push after inbox_keep
+--                       ones is replayable
+--   [19] seen           true: the caller decided on a snapshot it remembered, not one it
+--                       just read (server/pipeline.py, Seen): the state must still carry the
+--                       stamp [20] (else CONFLICT) and the request id no reply (else
+--                       REPLAYED); false: expected_ver alone, as after a fresh load
+--   [20] seen_stamp     the state's `vs` the caller remembered ("" = none)
+--   [21] stamp          written as the state's `vs` with the fields ("" = leave it): who
+--                       wrote this version, so a write the store lost never passes for the
+--                       next one
 --   then n_fields     x (field, value)
 --   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref,
 --                        account code or "": server/ledger/accounts.py, stored in the entry)
@@ -68,7 +71,7 @@
 -- Returns {status, balance_coins, ver, pseq, receivers, held_coins, debt_coins}; receivers
 -- lists, per extra push, how many subscribers got it (0: no socket anywhere).
 -- status is "ok", "exists" (every transfer and hold op was already done: nothing written),
--- "CONFLICT" (version or stamp moved: reload and retry), "REPLAYED" (ARGV[19] = "1" and the
+-- "CONFLICT" (version or stamp moved: reload and retry), "REPLAYED" (header [19] true and the
 -- request id has a stored reply: read it), "TRANSFER_MISMATCH" (an id reused with another
 -- kind/amount/account, or an id this script makes taken already), "INSUFFICIENT_FUNDS" (a
 -- debit or hold larger than the coins not held), "HOLD_NOT_FOUND", "HOLD_POSTED",
@@ -90,29 +93,33 @@ local ID_BYTES_MAX = 200  -- TRANSFER_ID_BYTES_MAX in server/ledger/ledger.py
 -- The codes of the accounts this script posts to by itself (server/ledger/accounts.py).
 local SCRIPT_ACCOUNTS = {['sink:expire'] = 14, clawback = 15}
 local TRANSFER_ARGS = 7
-local now_ms = ARGV[1]
+-- One msgpack array (see the header): numbers arrive as numbers, and one argument costs
+-- Redis far less than twenty-one (each is parsed, copied into a Lua string and collected).
+local h = cmsgpack.unpack(ARGV[1])
+local now_ms = h[1]
 local now = tonumber(now_ms)
-local expected_ver = tonumber(ARGV[2])
-local n_fields = tonumber(ARGV[3])
-local n_transfers = tonumber(ARGV[4])
-local n_pushes = tonumber(ARGV[5])
-local n_orders = tonumber(ARGV[6])
-local reply_body = ARGV[7]
-local inbox_max = tonumber(ARGV[9])
-local player_id = ARGV[10]
-local publish = ARGV[11]
-local n_timers = tonumber(ARGV[12])
-local n_holds = tonumber(ARGV[13])
-local today = tonumber(ARGV[14])
-local debt_add = tonumber(ARGV[15])
-local n_records = tonumber(ARGV[16])
-local n_counts = tonumber(ARGV[17])
+local expected_ver = h[2]
+local n_fields = h[3]
+local n_transfers = h[4]
+local n_pushes = h[5]
+local n_orders = h[6]
+local reply_body = h[7]
+local reply_ttl_s = h[8]
+local inbox_max = h[9]
+local player_id = h[10]
+local publish = h[11]
+local n_timers = h[12]
+local n_holds = h[13]
+local today = h[14]
+local debt_add = h[15]
+local n_records = h[16]
+local n_counts = h[17]
+local inbox_keep = h[18]
+local seen = h[19] == true
+local seen_stamp = h[20]
+local stamp = h[21]
 
-local inbox_keep = tonumber(ARGV[18])
-local seen = ARGV[19] == '1'
-local stamp = ARGV[21]
-
-local fields_at = 21
+local fields_at = 1
 local transfers_at = fields_at + 2 * n_fields
 local pushes_at = transfers_at + TRANSFER_ARGS * n_transfers
 local orders_at = pushes_at + 2 * n_pushes
@@ -156,7 +163,7 @@ if expected_ver >= 0 and ver ~= expected_ver then
   return refuse('CONFLICT')
 end
 if seen then
-  if (counters[3] or '') ~= ARGV[20] then return refuse('CONFLICT') end
+  if (counters[3] or '') ~= seen_stamp then return refuse('CONFLICT') end
   if reply_body ~= '' and redis.call('EXISTS', KEYS[8]) == 1 then return refuse('REPLAYED') end
 end
 if not today or not debt_add or debt_add < 0 or debt_add % 1 ~= 0 or not now then
@@ -509,7 +516,7 @@ for t = 0, n_timers - 1 do
 end
 
 if reply_body ~= '' then
-  redis.call('SET', KEYS[8], bal .. ':' .. reply_body, 'EX', tonumber(ARGV[8]))
+  redis.call('SET', KEYS[8], bal .. ':' .. reply_body, 'EX', reply_ttl_s)
 end
 
 if #push_frames == 0 then pseq = 0 end
