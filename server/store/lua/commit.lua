@@ -406,10 +406,12 @@ if n_fields > 0 then
 end
 
 local push_frames = {}
-local function frame(kind, data, counted)
+-- {push: kind, seq: pseq, data: data} in msgpack: the map's header and its three keys are
+-- written as bytes (a fixmap of 3; fixstrs of 4, 3 and 4), a cmsgpack call less for each.
+local function frame(packed_kind, data, counted)
   pseq = pseq + 1
-  local bytes = '\131' .. cmsgpack.pack('push') .. cmsgpack.pack(kind) .. cmsgpack.pack('seq')
-    .. cmsgpack.pack(pseq) .. cmsgpack.pack('data') .. data
+  local bytes = '\131\164push' .. packed_kind .. '\163seq' .. cmsgpack.pack(pseq) .. '\164data'
+    .. data
   push_frames[#push_frames + 1] = {bytes, counted}
 end
 
@@ -454,7 +456,11 @@ if #plan > 0 then
   if first_posting then
     redis.call('SADD', KEYS[7], player_id)
   end
-  frame('balance', cmsgpack.pack({balance = bal, delta = bal - balance_before}), false)
+  -- {balance: bal, delta: the change} with the keys as bytes: cmsgpack packs a table
+  -- several times slower than the two numbers (bench.commit_cost --instructions).
+  local data = '\130\167balance' .. cmsgpack.pack(bal) .. '\165delta'
+    .. cmsgpack.pack(bal - balance_before)
+  frame('\167balance', data, false)
 end
 if held ~= held_before or reindex then
   wallet_set('held', held)
@@ -483,7 +489,7 @@ for r = 0, n_records - 1 do
 end
 
 for i = 0, n_pushes - 1 do
-  frame(ARGV[pushes_at + 1 + 2 * i], ARGV[pushes_at + 2 + 2 * i], true)
+  frame(cmsgpack.pack(ARGV[pushes_at + 1 + 2 * i]), ARGV[pushes_at + 2 + 2 * i], true)
 end
 local receivers = {}
 if #push_frames > 0 then
