@@ -16,7 +16,7 @@ from server.ledger import accounts
 from server.ledger.commit import Commit, apply
 from server.ledger.compaction import compact
 from server.ledger.journal_page import journal_page
-from server.ledger.ledger import Transfer, batch_int, head_tag
+from server.ledger.ledger import Transfer, batch_int, head_tag, id_ref, stored_ref
 from server.ledger.posting import Posting
 from server.ledger.verify import live_entries, verify
 from server.store.keys import PlayerKeys, players_index
@@ -47,6 +47,26 @@ def test_the_codes_commit_lua_writes_itself_are_the_table_s() -> None:
         "clawback": accounts.ACCOUNT_CODES["clawback"],
     }
     assert len(set(accounts.ACCOUNT_CODES.values())) == len(accounts.ACCOUNT_CODES)
+
+
+@pytest.mark.parametrize(
+    ("transfer_id", "ref", "stored"),
+    [
+        ("signin:ann:2026-11-18", "2026-11-18", False),
+        ("signin:ann:2026-11-18", "welcome", "welcome"),
+        ("signin:ann:2026-11-18", "", ""),
+        ("grant:", "", False),  # an empty last field is still the id's last field
+        (":only", "only", "only"),  # nothing before the colon: kept as given
+        ("plain", "plain", "plain"),
+        ("plain", "", ""),
+    ],
+)
+def test_a_ref_is_stored_false_only_where_the_id_gives_it_back(
+    transfer_id: str, ref: str, stored: str | bool
+) -> None:
+    """commit.lua stores what stored_ref says; a reader gets the ref back from the id."""
+    assert stored_ref(transfer_id, ref) == stored
+    assert (id_ref(transfer_id) if stored is False else stored) == ref
 
 
 async def test_an_entry_holds_no_id_and_the_index_holds_its_seq(store: Store, redis: Redis) -> None:

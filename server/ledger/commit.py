@@ -124,7 +124,7 @@ async def apply(
     for name, value in commit.fields.items():
         args += (name, value)
     for transfer in commit.transfers:
-        args += transfer.argv()
+        args.append(transfer.packed())
     for kind, data in commit.pushes:
         args += (kind, data)
     for source, amount, order in commit.orders:

@@ -84,18 +84,20 @@ class Transfer:
         if not 0 < len(self.transfer_id.encode()) <= TRANSFER_ID_BYTES_MAX:
             raise ValueError(f"transfer id must be 1..{TRANSFER_ID_BYTES_MAX} bytes")
 
-    def argv(self) -> tuple[str, str, int, str, str, str, str]:
-        batch = str(batch_int(self.batch)) if self.batch else ""
+    def packed(self) -> bytes:
+        """commit.lua's argument for this transfer: one msgpack array (see its header)."""
         code = accounts.code_of(self.account)
-        return (
+        fields = [
             self.transfer_id,
             self.kind,
             self.amount,
             self.account,
-            batch,
-            self.ref,
-            "" if code is None else str(code),
-        )
+            batch_int(self.batch) if self.batch else "",
+            stored_ref(self.transfer_id, self.ref),
+            "" if code is None else code,
+        ]
+        packed: bytes = msgpack.packb(fields, use_bin_type=False)  # cmsgpack reads no bin
+        return packed
 
 
 def head_tag(head: str) -> int:
@@ -124,6 +126,13 @@ def ids_by_seq(pairs: Iterable[tuple[bytes | str, bytes | str]]) -> dict[int, st
         if seq is not None:
             out[seq] = txid.decode() if isinstance(txid, bytes) else txid
     return out
+
+
+def stored_ref(transfer_id: str, ref: str) -> str | bool:
+    """How a format-2 entry stores `ref`: False when it repeats the id's last `:` field
+    (read back by id_ref), so a sign-in's entry does not hold its day twice."""
+    head, sep, last = transfer_id.rpartition(":")
+    return False if sep and head and ref == last else ref
 
 
 def id_ref(transfer_id: str) -> str:

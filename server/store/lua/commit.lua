@@ -59,8 +59,10 @@
 --                       wrote this version, so a write the store lost never passes for the
 --                       next one
 --   then n_fields     x (field, value)
---   then n_transfers  x (id, kind "c"|"d", amount coins > 0, account, batch YYYYMMDD or "", ref,
---                        account code or "": server/ledger/accounts.py, stored in the entry)
+--   then n_transfers  x one msgpack array (str, not bin) [id, kind "c"|"d", amount coins > 0,
+--                        account, batch YYYYMMDD or "", ref as the entry stores it (false:
+--                        the id's last `:` field, stored_ref in server/ledger/ledger.py),
+--                        account code or "" (server/ledger/accounts.py, stored in the entry)]
 --   then n_pushes     x (type, data as a msgpack map)
 --   then n_orders     x (source, amount coins > 0, order as msgpack)
 --   then n_timers     x (member, due_ms)
@@ -92,7 +94,6 @@
 local ID_BYTES_MAX = 200  -- TRANSFER_ID_BYTES_MAX in server/ledger/ledger.py
 -- The codes of the accounts this script posts to by itself (server/ledger/accounts.py).
 local SCRIPT_ACCOUNTS = {['sink:expire'] = 14, clawback = 15}
-local TRANSFER_ARGS = 7
 -- One msgpack array (see the header): numbers arrive as numbers, and one argument costs
 -- Redis far less than twenty-one (each is parsed, copied into a Lua string and collected).
 local h = cmsgpack.unpack(ARGV[1])
@@ -121,7 +122,7 @@ local stamp = h[21]
 
 local fields_at = 1
 local transfers_at = fields_at + 2 * n_fields
-local pushes_at = transfers_at + TRANSFER_ARGS * n_transfers
+local pushes_at = transfers_at + n_transfers
 local orders_at = pushes_at + 2 * n_pushes
 local timers_at = orders_at + 3 * n_orders
 local holds_at = timers_at + 2 * n_timers
@@ -223,6 +224,12 @@ local function same_posting(seen, kind_amount, signed, account, stored_account)
   local e = cmsgpack.unpack(raw)
   return e[1] == at and (e[3] == stored_account or e[3] == account) and e[4] == signed
 end
+local function stored_ref(id, ref)
+  -- How a format-2 entry stores the ref of an id this script makes (stored_ref in
+  -- server/ledger/ledger.py does it for the caller's).
+  if ref == string.match(id, '^.+:([^:]*)$') then return false end
+  return ref
+end
 local function taken(id)
   -- An id this script makes that is in txids already: refused, never overwritten.
   return redis.call('HEXISTS', KEYS[4], id) == 1
@@ -259,7 +266,7 @@ if today > 0 then
       touched[b[1]] = true
       local id = 'expire:' .. b[1] .. ':' .. (seq + #plan + 1)
       if taken(id) then return refuse('TRANSFER_MISMATCH') end
-      plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, 'expired',
+      plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, stored_ref(id, 'expired'),
         SCRIPT_ACCOUNTS['sink:expire']}
     end
   end
@@ -314,15 +321,18 @@ end
 local fresh = 0
 local in_call = {}
 local credits = {}
-for t = 0, n_transfers - 1 do
-  local at = transfers_at + TRANSFER_ARGS * t
-  local id, kind, amount = ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
-  local account, batch, ref = ARGV[at + 4], ARGV[at + 5], ARGV[at + 6]
-  local stored_account = tonumber(ARGV[at + 7]) or account
-  local kind_amount = kind .. '|' .. ARGV[at + 3] .. '|'
+for t = 1, n_transfers do
+  -- One argument per transfer, its numbers as numbers (see the header).
+  local transfer = cmsgpack.unpack(ARGV[transfers_at + t])
+  local id, kind, amount, account, batch, ref, code = unpack(transfer)
+  if type(id) ~= 'string' or type(amount) ~= 'number' or type(account) ~= 'string' then
+    return refuse('BAD_TRANSFER')
+  end
+  local stored_account = tonumber(code) or account
+  local kind_amount = kind .. '|' .. amount .. '|'
   local made_here = string.sub(id, 1, 5) == 'debt:' or string.sub(id, 1, 5) == 'debt#'
     or string.sub(id, 1, 7) == 'expire:'
-  if in_call[id] or made_here or not amount or amount <= 0 or amount % 1 ~= 0
+  if in_call[id] or made_here or amount <= 0 or amount % 1 ~= 0
       or (kind ~= 'c' and kind ~= 'd') or (kind == 'c' and not tonumber(batch)) then
     return refuse('BAD_TRANSFER')
   end
@@ -367,7 +377,7 @@ for _, c in ipairs(credits) do
     if #id > ID_BYTES_MAX then id = 'debt#' .. redis.sha1hex(c[1]) end
     if taken(id) then return refuse('TRANSFER_MISMATCH') end
     bal = bal - repay
-    plan[#plan + 1] = {id, repay, 'clawback', -repay, spend(repay), 'debt repaid',
+    plan[#plan + 1] = {id, repay, 'clawback', -repay, spend(repay), stored_ref(id, 'debt repaid'),
       SCRIPT_ACCOUNTS.clawback}
   end
 end
@@ -431,12 +441,11 @@ if #plan > 0 then
     seq = seq + 1
     running = running + p[4]
     -- Format 2: the id lives in txids only; a ref that repeats the id's last field is
-    -- `false`; the entry keeps 32 bits of the head before it, the head covers the id.
-    local ref = p[6]
-    if ref == string.match(p[1], '^.+:([^:]*)$') then ref = false end
+    -- `false` (p[6] comes so); the entry keeps 32 bits of the head before it, the head
+    -- covers the id.
     local tag = 0
     if head ~= '' then tag = tonumber(string.sub(head, 1, 8), 16) end
-    local entry = cmsgpack.pack({seq, ts_s, p[7], p[4], running, p[5], ref, tag})
+    local entry = cmsgpack.pack({seq, ts_s, p[7], p[4], running, p[5], p[6], tag})
     entries[#entries + 1] = entry
     head = redis.sha1hex(head .. cmsgpack.pack(p[1]) .. entry)
     txids[#txids + 1] = p[1]
