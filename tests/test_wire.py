@@ -22,7 +22,7 @@ from websockets.frames import Frame, Opcode
 
 from server.protocol import CLOSE_TOO_MANY_SOCKETS
 from server.store.embedded import EmbeddedStore, free_port
-from server.transport import wire
+from server.transport import frames, wire
 from server.transport.sockets import Disconnected
 from tests.live import Live, running, serve
 
@@ -174,7 +174,7 @@ def test_our_frames_are_the_bytes_websockets_writes(size: int, text: bool) -> No
     payload = b"x" * size
     message = payload.decode() if text else payload
     opcode = Opcode.TEXT if text else Opcode.BINARY
-    assert wire.frame_bytes(message) == Frame(opcode, payload).serialize(mask=False)
+    assert frames.frame_bytes(message) == Frame(opcode, payload).serialize(mask=False)
 
 
 async def test_an_unusual_upgrade_gets_websockets_own_answer(live: Live) -> None:
@@ -243,7 +243,7 @@ async def test_corked_frames_leave_together_at_uncork() -> None:
             await asyncio.wait_for(reader.read(1), 0.2)  # held: nothing on the wire yet
         Corked.release.set()
         data = await asyncio.wait_for(reader.read(65_536), WAIT_S)
-        assert data == wire.frame_bytes(b"push") + wire.frame_bytes(b"reply")
+        assert data == frames.frame_bytes(b"push") + frames.frame_bytes(b"reply")
 
 
 async def test_our_close_writes_the_corked_frames_before_it() -> None:

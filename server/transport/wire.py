@@ -10,7 +10,8 @@ masking, fragments, size limit, close handshake and permessage-deflate stay the 
 (websockets' sans-I/O layer), the HTTP request is dropped once the handshake is answered.
 
 uvicorn reads the HTTP request, sees the Upgrade and replays its bytes here; the
-handshake (handshake.py) reads them and writes the answer. Then the subclass's `serve`
+handshake (handshake.py) reads them and writes the answer; frames.py writes each message
+the server sends as one frame. Then the subclass's `serve`
 runs in one task per socket and talks to the wire through `request`, `accept`, `deny`,
 `receive`, `send` and `close` (server/transport/ws.py).
 """
@@ -29,6 +30,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from server.transport.frames import frame_bytes
 from server.transport.handshake import Handshake
 from server.transport.sockets import CODE_ABNORMAL, Disconnected, Message
 from server.transport.upgrade import Upgrade
@@ -42,27 +44,9 @@ CORKED_FRAMES_MAX = 32  # frames cork() holds before it writes them anyway
 CLOSE_TIMEOUT_S = 10.0  # our close frame waits this long for the client's before the TCP close
 PING_BYTES = 4  # the keepalive ping's payload: random, so a stale pong is told apart
 
-# The first byte of an unfragmented frame (FIN + opcode) and the one-byte lengths.
-HEAD_BINARY = bytes([0x80 | Opcode.BINARY.value])
-HEAD_TEXT = bytes([0x80 | Opcode.TEXT.value])
-SIZE_BYTES = [bytes([size]) for size in range(126)]
-
 CODE_GOING_AWAY = 1012  # the server restarts (uvicorn's shutdown)
 CODE_INVALID_DATA = 1007
 CODE_KEEPALIVE = 1011
-
-
-def frame_bytes(message: Message) -> bytes:
-    """One unfragmented server frame (unmasked, no extension), as websockets writes it at
-    five times the cost: this runs for every reply and push."""
-    payload = message if isinstance(message, bytes) else message.encode()
-    head = HEAD_BINARY if isinstance(message, bytes) else HEAD_TEXT
-    size = len(payload)
-    if size < 126:
-        return head + SIZE_BYTES[size] + payload
-    if size < 1 << 16:
-        return head + b"\x7e" + size.to_bytes(2, "big") + payload
-    return head + b"\x7f" + size.to_bytes(8, "big") + payload
 
 
 def _settle(waiter: asyncio.Future[Any] | None, result: Any = None) -> None:
