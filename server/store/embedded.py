@@ -88,6 +88,13 @@ def preload_for(binary: str, malloc: str) -> str | None:
     return library
 
 
+def allocator_of(binary: str, malloc: str) -> str:
+    """What `binary` runs with for the `malloc` choice: "libjemalloc.so.2 (preloaded)", or
+    the allocator it was built with."""
+    preload = preload_for(binary, malloc)
+    return built_malloc(binary) if preload is None else f"{preload} (preloaded)"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -155,11 +162,9 @@ class EmbeddedStore:
             args += ["--maxmemory", f"{self.maxmemory_mb}mb"]
         args += self.extra_args
         env = None
+        self.allocator = allocator_of(self.binary, self.malloc)
         preload = preload_for(self.binary, self.malloc)
-        if preload is None:
-            self.allocator = built_malloc(self.binary)
-        else:
-            self.allocator = f"{preload} (preloaded)"
+        if preload is not None:
             env = {
                 **os.environ,
                 "LD_PRELOAD": " ".join(filter(None, (os.environ.get("LD_PRELOAD", ""), preload))),
