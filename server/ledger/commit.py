@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import msgpack
-
-from server.ledger.ledger import Transfer
+from server.ledger.ledger import Transfer, lua_arg
 from server.store.keys import PlayerKeys, players_index
 from server.store.store import Arg, Store
 
@@ -120,7 +118,7 @@ async def apply(
         commit.seen_stamp or "",
         commit.stamp,
     ]
-    args: list[Arg] = [msgpack.packb(header, use_bin_type=False)]  # Redis's cmsgpack reads no bin
+    args: list[Arg] = [lua_arg(header)]
     for name, value in commit.fields.items():
         args += (name, value)
     for transfer in commit.transfers:

@@ -96,8 +96,7 @@ class Transfer:
             stored_ref(self.transfer_id, self.ref),
             "" if code is None else code,
         ]
-        packed: bytes = msgpack.packb(fields, use_bin_type=False)  # cmsgpack reads no bin
-        return packed
+        return lua_arg(fields)
 
 
 def head_tag(head: str) -> int:
@@ -126,6 +125,13 @@ def ids_by_seq(pairs: Iterable[tuple[bytes | str, bytes | str]]) -> dict[int, st
         if seq is not None:
             out[seq] = txid.decode() if isinstance(txid, bytes) else txid
     return out
+
+
+def lua_arg(value: object) -> bytes:
+    """`value` as one msgpack argument of a Lua script (commit.lua's header, a transfer):
+    no bin type, which Redis's cmsgpack cannot read (bytes go as str)."""
+    packed: bytes = msgpack.packb(value, use_bin_type=False)
+    return packed
 
 
 def stored_ref(transfer_id: str, ref: str) -> str | bool:
