@@ -13,7 +13,13 @@ through the server's own Store (its pipelined link):
 - `commands`: those commands sent without a script, pipelined (not atomic): what the data
   model costs Redis by itself;
 - `noop`: bench/lua/noop.lua, a script that does nothing, with the floor's keys and
-  arguments: the cost of a script call.
+  arguments: the cost of a script call;
+- `one_hash_floor`: bench/lua/one_hash_floor.lua, the commands of the same credit if a
+  player's state, wallet, transfer ids and stored replies were one hash (one HMGET, one
+  HSET; journal, system accounts, inbox and push as today), every value computed here;
+- `one_hash_min`: bench/lua/one_hash_min.lua, those commands with the least logic such a
+  commit must run in Lua (its arguments read, the checks, the batch, the entry, the chain,
+  the push): a lower bound of what a one-hash commit.lua would cost Redis.
 
 Issue 10's Redis target is 25 µs per credited sign-in, the load's reads included.
 
@@ -40,7 +46,7 @@ import msgpack
 
 from bench.instructions import TOTALS
 from server.ledger.commit import Commit, apply
-from server.ledger.ledger import Transfer
+from server.ledger.ledger import Transfer, lua_arg
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.store import Store, connect
@@ -52,7 +58,13 @@ BATCH = date(2027, 6, 30)
 BATCH_INT = 20270630
 COMMITS_MAX = 1_000_000
 LUA = Path(__file__).parent / "lua"
-SHAPES = ("commit", "floor", "commands", "noop")
+SHAPES = ("commit", "floor", "commands", "noop", "one_hash_floor", "one_hash_min")
+SCRIPTS = {
+    "floor": "commit_floor",
+    "noop": "noop",
+    "one_hash_floor": "one_hash_floor",
+    "one_hash_min": "one_hash_min",
+}
 
 Call = Callable[[int], Awaitable[object]]
 
@@ -89,6 +101,36 @@ def floor_args(n: int) -> tuple[PlayerKeys, list[str], list[bytes | str | int]]:
         b"x" * 20,
     ]
     return keys, script_keys, values
+
+
+def one_hash_args(n: int) -> tuple[list[str], list[bytes | str | int]]:
+    """one_hash_floor.lua's keys and values of call n (floor_args' player and credit)."""
+    keys, _, v = floor_args(n)
+    player_hash = keys.state  # the state key stands for the one hash
+    script_keys = [player_hash, keys.journal, keys.sys, keys.inbox, keys.push_channel]
+    batches = msgpack.packb([BATCH_INT, v[3]])
+    values = [v[0], f"t:{v[1]}", v[2], v[3], v[4], batches, v[6], f"r:i:{n}", v[7], v[8]]
+    return script_keys, values
+
+
+def one_hash_min_args(n: int) -> tuple[list[str], list[bytes | str | int]]:
+    """one_hash_min.lua's keys and arguments of call n: the player's (n div PLAYERS + 1)th
+    credit, on the version and stamp its previous call left (as a remembered snapshot)."""
+    script_keys, _ = one_hash_args(n)
+    player = f"p{n % PLAYERS}"
+    header = [
+        str(NOW_MS + n),
+        n // PLAYERS,
+        "" if n < PLAYERS else f"{n - PLAYERS:016x}",
+        f"{n:016x}",
+        f"i:{n}",
+        "r",
+        "signin",
+        "x" * 20,
+        "PUBLISH",
+    ]
+    credit = Transfer(f"signin:{player}:{n}", "c", 10, "mint:signin", BATCH)
+    return script_keys, [lua_arg(header), credit.packed()]
 
 
 async def caller(store: Store, shape: str) -> Call:
@@ -134,11 +176,26 @@ async def caller(store: Store, shape: str) -> Call:
             )
 
         return commands
-    name = {"floor": "commit_floor", "noop": "noop"}[shape]
-    sha = await store.call("SCRIPT", "LOAD", (LUA / f"{name}.lua").read_text())
+    sha = await store.call("SCRIPT", "LOAD", (LUA / f"{SCRIPTS[shape]}.lua").read_text())
+    if shape == "one_hash_min":
+
+        async def checked(n: int) -> object:
+            k, v = one_hash_min_args(n)
+            done = await store.call("EVALSHA", sha, len(k), *k, *v)
+            if done[0] != b"ok":  # a refused call would be measured as a cheap one
+                raise RuntimeError(f"call {n} refused: {done[0]!r}")
+            return done
+
+        return checked
+
+    def args_of(n: int) -> tuple[list[str], list[bytes | str | int]]:
+        if shape == "one_hash_floor":
+            return one_hash_args(n)
+        _, k, v = floor_args(n)
+        return k, v
 
     async def script(n: int) -> object:
-        _, k, v = floor_args(n)
+        k, v = args_of(n)
         return await store.call("EVALSHA", sha, len(k), *k, *v)
 
     return script

@@ -31,6 +31,9 @@ from bench import (
 from bench.stores import CLUSTER_STORE, ONE_STORE, StoreKind
 from bench.verdict import line, signin_verdicts, verdict
 from load import midnight
+from server.store.embedded import EmbeddedStore
+from server.store.keys import PlayerKeys
+from server.store.store import Store, connect
 
 STORES = pytest.mark.parametrize("store", [ONE_STORE, CLUSTER_STORE], ids=["one", "cluster"])
 
@@ -213,6 +216,48 @@ def test_commit_cost_s_floor_runs_the_commands_commit_lua_runs() -> None:
     }, "the floor lacks or adds a command that commit.lua runs for a credit"
     assert figures["floor"]["commands"] == 13 and figures["commands"]["commands"] == 12
     assert figures["noop"]["commands"] == 1
+
+
+async def books_after(folder: Path, shape: str, calls: int) -> dict[str, Any]:
+    """Player p0's journal, chain head and balance, and the bucket's mint account, after
+    `calls` calls of a commit_cost shape on a fresh store."""
+    embedded = EmbeddedStore(folder)
+    embedded.start()
+    try:
+        store, redis = Store(connect(embedded.url)), connect(embedded.url)
+        try:
+            await store.load_scripts()
+            await commit_cost.call_all(await commit_cost.caller(store, shape), calls)
+            keys = PlayerKeys("p0")
+            held = keys.state if shape == "one_hash_min" else keys.wallet
+            return {
+                "journal": await redis.lrange(keys.journal, 0, -1),
+                "head": await redis.hget(held, "head"),
+                "balance": await redis.hget(held, "bal"),
+                "mint": await redis.hget(keys.sys, "mint:signin"),
+                "inbox": await redis.lrange(keys.inbox, 0, -1),
+            }
+        finally:
+            await store.close()
+            await redis.aclose()
+    finally:
+        embedded.stop()
+
+
+@pytest.mark.slow
+def test_commit_cost_s_one_hash_lower_bound_writes_what_commit_lua_writes(tmp_path: Path) -> None:
+    """one_hash_min is a lower bound of a one-hash commit only if it does a commit's work:
+    for the same credits, its journal entries, chain head, balance, system account and
+    pushes are byte for byte commit.lua's."""
+    calls = 3 * commit_cost.PLAYERS  # three credits each: a chain of three entries
+
+    async def both() -> tuple[dict[str, Any], dict[str, Any]]:
+        commit = await books_after(tmp_path / "commit", "commit", calls)
+        return commit, await books_after(tmp_path / "one_hash", "one_hash_min", calls)
+
+    commit, one_hash = asyncio.run(both())
+    assert len(commit["journal"]) == 3 and len(commit["inbox"]) == 3
+    assert one_hash == commit
 
 
 @pytest.mark.slow
