@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple
 
 from server.ledger.ledger import Transfer, lua_arg
 from server.store.keys import PlayerKeys, players_index
@@ -13,6 +15,7 @@ from server.store.store import Arg, Store
 # at most INBOX_MAX: one LTRIM every INBOX_MAX - INBOX_KEEP pushes, not one per push.
 INBOX_MAX = 120
 INBOX_KEEP = 100
+NO_FIELDS: Mapping[str, bytes] = MappingProxyType({})  # a default no commit can change
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +32,14 @@ class HoldOp:
         return (self.op, self.order_id, self.coins, self.expires_ms)
 
 
-@dataclass(frozen=True, slots=True)
-class Commit:
+class Commit(NamedTuple):
+    """What one commit.lua call writes. Immutable; a NamedTuple, as Request and Snapshot:
+    two are built on every rule op, and a frozen dataclass's __init__ (object.__setattr__
+    per field) cost 7 % of a credited sign-in's server instructions with CommitResult's
+    (bench.instructions, docs/benchmark.md)."""
+
     expected_ver: int = -1  # -1: no version check (platform and operator credits)
-    fields: dict[str, bytes] = field(default_factory=dict)
+    fields: Mapping[str, bytes] = NO_FIELDS
     transfers: Sequence[Transfer] = ()
     pushes: Sequence[tuple[str, bytes]] = ()  # (type, msgpack map)
     orders: Sequence[tuple[str, int, bytes]] = ()  # outbox (source, coins, msgpack order)
@@ -57,8 +64,8 @@ class Commit:
         seen_stamp: str | None,
         stamp: str,
     ) -> Commit:
-        """This commit with the guards a rule op adds (dataclasses.replace, spelt out: it
-        runs on every rule op, and replace's walk over the fields cost ~3 µs of each)."""
+        """This commit with the guards a rule op adds (_replace, spelt out: it runs on every
+        rule op, and a generic replace walks every field)."""
         return Commit(
             expected_ver,
             self.fields,
@@ -77,8 +84,7 @@ class Commit:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class CommitResult:
+class CommitResult(NamedTuple):
     status: str
     balance: int
     ver: int

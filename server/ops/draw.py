@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -226,8 +225,7 @@ async def draw_op(
         change = _commit(frozen, outcome)
         body = msgpack.packb({"op": request.op, "result": change.result})
         assert change.commit is not None
-        commit = replace(
-            change.commit,
+        commit = change.commit._replace(
             expected_ver=snapshot.ver,
             reply_body=body,
             reply_ttl_s=services.settings.reply_retention_s,

@@ -9,7 +9,6 @@ between them is repaired by the record (server/ops/mall_repair.py), never by a t
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from game_rules import RuleViolation
@@ -126,10 +125,10 @@ async def mall_buy(
         )
         if order.cash_fen:
             hold = HoldOp("reserve", order_id, order.coins, order.expires_ms)
-            commit = replace(commit, holds=[hold])
+            commit = commit._replace(holds=[hold])
         else:
             debit = Transfer(debit_id(order_id), "d", order.coins, SINK, ref=f"mall {item.name}")
-            commit = replace(commit, transfers=[debit])
+            commit = commit._replace(transfers=[debit])
         done = await apply(services.store, keys, commit, now_ms)
         if done.status in ("CONFLICT", "RECORD_CONFLICT"):
             continue  # the reservation stays ours ("exists" on the next pass)

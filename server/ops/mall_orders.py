@@ -10,7 +10,7 @@ or a repair racing a late commit, can never both win: the second finds the recor
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -130,17 +130,17 @@ async def move(
         )
         if step.mall is not None:
             mall = step.mall(mall_of(got.snapshot), order)
-            commit = replace(
-                commit, expected_ver=got.snapshot.ver, fields={"mall": pack(mall.to_wire())}
+            commit = commit._replace(
+                expected_ver=got.snapshot.ver, fields={"mall": pack(mall.to_wire())}
             )
         if step.hold == "post" or (step.hold == "void" and hold_word(got.hold) == "pending"):
             # A hold voided already (by its time, in an earlier commit) needs no void: a
             # hold step that changes nothing would make the whole commit answer `exists`.
-            commit = replace(commit, holds=[HoldOp(step.hold, order_id, order.coins)])
+            commit = commit._replace(holds=[HoldOp(step.hold, order_id, order.coins)])
         if step.debit:
             ref = f"mall {order.item}"
-            commit = replace(
-                commit, transfers=[Transfer(debit_id(order_id), "d", order.coins, SINK, ref=ref)]
+            commit = commit._replace(
+                transfers=[Transfer(debit_id(order_id), "d", order.coins, SINK, ref=ref)]
             )
         done = await apply(services.store, keys, commit, now_ms)
         if done.status == "ok":

@@ -10,7 +10,6 @@ the cap reached (or its own event id, if it was the same event).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, cast
 
 from game_rules import RuleViolation
@@ -55,7 +54,7 @@ async def task_done(services: Services, player: str, task: str, event_id: str) -
         except RuleViolation as exc:
             raise ruled(exc) from None
         assert outcome.credit.transfer_id == credit_id
-        commit = replace(commit, expected_ver=snapshot.ver)
+        commit = commit._replace(expected_ver=snapshot.ver)
         if outcome.growth_event:
             await enlist(services.store, keys)  # before the first commit of the growth field
         done = await apply(services.store, keys, commit, now_ms)
