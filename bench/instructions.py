@@ -10,7 +10,9 @@ handshakes and shutdown cancelled out. The store runs natively (its cost is not 
 
 Paths: `echo` (the bare stack: bench/echo_app.py on uvicorn's own protocol), `steady`
 (`sign_in` on the app's normal clock: `already` after the first), `credit` (the time-lapse
-clock: every `sign_in` credits, its `balance` push read too), and the connect wave's two:
+clock: every `sign_in` credits, its `balance` push read too), `floor` (a credit's I/O
+without the game: bench/credit_floor.py, the app's wire, store and fan-out answering each
+request with one script call, a reply and a `balance` push), and the connect wave's two:
 `wave_echo` (a player opens a socket on the bare stack, one echo, closes) and `wave` (a new
 player opens, signs in once, credited, and closes), counted per player. Two runs go at once (one
 per core: counts do not depend on the machine's load). Slow: a few minutes per path.
@@ -43,9 +45,10 @@ from bench.stores import CLUSTER_STORE, ONE_STORE, StoreKind, started_store
 from server.auth import issue_token
 from server.protocol import SUBPROTOCOL_MSGPACK
 
-PATHS = ("echo", "steady", "credit", "wave_echo", "wave")
+PATHS = ("echo", "steady", "credit", "floor", "wave_echo", "wave")
 WAVES = ("wave_echo", "wave")  # a request is a player: open, one request, close
 BARE = ("echo", "wave_echo")  # served by the bare stack (bench/echo_app.py)
+APPS = {"echo": "echo", "wave_echo": "echo", "floor": "floor"}  # bench.serve's app; else signin
 LISTEN_WAIT_S_MAX = 300.0  # Python's start-up under callgrind takes a minute or more
 REPLY_WAIT_S_MAX = 60.0
 TOTALS = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
@@ -108,11 +111,13 @@ def count(
         out = Path(tmp) / "callgrind.out"
         command = [
             valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
-            sys.executable, "-m", "bench.serve", "echo" if path in BARE else "signin",
+            sys.executable, "-m", "bench.serve", APPS.get(path, "signin"),
             "--port", str(port),
         ]  # fmt: skip
         with started_store(Path(tmp) / "store", store) as (redis_url, _):
-            if path not in BARE:
+            if path == "floor":
+                command += ["--redis-url", redis_url]
+            elif path not in BARE:
                 day_ms = "5" if path == "credit" else "0"
                 command += ["--redis-url", redis_url, "--data-dir", tmp, "--day-ms", day_ms]
                 command.append("--no-jobs")

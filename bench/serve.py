@@ -1,6 +1,6 @@
-"""One bench server process: `python -m bench.serve echo|signin|relay --port P [...]`.
+"""One bench server process: `python -m bench.serve echo|signin|relay|floor --port P [...]`.
 
-Both apps run under the uvicorn options of `manor serve` (server/cli.py), in this process
+Every app runs under the uvicorn options of `manor serve` (server/cli.py), in this process
 (one worker, no supervisor), so this process's CPU time is the server's CPU time.
 """
 
@@ -13,6 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from bench.clients import raise_fd_limit
+from bench.credit_floor import create_floor_app
 from bench.echo_app import create_echo_app
 from bench.relay_baseline import create_relay_app
 from bench.timelapse import TimeLapseClock
@@ -27,6 +28,9 @@ JWT_SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"  # fixed: tokens c
 REQUESTS_PER_S_MAX = 10_000
 REQUEST_BURST_MAX = 100_000
 BASELINE_WS = "websockets-sansio"  # uvicorn's protocol on the websockets library
+# uvicorn's `ws=` per app: the baselines on uvicorn's own protocol, the app on its wire
+# (uvicorn_ws_options), the credit floor on the same wire with its own handler.
+WS_OF_APP = {"echo": BASELINE_WS, "relay": BASELINE_WS, "floor": "bench.credit_floor:FloorWire"}
 SOCKETS_MAX = 30_000  # file descriptors asked for (up to the hard limit): the socket phases
 
 
@@ -46,6 +50,8 @@ def build_app(args: argparse.Namespace) -> Starlette:
         return create_echo_app()
     if args.app == "relay":
         return create_relay_app(args.redis_url)
+    if args.app == "floor":
+        return create_floor_app(args.redis_url, JWT_SECRET)
     # Experiments with the store's pipelining (docs/benchmark.md); 0 keeps its defaults.
     if args.store_write_min:
         link.WRITE_COMMANDS_MIN = args.store_write_min
@@ -57,15 +63,16 @@ def build_app(args: argparse.Namespace) -> Starlette:
     return create_app(settings, clock=TimeLapseClock(args.day_ms) if args.day_ms else None)
 
 
-def run(app: Starlette, port: int, baseline: bool) -> None:
+def run(app: Starlette, port: int, ws: str | None) -> None:
     """uvicorn as `manor serve` runs it (server/cli.py: cmd_serve), log level warning.
 
     The baselines (echo, relay) are Starlette endpoints on uvicorn's own WebSocket protocol:
     the bare stack the issue-10 targets are ratios of; the app runs on our wire (wire.py).
+    `ws`: another protocol class than the app's (WS_OF_APP).
     """
     options = uvicorn_ws_options(Settings())
-    if baseline:
-        options["ws"] = BASELINE_WS
+    if ws is not None:
+        options["ws"] = ws
     uvicorn.run(
         app, host="127.0.0.1", port=port, workers=1, **options, log_level="warning", lifespan="on"
     )
@@ -73,7 +80,7 @@ def run(app: Starlette, port: int, baseline: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     top = argparse.ArgumentParser(prog="python -m bench.serve")
-    top.add_argument("app", choices=("echo", "signin", "relay"))
+    top.add_argument("app", choices=("echo", "signin", "relay", "floor"))
     top.add_argument("--port", type=int, required=True)
     top.add_argument("--redis-url", default="")
     top.add_argument("--data-dir", default=".")
@@ -93,13 +100,13 @@ def main(argv: list[str] | None = None) -> None:
     raise_fd_limit(SOCKETS_MAX)
     app = build_app(args)
     if not args.profile:
-        run(app, args.port, baseline=args.app != "signin")
+        run(app, args.port, WS_OF_APP.get(args.app))
         return
     import cProfile
 
     profiler = cProfile.Profile()
     try:
-        profiler.runcall(run, app, args.port, args.app != "signin")
+        profiler.runcall(run, app, args.port, WS_OF_APP.get(args.app))
     finally:
         Path(args.profile).parent.mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(args.profile)

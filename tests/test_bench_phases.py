@@ -11,10 +11,13 @@ import argparse
 import asyncio
 import math
 import pstats
+import time
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
+from websockets.asyncio.client import connect as connect_ws
 
 from bench import (
     commit_cost,
@@ -24,13 +27,16 @@ from bench import (
     journal_bytes,
     phases,
     procs,
+    serve,
     socket_memory,
     timer_claims,
     ws_signin,
 )
-from bench.stores import CLUSTER_STORE, ONE_STORE, StoreKind
+from bench.stores import CLUSTER_STORE, ONE_STORE, StoreKind, started_store
 from bench.verdict import line, signin_verdicts, verdict
 from load import midnight
+from server.auth import issue_token
+from server.protocol import SUBPROTOCOL_MSGPACK
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.store import Store, connect
@@ -258,6 +264,41 @@ def test_commit_cost_s_one_hash_lower_bound_writes_what_commit_lua_writes(tmp_pa
     commit, one_hash = asyncio.run(both())
     assert len(commit["journal"]) == 3 and len(commit["inbox"]) == 3
     assert one_hash == commit
+
+
+@pytest.mark.slow
+@STORES
+def test_the_credit_floor_answers_each_request_with_a_reply_and_its_balance_push(
+    tmp_path: Path, store: StoreKind
+) -> None:
+    """bench.instructions' `floor` path is a credit's I/O only if each request gets what a
+    credit gets: its reply and a `balance` push, live through the fan-out."""
+    port = procs.free_port()
+    with (
+        started_store(tmp_path / "store", store) as (redis_url, _),
+        procs.bench_server("floor", port, ["--redis-url", redis_url]),
+    ):
+        got = asyncio.run(floor_frames(port, requests=3))
+    replies = [f for f in got if "id" in f]
+    pushes = [f for f in got if f.get("push") == "balance"]
+    assert [r["id"] for r in replies] == [0, 1, 2] and all(r["ok"] for r in replies)
+    assert [p["seq"] for p in pushes] == [1, 2, 3]
+    assert [r["result"]["balance"] for r in replies] == [10, 20, 30]
+
+
+async def floor_frames(port: int, requests: int) -> list[dict[str, Any]]:
+    token = issue_token(serve.JWT_SECRET, "floor-player", int(time.time()), 3600)
+    frames: list[dict[str, Any]] = []
+    async with connect_ws(
+        f"ws://127.0.0.1:{port}/v1/ws",
+        subprotocols=[SUBPROTOCOL_MSGPACK],  # type: ignore[list-item]
+        additional_headers={"Authorization": f"Bearer {token}"},
+    ) as socket:
+        for rid in range(requests):
+            await socket.send(msgpack.packb({"id": rid, "op": "sign_in"}))
+            while not any(f.get("id") == rid for f in frames) or len(frames) < 2 * (rid + 1):
+                frames.append(msgpack.unpackb(await asyncio.wait_for(socket.recv(), 10)))
+    return frames
 
 
 @pytest.mark.slow

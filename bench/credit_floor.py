@@ -1,0 +1,114 @@
+"""The credit path's floor on our stack: what a credited sign-in costs the server once the
+game is taken away (`python -m bench.instructions --paths floor`).
+
+A socket on the app's wire (server/transport/wire.py), admitted by its token as the app
+admits one, subscribed to its player's push channel through the app's fan-out. Each
+request is decoded, sent to the store as one script call through the app's Store
+(bench/lua/floor_credit.lua publishes a `balance` push and answers in commit.lua's reply
+shape), and answered with the reply a credit gets, corked with the push as the app does.
+What is left out is everything the game adds: the dispatcher and its argument checks, the
+rules' decision, the commit's keys and arguments, the socket's remembered state, metrics.
+So its instructions per request, beside the credit path's, say how much of a credit is the
+stack (the wire, the store's round trip, the push) and how much is ours to cut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from redis.asyncio.cluster import RedisCluster
+from starlette.applications import Starlette
+
+from server.auth import verify_token
+from server.protocol import SUBPROTOCOL_MSGPACK
+from server.store.keys import PlayerKeys
+from server.store.store import Store, connect
+from server.transport.admission import bearer_token
+from server.transport.fanout import Fanout, Pushes
+from server.transport.sharded import ShardedFanout
+from server.transport.sockets import Disconnected
+from server.transport.wire import Wire
+
+SCRIPT = (Path(__file__).parent / "lua" / "floor_credit.lua").read_text()
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+FRAMES_PER_SOCKET_MAX = 100_000_000  # far above any bench run; the loop still has a bound
+
+
+@dataclass
+class Floor:
+    store: Store
+    fanout: Pushes
+    sha: str
+    jwt_secret: str
+
+
+class FloorWire(Wire):
+    """uvicorn's `ws=` class of the floor app (bench/serve.py)."""
+
+    __slots__ = ()
+
+    async def serve(self) -> None:
+        floor: Floor = self.app_state["floor"]
+        request = self.request
+        token = None if request is None else bearer_token(request, {})
+        if not token:
+            self.deny(401, "missing token")
+            return
+        keys = PlayerKeys(verify_token(floor.jwt_secret, token))
+        self.accept(SUBPROTOCOL_MSGPACK)
+        channel, sink = keys.push_channel, self.send_now
+        confirmed = floor.fanout.subscribe(channel, sink)
+        script_keys = (channel, f"{keys.state}:floor")
+        publish = floor.store.publish_command
+        try:
+            if confirmed is not None:
+                await confirmed
+            for _ in range(FRAMES_PER_SOCKET_MAX):
+                message = msgpack.unpackb(await self.receive())
+                self.cork()
+                try:
+                    status, balance, *_ = await floor.store.call(
+                        "EVALSHA", floor.sha, 2, *script_keys, publish, str(message["id"])
+                    )
+                    result = {"coins": 10, "streak": 1, "day": "2026-12-02", "already": False}
+                    result["balance"] = int(balance)
+                    reply = {"id": message["id"], "ok": status == b"ok", "result": result}
+                    self.send_now(msgpack.packb(reply))
+                finally:
+                    self.uncork()
+        except Disconnected:
+            pass
+        finally:
+            await floor.fanout.detach(channel, sink)
+
+
+def create_floor_app(redis_url: str, jwt_secret: str) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        store = Store(connect(redis_url))
+        fanout_redis = connect(redis_url)
+        fanout: Pushes = (
+            ShardedFanout(fanout_redis)
+            if isinstance(fanout_redis, RedisCluster)
+            else Fanout(fanout_redis)
+        )
+        await fanout.start()
+        sha = SCRIPT_SHA
+        if isinstance(fanout_redis, RedisCluster):  # SCRIPT LOAD on every primary
+            await fanout_redis.script_load(SCRIPT)
+        else:
+            await store.call("SCRIPT", "LOAD", SCRIPT)
+        try:
+            yield {"floor": Floor(store, fanout, sha, jwt_secret)}
+        finally:
+            await fanout.close()
+            await fanout_redis.aclose()
+            await store.close()
+
+    return Starlette(lifespan=lifespan)
