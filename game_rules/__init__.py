@@ -6,6 +6,7 @@ from game_rules.calendar import (
     day_start_ms,
     days_until,
     expiry_batch,
+    iso_day,
 )
 from game_rules.commerce import (
     Item,
@@ -134,6 +135,7 @@ __all__ = [
     "harvest",
     "hold_expires_ms",
     "is_friend_for_steal",
+    "iso_day",
     "order_coins_max",
     "order_reward",
     "parse_rules",

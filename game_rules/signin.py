@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from game_rules.calendar import business_day, expiry_batch
+from game_rules.calendar import business_day, expiry_batch, iso_day
 from game_rules.errors import RuleViolation
 from game_rules.rules import Rules, SignInRules
 
@@ -28,7 +28,7 @@ class SignInState:
 
     def to_wire(self) -> dict[str, object]:
         """Plain msgpack-able form: {"d": "YYYY-MM-DD" | None, "s": int}."""
-        return {"d": None if self.last_day is None else self.last_day.isoformat(), "s": self.streak}
+        return {"d": None if self.last_day is None else iso_day(self.last_day), "s": self.streak}
 
     @classmethod
     def from_wire(cls, data: object) -> SignInState:
@@ -104,7 +104,7 @@ def sign_in(state: SignInState, rules: Rules, now_ms: int, player_id: str) -> Si
     streak = state.streak + 1 if last_day == today - _ONE_DAY else 1
     coins = reward_coins(rules.signin, streak)
     credit = Credit(
-        transfer_id=f"signin:{player_id}:{today.isoformat()}",
+        transfer_id=f"signin:{player_id}:{iso_day(today)}",
         source=SIGNIN_SOURCE,
         amount=coins,
         batch=expiry_batch(today, rules.expiry),

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from game_rules import ExpiryRules, batch_expires_at_ms, business_day, day_start_ms, expiry_batch
+from game_rules import (
+    ExpiryRules,
+    batch_expires_at_ms,
+    business_day,
+    day_start_ms,
+    expiry_batch,
+    iso_day,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -160,6 +167,13 @@ def test_expiry_batch_asked_again_answers_for_the_rules_and_day_it_is_given() ->
     assert expiry_batch(date(2026, 1, 15), yearly) == date(2026, 12, 31)
     assert expiry_batch(date(2026, 4, 1), yearly) == date(2026, 12, 31)
     assert expiry_batch(date(2026, 4, 1), quarterly) == date(2027, 6, 30)
+
+
+@given(st.lists(st.dates(), min_size=1, max_size=8))
+def test_iso_day_is_isoformat_whatever_was_asked_before(days: list[date]) -> None:
+    """The one-entry memo: each answer is the day's own, a repeat or not."""
+    for day in [*days, *reversed(days)]:
+        assert iso_day(day) == day.isoformat()
 
 
 def test_expiry_batch_periods_not_ending_in_december_is_refused() -> None:

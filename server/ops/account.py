@@ -9,6 +9,7 @@ import msgpack
 from game_rules import (
     SignInState,
     business_day,
+    iso_day,
     reward_coins,
     sign_in,
     sign_in_view,
@@ -33,10 +34,11 @@ def decide_sign_in(
     services: Services, keys: PlayerKeys, snapshot: Snapshot, args: dict[str, Any], now_ms: int
 ) -> Change:
     outcome = sign_in(signin_of(snapshot), services.rulebook.rules, now_ms, keys.player_id)
+    day = iso_day(outcome.day)
     result = {
         "coins": outcome.coins,
         "streak": outcome.streak,
-        "day": outcome.day.isoformat(),
+        "day": day,
         "already": outcome.already,
     }
     credit = outcome.credit
@@ -49,7 +51,7 @@ def decide_sign_in(
         credit.amount,
         f"mint:{credit.source}",
         credit.batch,
-        ref=outcome.day.isoformat(),
+        ref=day,
     )
     commit = Commit(fields={"signin": pack(outcome.state.to_wire())}, transfers=[transfer])
     return Change(result, commit)
