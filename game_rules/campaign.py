@@ -10,7 +10,7 @@ The bonus is floor(coins * coins_pct / 100) - coins: the player gains whole coin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 from game_rules.calendar import day_start_ms
@@ -95,7 +95,7 @@ def boost_order(
         return reward, ()
     assert reward.credit is not None  # a bonus > 0 needs base coins > 0
     coins = sum(coins for _, coins in per_item)
-    boosted = Reward(coins, tuple(per_item), replace(reward.credit, amount=coins))
+    boosted = Reward(coins, tuple(per_item), reward.credit._replace(amount=coins))
     return boosted, tuple(added.values())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from game_rules.calendar import business_day, expiry_batch, iso_day
 from game_rules.errors import RuleViolation
@@ -49,9 +50,11 @@ class SignInState:
         return cls(last_day, streak)
 
 
-@dataclass(frozen=True, slots=True)
-class Credit:
-    """Coins a rule wants minted to the player, from mint account `source`."""
+class Credit(NamedTuple):
+    """Coins a rule wants minted to the player, from mint account `source`. Immutable; a
+    NamedTuple, as the outcome below, not a frozen dataclass: every credit builds both, and
+    a frozen dataclass sets each field through object.__setattr__ (sign_in: 33k -> 22.5k
+    instructions, callgrind)."""
 
     transfer_id: str
     source: str
@@ -59,8 +62,7 @@ class Credit:
     batch: date  # expiry batch: last valid day of these coins
 
 
-@dataclass(frozen=True, slots=True)
-class SignInOutcome:
+class SignInOutcome(NamedTuple):
     state: SignInState
     day: date
     streak: int
