@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from server.ledger.commit import Commit, HoldOp, apply
-from server.ledger.ledger import Entry, Transfer, Wallet
+from server.ledger.ledger import Entry, Transfer, Wallet, lua_arg
 from server.ledger.verify import live_entries, verify
 from server.store.keys import PlayerKeys, players_index
 from server.store.store import Store
@@ -153,6 +153,58 @@ async def test_commit_rejection_leaves_no_write(
     assert result.status == status
     assert result.balance == 10
     assert await snapshot(redis) == before
+
+
+@pytest.mark.parametrize(
+    ("part", "keys_needed"),
+    [("orders", 12), ("counts", 12), ("timers", 13), ("records", 14)],
+)
+async def test_a_commit_naming_fewer_keys_than_its_parts_use_is_refused_unwritten(
+    store: Store, redis: Redis, part: str, keys_needed: int
+) -> None:
+    """commit.lua's KEYS 11-14 come only up to the last one a commit uses: one sent short
+    of a key it needs is BAD_TRANSFER before any write, never a Lua error halfway."""
+    keys = PlayerKeys("alice")
+    counts = {"orders": 0, "counts": 0, "timers": 0, "records": 0, part: 1}
+    header = [
+        str(NOW_MS),
+        -1,
+        1,
+        0,
+        0,
+        counts["orders"],
+        b"",
+        60,
+        120,
+        "alice",
+        "PUBLISH",
+        counts["timers"],
+        0,
+        0,
+        0,
+        counts["records"],
+        counts["counts"],
+        100,
+        False,
+        "",
+        "s",
+    ]
+    extra = {
+        "orders": ["steal", 2, b"o"],
+        "counts": ["steal:ordered", 2],
+        "timers": ["ripe:1", NOW_MS],
+        "records": ["r", b"", b"x"],
+    }[part]
+    all_keys = [keys.state, keys.wallet, keys.journal, keys.txids, keys.sys, keys.inbox,
+                keys.players, keys.reply("-"), keys.push_channel, keys.holds, keys.outbox,
+                keys.stats, keys.timers, keys.records]  # fmt: skip
+    args = [lua_arg(header), "f", b"v", *extra]
+    before = await snapshot(redis)
+    short = await store.script("commit", all_keys[: keys_needed - 1], args)
+    assert short[0] == b"BAD_TRANSFER"
+    assert await snapshot(redis) == before
+    done = await store.script("commit", all_keys[:keys_needed], args)
+    assert done[0] == b"ok"
 
 
 async def test_commit_debit_spends_the_batch_that_expires_first(store: Store, redis: Redis) -> None:

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from server.ledger.ledger import Transfer, lua_arg
-from server.store.keys import PlayerKeys, players_index
+from server.store.keys import PlayerKeys
 from server.store.store import Arg, Store
 
 # A player's inbox (the pushes a resume replays) keeps at least the newest INBOX_KEEP and
@@ -141,22 +141,25 @@ async def apply(
         args += (name, expected, value)
     for name, by in commit.counts:
         args += (name, by)
-    script_keys = (
+    script_keys: tuple[str, ...] = (
         keys.state,
         keys.wallet,
         keys.journal,
         keys.txids,
         keys.sys,
         keys.inbox,
-        players_index(keys.bucket),
+        keys.players,
         reply_key or keys.reply("-"),
         keys.push_channel,
-        keys.outbox,
-        keys.stats,
-        keys.timers,
         keys.holds,
-        keys.records,
     )
+    # The rest only up to the last one this commit uses (commit.lua's KEYS 11-14).
+    if commit.records:
+        script_keys += (keys.outbox, keys.stats, keys.timers, keys.records)
+    elif commit.timers:
+        script_keys += (keys.outbox, keys.stats, keys.timers)
+    elif commit.orders or commit.counts:
+        script_keys += (keys.outbox, keys.stats)
     # Durable as MANOR_STORE_ACK asks: with `replica`, only once a replica has it too.
     status, balance, ver, pseq, receivers, held, debt = await store.durable_script(
         "commit", script_keys, args

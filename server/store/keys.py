@@ -61,6 +61,7 @@ class PlayerKeys:
         "journal",
         "outbox",
         "player_id",
+        "players",
         "push_channel",
         "records",
         "sockets",
@@ -90,6 +91,7 @@ class PlayerKeys:
         # sorted set: socket id -> lease expiry ms, across processes (socket_lease.lua)
         self.sockets = f"{base}:sockets"
         self.sys = sys_accounts(self.bucket)
+        self.players = players_index(self.bucket)  # the bucket's players with a wallet
         self.outbox = outbox(self.bucket)
         self.stats = stats(self.bucket)
         self.timers = timers(self.bucket)

@@ -19,13 +19,16 @@
 --   8 reply     string "<balance>:<reply body>": the cached reply of a request id (ignored
 --                     when reply_body == ""), one SET with its expiry
 --   9 channel   pub/sub channel of the player (not a key; declared for the slot check)
---  10 outbox    list  credit orders for players in other slots (steal, water), see outbox.py
---  11 stats     hash  <source>:ordered coins ever put in the outbox, <source>:reversed coins
---                     of its credits reversed since, for the in-flight invariant
---  12 timers    zset  timers of the bucket scored by due ms, see timers.py
---  13 holds     hash  checkout order id -> "pending|<coins>|<expires_ms>", "posted|<ms>" or
+--  10 holds     hash  checkout order id -> "pending|<coins>|<expires_ms>", "posted|<ms>" or
 --                     "voided|<ms>" (tombstones answer repeats; compaction prunes old ones)
+--  11 outbox    list  credit orders for players in other slots (steal, water), see outbox.py
+--  12 stats     hash  <source>:ordered coins ever put in the outbox, <source>:reversed coins
+--                     of its credits reversed since, for the in-flight invariant
+--  13 timers    zset  timers of the bucket scored by due ms, see timers.py
 --  14 records   hash  platform records (an order's reward lines and refunds), compare-and-set
+-- Keys 11-14 come only up to the last one the commit uses (orders: 12, counts: 12, timers:
+-- 13, records: 14; apply in server/ledger/commit.py): each key is an argument Redis parses
+-- and the server packs, and a credited sign-in uses none of them.
 -- ARGV:
 --   1 the header: one msgpack array (str, not bin: cmsgpack reads no bin) of
 --    [1] now_ms         epoch milliseconds as a decimal string: the ts of every journal
@@ -170,6 +173,11 @@ end
 if not today or not debt_add or debt_add < 0 or debt_add % 1 ~= 0 or not now then
   return refuse('BAD_TRANSFER')
 end
+local keys_needed = 10
+if n_orders > 0 or n_counts > 0 then keys_needed = 12 end
+if n_timers > 0 then keys_needed = 13 end
+if n_records > 0 then keys_needed = 14 end
+if #KEYS < keys_needed then return refuse('BAD_TRANSFER') end
 for r = 0, n_records - 1 do
   local current = redis.call('HGET', KEYS[14], ARGV[records_at + 1 + 3 * r]) or ''
   if current ~= ARGV[records_at + 2 + 3 * r] then
@@ -186,7 +194,7 @@ end
 local reindex = indexed ~= held
 if reindex then
   pending, held = {}, 0
-  local all = redis.call('HGETALL', KEYS[13])
+  local all = redis.call('HGETALL', KEYS[10])
   for i = 1, #all, 2 do
     local coins, expires = string.match(all[i + 1], '^pending|(%d+)|(%d+)$')
     if coins then
@@ -277,7 +285,7 @@ local fresh_holds = 0
 for h = 0, n_holds - 1 do
   local op, order = ARGV[holds_at + 1 + 4 * h], ARGV[holds_at + 2 + 4 * h]
   local coins, expires_ms = tonumber(ARGV[holds_at + 3 + 4 * h]), ARGV[holds_at + 4 + 4 * h]
-  local now_state = hold_writes[order] or redis.call('HGET', KEYS[13], order)
+  local now_state = hold_writes[order] or redis.call('HGET', KEYS[10], order)
   local word = now_state and string.match(now_state, '^(%a+)')  -- "posted|<ms>" -> "posted"
   local pending_coins = word == 'pending' and tonumber(string.match(now_state, '^pending|(%d+)|'))
   if op == 'reserve' then
@@ -478,7 +486,7 @@ if debt ~= debt_before then
   wallet_set('debt', debt)
 end
 for order, value in pairs(hold_writes) do
-  redis.call('HSET', KEYS[13], order, value)
+  redis.call('HSET', KEYS[10], order, value)
   if not pending[order] then wallet_gone[#wallet_gone + 1] = 'h:' .. order end
 end
 for order, p in pairs(pending) do
@@ -520,14 +528,14 @@ end
 
 for o = 0, n_orders - 1 do
   local source, amount = ARGV[orders_at + 1 + 3 * o], tonumber(ARGV[orders_at + 2 + 3 * o])
-  redis.call('RPUSH', KEYS[10], ARGV[orders_at + 3 + 3 * o])
-  redis.call('HINCRBY', KEYS[11], source .. ':ordered', amount)
+  redis.call('RPUSH', KEYS[11], ARGV[orders_at + 3 + 3 * o])
+  redis.call('HINCRBY', KEYS[12], source .. ':ordered', amount)
 end
 for c = 0, n_counts - 1 do
-  redis.call('HINCRBY', KEYS[11], ARGV[counts_at + 1 + 2 * c], tonumber(ARGV[counts_at + 2 + 2 * c]))
+  redis.call('HINCRBY', KEYS[12], ARGV[counts_at + 1 + 2 * c], tonumber(ARGV[counts_at + 2 + 2 * c]))
 end
 for t = 0, n_timers - 1 do
-  redis.call('ZADD', KEYS[12], tonumber(ARGV[timers_at + 2 + 2 * t]), ARGV[timers_at + 1 + 2 * t])
+  redis.call('ZADD', KEYS[13], tonumber(ARGV[timers_at + 2 + 2 * t]), ARGV[timers_at + 1 + 2 * t])
 end
 
 if reply_body ~= '' then
