@@ -152,8 +152,11 @@ def check_args(op: str, spec: dict[str, ArgSpec], args: dict[str, Any]) -> dict[
 
 
 def reply_key(keys: PlayerKeys, request: Request) -> str:
-    kind = "i" if isinstance(request.id, int) else "s"
-    return keys.reply(f"{kind}:{request.id}")
+    """The key of a request id's stored reply: `i:` an integer id, `s:` a string one."""
+    request_id = request.id
+    if isinstance(request_id, int):
+        return f"{keys.replies}i:{request_id}"
+    return f"{keys.replies}s:{request_id}"
 
 
 async def load(store: Store, keys: PlayerKeys, reply: str | None) -> tuple[Snapshot, Any]:

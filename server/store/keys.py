@@ -64,6 +64,7 @@ class PlayerKeys:
         "players",
         "push_channel",
         "records",
+        "replies",
         "sockets",
         "state",
         "stats",
@@ -88,6 +89,7 @@ class PlayerKeys:
         self.holds = f"{base}:holds"  # hash: checkout order id -> hold state (commit.lua)
         self.records = f"{base}:records"  # hash: platform records, e.g. order:<id> (msgpack)
         self.push_channel = f"{base}:push"
+        self.replies = f"{base}:rep:"  # + a request id: its stored reply (reply())
         # sorted set: socket id -> lease expiry ms, across processes (socket_lease.lua)
         self.sockets = f"{base}:sockets"
         self.sys = sys_accounts(self.bucket)
@@ -98,7 +100,7 @@ class PlayerKeys:
 
     def reply(self, request_id: str) -> str:
         # `rep`, not the former `reply` (a hash): a string now, so old keys are left alone
-        return f"{PREFIX}:{tag(self.bucket)}:{self.player_id}:rep:{request_id}"
+        return self.replies + request_id
 
     def friend_push(self, status: str, from_id: str) -> str:
         """String with a TTL: a `friend_request` push from `from_id` went out lately."""
