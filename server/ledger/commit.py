@@ -164,12 +164,5 @@ async def apply(
     status, balance, ver, pseq, receivers, held, debt = await store.durable_script(
         "commit", script_keys, args
     )
-    return CommitResult(
-        status.decode(),
-        int(balance),
-        int(ver),
-        int(pseq),
-        tuple(int(r) for r in receivers),
-        int(held),
-        int(debt),
-    )
+    # Lua numbers come back as RESP integers, so hiredis gives ints already.
+    return CommitResult(status.decode(), balance, ver, pseq, tuple(receivers), held, debt)
