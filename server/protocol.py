@@ -157,6 +157,29 @@ class Codec:
         return json.dumps(msgpack.unpackb(frame, raw=False), separators=(",", ":"))
 
 
+# A push frame as commit.lua writes it: a map of 3 whose first key is `push` (a fixmap,
+# a fixstr), its kind as a fixstr, then `seq`. _SEQ_WIDTH: msgpack's unsigned int markers.
+_PUSH_HEAD = b"\x83\xa4push"
+_SEQ_KEY = b"\xa3seq"
+_SEQ_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def push_seq(frame: bytes) -> int:
+    """A push frame's `seq`. Read from the bytes where the frame has commit.lua's layout
+    (every push of a rule op: a fan-out reads one per push, and unpacking the whole frame
+    cost 2 % of a credited sign-in's server instructions); any other layout is unpacked."""
+    if frame.startswith(_PUSH_HEAD) and 0xA0 <= frame[6] <= 0xBF:
+        at = 7 + (frame[6] & 0x1F)
+        if frame[at : at + 4] == _SEQ_KEY:
+            marker = frame[at + 4]
+            if marker < 0x80:
+                return marker
+            width = _SEQ_WIDTH.get(marker)
+            if width is not None:
+                return int.from_bytes(frame[at + 5 : at + 5 + width], "big")
+    return int(msgpack.unpackb(frame)["seq"])
+
+
 def parse_request(message: Any) -> Request:
     if not isinstance(message, dict):
         raise ProtocolError("BAD_REQUEST", "a request is a map with id, op and args")

@@ -25,6 +25,7 @@ from server.protocol import (
     Codec,
     ProtocolError,
     parse_request,
+    push_seq,
     reply_error,
     reply_ok,
 )
@@ -135,7 +136,7 @@ class Connection:
 
     def offer_push(self, frame: bytes) -> None:
         """From the fan-out: a client too slow to drain its queue is disconnected."""
-        self.last_push_seq = int(msgpack.unpackb(frame)["seq"])
+        self.last_push_seq = push_seq(frame)
         self.pushes += 1
         self.sender.offer(self.codec.push(frame), CLOSE_SLOW_CONSUMER)
 
