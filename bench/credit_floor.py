@@ -30,8 +30,8 @@ from server.protocol import SUBPROTOCOL_MSGPACK
 from server.store.keys import PlayerKeys
 from server.store.store import Store, connect
 from server.transport.admission import bearer_token
-from server.transport.fanout import Fanout, Pushes
-from server.transport.sharded import ShardedFanout
+from server.transport.fanout import Pushes
+from server.transport.sharded import fanout_for
 from server.transport.sockets import Disconnected
 from server.transport.wire import Wire
 
@@ -77,7 +77,7 @@ class FloorWire(Wire):
                         "EVALSHA", floor.sha, 2, *script_keys, publish, str(message["id"])
                     )
                     result = {"coins": 10, "streak": 1, "day": "2026-12-02", "already": False}
-                    result["balance"] = int(balance)
+                    result["balance"] = balance
                     reply = {"id": message["id"], "ok": status == b"ok", "result": result}
                     self.send_now(msgpack.packb(reply))
                 finally:
@@ -93,19 +93,14 @@ def create_floor_app(redis_url: str, jwt_secret: str) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         store = Store(connect(redis_url))
         fanout_redis = connect(redis_url)
-        fanout: Pushes = (
-            ShardedFanout(fanout_redis)
-            if isinstance(fanout_redis, RedisCluster)
-            else Fanout(fanout_redis)
-        )
+        fanout = fanout_for(fanout_redis)
         await fanout.start()
-        sha = SCRIPT_SHA
         if isinstance(fanout_redis, RedisCluster):  # SCRIPT LOAD on every primary
             await fanout_redis.script_load(SCRIPT)
         else:
             await store.call("SCRIPT", "LOAD", SCRIPT)
         try:
-            yield {"floor": Floor(store, fanout, sha, jwt_secret)}
+            yield {"floor": Floor(store, fanout, SCRIPT_SHA, jwt_secret)}
         finally:
             await fanout.close()
             await fanout_redis.aclose()

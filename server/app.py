@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -34,9 +33,9 @@ from server.store.store import Store, connect
 from server.store.timers import Timers
 from server.transport import asgi_socket
 from server.transport.admission import SOCKET_PATH
-from server.transport.fanout import Fanout, Pushes
+from server.transport.fanout import Pushes
 from server.transport.presence import Presence
-from server.transport.sharded import ShardedFanout
+from server.transport.sharded import fanout_for
 from server.web.routes import routes as web_routes
 
 log = logging.getLogger(__name__)
@@ -146,11 +145,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             fsync = settings.store_ack == "replica_fsync"
             await store.require_replica_ack(settings.store_ack_timeout_ms, fsync)
         fanout_redis = connect(settings.redis_url)
-        fanout: Pushes = (
-            ShardedFanout(fanout_redis)
-            if isinstance(fanout_redis, RedisCluster)
-            else Fanout(fanout_redis)
-        )
+        fanout = fanout_for(fanout_redis)
         await fanout.start()
         the_clock = clock or OffsetClock()
         secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)

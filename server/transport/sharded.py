@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterable
 from typing import cast
 
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -31,8 +32,10 @@ from server.transport.fanout import (
     CHANNELS_MAX,
     CHANNELS_PER_SUBSCRIBE_MAX,
     Attaching,
+    Fanout,
     Gap,
     Gaps,
+    Pushes,
     Sink,
 )
 from server.transport.tick_batch import TickBatch
@@ -358,3 +361,9 @@ class ShardedFanout(Attaching):
         if wire.transport is not None:
             wire.transport.close()
         self._lost.update(c for c, home in self._home.items() if home == name)
+
+
+def fanout_for(redis: Redis | RedisCluster) -> Pushes:
+    """The fan-out on a store client of its own: sharded pub/sub on a cluster, one
+    subscriber connection on a single server."""
+    return ShardedFanout(redis) if isinstance(redis, RedisCluster) else Fanout(redis)
