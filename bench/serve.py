@@ -20,7 +20,7 @@ from bench.timelapse import TimeLapseClock
 from server.app import create_app
 from server.settings import Settings
 from server.store import link, store
-from server.transport.ws import uvicorn_ws_options
+from server.transport.ws import uvicorn_options
 
 JWT_SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"  # fixed: tokens come from it
 # The limits a real player would hit are far below a closed-loop client's rate: lift them,
@@ -29,7 +29,7 @@ REQUESTS_PER_S_MAX = 10_000
 REQUEST_BURST_MAX = 100_000
 BASELINE_WS = "websockets-sansio"  # uvicorn's protocol on the websockets library
 # uvicorn's `ws=` per app: the baselines on uvicorn's own protocol, the app on its wire
-# (uvicorn_ws_options), the credit floor on the same wire with its own handler.
+# (uvicorn_options), the credit floor on the same wire with its own handler.
 WS_OF_APP = {"echo": BASELINE_WS, "relay": BASELINE_WS, "floor": "bench.credit_floor:FloorWire"}
 SOCKETS_MAX = 30_000  # file descriptors asked for (up to the hard limit): the socket phases
 
@@ -70,7 +70,7 @@ def run(app: Starlette, port: int, ws: str | None) -> None:
     the bare stack the issue-10 targets are ratios of; the app runs on our wire (wire.py).
     `ws`: another protocol class than the app's (WS_OF_APP).
     """
-    options = uvicorn_ws_options(Settings())
+    options = uvicorn_options(Settings())
     if ws is not None:
         options["ws"] = ws
     uvicorn.run(

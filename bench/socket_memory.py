@@ -50,7 +50,7 @@ def serve(port: int, out: Path) -> None:
     from bench.echo_app import create_echo_app
     from bench.serve import BASELINE_WS
     from server.settings import Settings
-    from server.transport.ws import uvicorn_ws_options
+    from server.transport.ws import uvicorn_options
 
     taken: list[tracemalloc.Snapshot] = []
 
@@ -64,7 +64,7 @@ def serve(port: int, out: Path) -> None:
             out.write_text(json.dumps(dict(groups)))
 
     signal.signal(signal.SIGUSR1, snapshot)
-    options = {**uvicorn_ws_options(Settings()), "ws": BASELINE_WS}  # the bare stack
+    options = {**uvicorn_options(Settings()), "ws": BASELINE_WS}  # the bare stack
     uvicorn.run(create_echo_app(), host="127.0.0.1", port=port, log_level="warning", **options)
 
 

@@ -25,7 +25,7 @@ from server.tools import (
     cmd_report_finance,
     store_url,
 )
-from server.transport.ws import uvicorn_ws_options
+from server.transport.ws import uvicorn_options
 
 log = logging.getLogger("manor")
 
@@ -61,7 +61,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
-            **uvicorn_ws_options(settings),
+            **uvicorn_options(settings),
             log_level=args.log_level,
             log_config=config,
             lifespan="on",

@@ -21,7 +21,7 @@ from server.client import ManorClient
 from server.clock import Clock
 from server.settings import Settings
 from server.store.embedded import free_port
-from server.transport.ws import uvicorn_ws_options
+from server.transport.ws import uvicorn_options
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 START_WAIT_S_MAX = 10.0
@@ -61,7 +61,7 @@ async def serve(
         app,
         host="127.0.0.1",
         port=port,
-        **{**uvicorn_ws_options(settings), **(ws_options or {})},
+        **{**uvicorn_options(settings), **(ws_options or {})},
         lifespan="on",
         log_level="warning",
     )

@@ -1,7 +1,7 @@
 """The WebSocket endpoint /v1/ws: a socket once admitted (admission.py checks its upgrade
 request): its place among the player's sockets, the request loop, pushes, its log line.
 
-Served on our own wire under uvicorn (wire.py; `uvicorn_ws_options` names it), not through
+Served on our own wire under uvicorn (wire.py; `uvicorn_options` names it), not through
 Starlette's router: the app's lifespan yields the `Manor` as ASGI lifespan state, which
 uvicorn hands to every socket. Under another ASGI server the same handler serves the
 socket through Starlette's WebSocket (asgi_socket.py).
@@ -60,7 +60,7 @@ def warn_store_down(op: str, exc: Exception) -> None:
             log.warning("store unavailable (op %s answered STORE_UNAVAILABLE): %r", op, exc)
 
 
-def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The WebSocket options of uvicorn for `manor serve`, the benches and the tests."""
     return {
         "ws": "server.transport.ws:ManorWire",
