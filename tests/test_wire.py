@@ -16,14 +16,17 @@ import pytest
 import uvicorn
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.frames import Frame, Opcode
 
 from server.protocol import CLOSE_TOO_MANY_SOCKETS
+from server.settings import Settings
 from server.store.embedded import EmbeddedStore, free_port
 from server.transport import frames, wire
 from server.transport.sockets import Disconnected
+from server.transport.ws import uvicorn_options
 from tests.live import Live, running, serve
 
 WAIT_S = 5.0
@@ -252,3 +255,13 @@ async def test_our_close_writes_the_corked_frames_before_it() -> None:
         assert await read_frame(reader) == (0x2, b"push")
         opcode, payload = await read_frame(reader)
         assert (opcode, struct.unpack("!H", payload[:2])[0]) == (0x8, 4000)
+
+
+def test_the_app_is_served_with_httptools_parsing_http() -> None:
+    """h11 (uvicorn's pure-Python fallback) parsed each upgrade in 250k more instructions:
+    httptools is a dependency and the options name it. On a fresh clone this fails if the
+    dependency is dropped (uvicorn's `auto` would fall back to h11, or the named parser
+    would not load)."""
+    config = uvicorn.Config(Starlette(), **uvicorn_options(Settings()))
+    config.load()
+    assert config.http_protocol_class is HttpToolsProtocol
