@@ -27,6 +27,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     MANOR_HOST=0.0.0.0 \
     MANOR_DATA_DIR=/data
+# libjemalloc2: the embedded store's Valkey is built with libc's malloc; MANOR_STORE_MALLOC's
+# default (`auto`) preloads the system's jemalloc into it when there is one
+# (docs/operations.md, "Embedded"): a third of the store's CPU on a credit was glibc's malloc.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libjemalloc2 \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 manor \
  && useradd --system --uid 10001 --gid manor --home-dir /app --shell /usr/sbin/nologin manor \
  && mkdir -p /app /data \
