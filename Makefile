@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 WEB_STAMP := $(VENV)/.installed-web
 JS_STAMP  := clients/js/node_modules/.installed
 
-.PHONY: run test test-web lint bench load-smoke clean
+.PHONY: run test test-web test-bench lint bench load-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ $(JS_STAMP): clients/js/package.json clients/js/package-lock.json
 
 test-web: $(WEB_STAMP) $(JS_STAMP)
 	$(BIN)/pytest -q tests_web
+
+# The instruction counters the performance notes rest on (bench/instructions.py,
+# bench/commit_cost.py), run small under valgrind's callgrind: needs valgrind (Debian's).
+test-bench: $(STAMP)
+	$(BIN)/pytest -q tests_bench
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.ws_signin

@@ -139,6 +139,31 @@ def count(
         return int(found.group(1))
 
 
+def per_request(
+    paths: list[str],
+    requests: int,
+    sockets: int,
+    valgrind: str = "valgrind",
+    store: StoreKind = ONE_STORE,
+    keep: Path | None = None,
+) -> dict[str, float]:
+    """Each path's server instructions per request: two counted runs, `requests` ÷ 4 (at
+    least `sockets`) and `requests`, the difference over the difference of the requests."""
+    small = max(sockets, requests // 4)
+    if small >= requests:
+        raise ValueError(f"requests ({requests}) must exceed max(sockets, requests / 4)")
+    runs = [(path, n) for path in paths for n in (small, requests)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        totals = list(
+            pool.map(lambda run: count(run[0], run[1], sockets, valgrind, store, keep), runs)
+        )
+    by_run = dict(zip(runs, totals, strict=True))
+    return {
+        path: (by_run[(path, requests)] - by_run[(path, small)]) / (requests - small)
+        for path in paths
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions")
     parser.add_argument("--paths", default=",".join(PATHS))
@@ -153,23 +178,13 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(paths) - set(PATHS)
     if unknown:
         parser.error(f"unknown paths {sorted(unknown)}; known: {', '.join(PATHS)}")
-    small = max(args.sockets, args.requests // 4)
-    runs = [(path, n) for path in paths for n in (small, args.requests)]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        totals = list(
-            pool.map(
-                lambda run: count(run[0], run[1], args.sockets, args.valgrind, store, args.keep),
-                runs,
-            )
-        )
-    by_run = dict(zip(runs, totals, strict=True))
-    for path in paths:
-        extra = by_run[(path, args.requests)] - by_run[(path, small)]
-        per_request = extra / (args.requests - small)
+    counted = args.requests - max(args.sockets, args.requests // 4)
+    for path, instructions in per_request(
+        paths, args.requests, args.sockets, args.valgrind, store, args.keep
+    ).items():
         print(
-            f"{path:<9} {per_request / 1000:8.1f}k instructions per request "
-            f"(server, {args.requests - small} requests over {args.sockets} sockets, "
-            f"{args.store} store)"
+            f"{path:<9} {instructions / 1000:8.1f}k instructions per request "
+            f"(server, {counted} requests over {args.sockets} sockets, {args.store} store)"
         )
 
 
