@@ -163,12 +163,16 @@ def test_fanout_delivers_to_every_socket_of_the_app_and_of_the_relay(store: Stor
 @pytest.mark.slow
 @STORES
 def test_connect_wave_credits_each_fresh_player_once(store: StoreKind) -> None:
-    args = options("--wave-players", "40", "--wave-concurrency", "8")
+    args = options("--wave-players", "40", "--wave-concurrency", "8", "--wave-rounds", "3")
     result = connect_wave.run(args, store)
     stores_named(result, store)
     assert result["echo"]["done"] == 40 and result["echo"]["errors"] == 0
+    # Three rounds of fresh players (14, 13, 13): had a round signed in a player of an
+    # earlier one, that sign-in would not credit.
     assert result["sign_in"]["done"] == result["sign_in"]["credited"] == 40
-    assert result["sign_in"]["errors"] == 0
+    assert result["sign_in"]["errors"] == 0 and result["sign_in"]["rounds"] == 3
+    assert len(result["round_ratios"]) == 3 and all(r > 0 for r in result["round_ratios"])
+    assert result["ratio"] == sorted(result["round_ratios"])[1]
 
 
 @pytest.mark.slow
