@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from dataclasses import dataclass
 
 from redis import Redis
@@ -18,6 +20,26 @@ def cpu_s(pid: int) -> float:
     after_comm = text[text.rindex(")") + 2 :].split()
     utime_ticks, stime_ticks = int(after_comm[11]), int(after_comm[12])
     return (utime_ticks + stime_ticks) / CLOCK_TICKS_PER_S
+
+
+CALIBRATION_LOOPS = 300_000  # ~30 ms of pure Python here
+CALIBRATION_TRIES = 3
+
+
+def calibration_ms() -> float:
+    """CPU ms of a fixed pure-Python loop in this process, the best of a few tries: the
+    VM's speed at this moment. This VM's speed drifts by tens of percent within minutes
+    (docs/benchmark.md), so the bench prints it before and after each phase, and a phase
+    that ran in a slow spell shows it."""
+    best_s = math.inf
+    for _ in range(CALIBRATION_TRIES):
+        started_s = time.process_time()
+        total, table = 0, {}
+        for i in range(CALIBRATION_LOOPS):
+            total += i & 7
+            table[i & 1023] = total
+        best_s = min(best_s, time.process_time() - started_s)
+    return best_s * 1000
 
 
 def command_calls(redis_url: str) -> dict[str, int]:

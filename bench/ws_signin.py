@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import phases as extra_phases
-from bench import stores
+from bench import probe, stores
 from bench.procs import (
     REPO,
     bench_server,
@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in PHASES:
         if name in wanted:
             phase_started_s = time.monotonic()
+            speed_before_ms = probe.calibration_ms()
             if name in extra_phases.PHASES:
                 print(f"{name} ...", flush=True)
                 phases[name] = extra_phases.run(name, args)
@@ -303,10 +304,17 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 phases[name] = run_signin(args, name, SIGNIN_PHASES[name])
             phases[name]["phase_wall_s"] = time.monotonic() - phase_started_s  # setup included
+            phases[name]["calibration_ms"] = [speed_before_ms, probe.calibration_ms()]
             if name in extra_phases.PHASES:
                 print("\n".join(extra_phases.lines(name, phases[name])), flush=True)
             else:
                 print_phase(name, phases[name])
+            before_ms, after_ms = phases[name]["calibration_ms"]
+            print(
+                f"{INDENT}VM speed: calibration loop {before_ms:.1f} ms before, "
+                f"{after_ms:.1f} ms after (less is faster)",
+                flush=True,
+            )
     ratios = ratios_of(phases)
     for name, ratio in ratios.items():
         print(f"ratio {name}: {ratio:.3f}")

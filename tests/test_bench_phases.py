@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import pstats
 import time
@@ -312,3 +313,15 @@ def test_a_profiled_bench_server_writes_its_profile_into_a_new_folder(tmp_path: 
     with procs.bench_server("echo", procs.free_port(), ["--profile", str(profile)]):
         pass
     assert pstats.Stats(str(profile)).total_calls > 0
+
+
+@pytest.mark.slow
+def test_each_phase_records_the_vm_speed_before_and_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ws_signin, "RESULTS_DIR", tmp_path)
+    argv = ["--phases", "echo", "--connections", "2", "--warmup-s", "0.2", "--duration-s", "0.5"]
+    assert ws_signin.main(argv) == 0
+    [written] = tmp_path.glob("*.json")
+    before_ms, after_ms = json.loads(written.read_text())["phases"]["echo"]["calibration_ms"]
+    assert 0 < before_ms < 10_000 and 0 < after_ms < 10_000
