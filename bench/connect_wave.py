@@ -90,6 +90,8 @@ def summed(waves: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
 
 
 def rate(one: dict[str, Any], key: str) -> float:
+    """Players per second of one wave (`key`: "done" or "credited"), over the wall time of
+    its slowest client process (they start together)."""
     wall_s = max(r["wall_s"] for r in one["reports"])
     return sum(r[key] for r in one["reports"]) / wall_s if wall_s else 0.0
 
