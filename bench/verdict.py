@@ -4,6 +4,7 @@ on the store it was measured on (one store or the cluster's shards: bench/stores
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,25 +64,47 @@ def line(v: dict[str, Any]) -> str:
     )
 
 
+def figure(phase: dict[str, Any], key: str) -> float:
+    """A round-trip phase's figure: the median over its rounds when it ran in rounds."""
+    rounds = phase.get("rounds")
+    if rounds:
+        return float(statistics.median(r.get(key, math.nan) for r in rounds))
+    return float(phase.get(key, math.nan))
+
+
+def rate_ratio(phase: dict[str, Any], base: dict[str, Any]) -> float:
+    """rt/s of `phase` over `base`'s: with rounds on both, the median of each round's ratio
+    (a round runs every round-trip phase once, so its two phases ran minutes apart at most,
+    not a whole run apart)."""
+    key = "round_trips_per_s"
+    rounds, base_rounds = phase.get("rounds"), base.get("rounds")
+    if rounds and base_rounds and len(rounds) == len(base_rounds):
+        ratios = [
+            r[key] / b[key] if b[key] else math.nan
+            for r, b in zip(rounds, base_rounds, strict=True)
+        ]
+        return float(statistics.median(ratios))
+    return phase[key] / base[key] if base.get(key) else math.nan
+
+
 def signin_verdicts(phases: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The credit path and the steady path of each store against echo of the same run."""
     out: list[dict[str, Any]] = []
-    echo = phases.get("echo", {}).get("round_trips_per_s", 0.0)
+    echo = phases.get("echo")
     for credit_name, steady_name, store in SIGNIN_PATHS:
         credit = phases.get(credit_name)
         if credit is not None:
-            if echo:
-                ratio = credit["round_trips_per_s"] / echo
+            if echo is not None:
+                ratio = rate_ratio(credit, echo)
                 out.append(verdict("credit path / echo (rt/s)", ratio, ">=", 0.4, "", store))
-            for figure, key, target, unit in (
+            for name, key, target, unit in (
                 ("credit path Redis CPU per sign-in", "redis_cpu_us_per_request", 25, "µs"),
                 ("credit path Redis commands per sign-in", "redis_commands_per_request", 8, ""),
                 ("credit path server CPU per sign-in", "server_cpu_us_per_request", 70, "µs"),
             ):
-                value = credit.get(key, math.nan)
-                out.append(verdict(figure, value, "<=", target, unit, store))
+                out.append(verdict(name, figure(credit, key), "<=", target, unit, store))
         steady = phases.get(steady_name)
-        if steady is not None and echo:
-            ratio = steady["round_trips_per_s"] / echo
+        if steady is not None and echo is not None:
+            ratio = rate_ratio(steady, echo)
             out.append(verdict("steady path / echo (rt/s)", ratio, ">=", 0.65, "", store))
     return out

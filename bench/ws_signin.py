@@ -47,7 +47,7 @@ from bench.procs import (
     run_loadgen,
 )
 from bench.stores import CLUSTER_SHARDS, started_store
-from bench.verdict import line, signin_verdicts
+from bench.verdict import line, rate_ratio, signin_verdicts
 from server.settings import STORE_MALLOC_CHOICES
 from server.store.embedded import allocator_of, find_server_binary
 
@@ -240,14 +240,63 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
 
 
 def ratios_of(phases: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """rt/s of each phase over echo's, and of each cluster phase over its baseline's."""
+    """rt/s of each phase over echo's, and of each cluster phase over its baseline's (with
+    rounds, the median of the rounds' ratios)."""
     pairs = [(name, "echo") for name in phases if name in SIGNIN_PHASES]
     pairs += [(name, base) for name, base in BASELINES.items() if name in phases]
     return {
-        f"{name}_over_{base}": phases[name]["round_trips_per_s"] / phases[base]["round_trips_per_s"]
+        f"{name}_over_{base}": rate_ratio(phases[name], phases[base])
         for name, base in pairs
         if base in phases and phases[base]["round_trips_per_s"]
     }
+
+
+def in_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A round-trip phase run in rounds: the round of median rt/s, with every round kept
+    under `rounds` (the verdicts take each figure's median over them: bench/verdict.py)."""
+    if len(runs) == 1:
+        return runs[0]
+    middle = sorted(runs, key=lambda run: run["round_trips_per_s"])[len(runs) // 2]
+    return {**middle, "rounds": runs}
+
+
+def run_phases(args: argparse.Namespace, wanted: list[str]) -> dict[str, dict[str, Any]]:
+    """Each wanted phase, printed as it ends. The round-trip phases run `--rounds` times
+    over, all of them in each round, before the others: a ratio is then taken within each
+    round (bench/verdict.py)."""
+    phases: dict[str, dict[str, Any]] = {}
+    round_trips = [name for name in ("echo", *SIGNIN_PHASES) if name in wanted]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in round_trips}
+    order = [*(round_trips * args.rounds), *(n for n in PHASES if n not in round_trips)]
+    for name in order:
+        if name in wanted:
+            phase_started_s = time.monotonic()
+            speed_before_ms = probe.calibration_ms()
+            if name in extra_phases.PHASES:
+                print(f"{name} ...", flush=True)
+                phases[name] = extra_phases.run(name, args)
+            else:
+                if name == "echo":
+                    runs[name].append(run_echo(args))
+                else:
+                    runs[name].append(run_signin(args, name, SIGNIN_PHASES[name]))
+                phases[name] = runs[name][-1]
+            phases[name]["phase_wall_s"] = time.monotonic() - phase_started_s  # setup included
+            phases[name]["calibration_ms"] = [speed_before_ms, probe.calibration_ms()]
+            if name in extra_phases.PHASES:
+                print("\n".join(extra_phases.lines(name, phases[name])), flush=True)
+            else:
+                label = f"{name} {len(runs[name])}/{args.rounds}" if args.rounds > 1 else name
+                print_phase(label, phases[name])
+            before_ms, after_ms = phases[name]["calibration_ms"]
+            print(
+                f"{INDENT}VM speed: calibration loop {before_ms:.1f} ms before, "
+                f"{after_ms:.1f} ms after (less is faster)",
+                flush=True,
+            )
+    for name in round_trips:
+        phases[name] = in_rounds(runs[name])
+    return phases
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--connections", type=int, default=100)
     top.add_argument("--warmup-s", type=float, default=2.0)
     top.add_argument("--duration-s", type=float, default=10.0)
+    top.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="times the round-trip phases run, each time all of them; verdicts on medians",
+    )
     top.add_argument("--day-ms", type=float, default=5.0, help="real ms per business day")
     top.add_argument(
         "--phases",
@@ -278,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     extra_phases.add_options(top)
     args = top.parse_args(argv)
     wanted = [name.strip() for name in args.phases.split(",") if name.strip()]
+    if args.rounds < 1:
+        top.error("--rounds must be >= 1")
     unknown = sorted(set(wanted) - set(PHASES))
     if unknown:
         top.error(f"unknown phases {unknown}; choose from {', '.join(PHASES)}")
@@ -291,30 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {load_average[0]:.2f}; store malloc {store_malloc()}",
         flush=True,
     )
-    phases: dict[str, dict[str, Any]] = {}
-    for name in PHASES:
-        if name in wanted:
-            phase_started_s = time.monotonic()
-            speed_before_ms = probe.calibration_ms()
-            if name in extra_phases.PHASES:
-                print(f"{name} ...", flush=True)
-                phases[name] = extra_phases.run(name, args)
-            elif name == "echo":
-                phases[name] = run_echo(args)
-            else:
-                phases[name] = run_signin(args, name, SIGNIN_PHASES[name])
-            phases[name]["phase_wall_s"] = time.monotonic() - phase_started_s  # setup included
-            phases[name]["calibration_ms"] = [speed_before_ms, probe.calibration_ms()]
-            if name in extra_phases.PHASES:
-                print("\n".join(extra_phases.lines(name, phases[name])), flush=True)
-            else:
-                print_phase(name, phases[name])
-            before_ms, after_ms = phases[name]["calibration_ms"]
-            print(
-                f"{INDENT}VM speed: calibration loop {before_ms:.1f} ms before, "
-                f"{after_ms:.1f} ms after (less is faster)",
-                flush=True,
-            )
+    phases = run_phases(args, wanted)
     ratios = ratios_of(phases)
     for name, ratio in ratios.items():
         print(f"ratio {name}: {ratio:.3f}")

@@ -321,7 +321,28 @@ def test_each_phase_records_the_vm_speed_before_and_after_it(
 ) -> None:
     monkeypatch.setattr(ws_signin, "RESULTS_DIR", tmp_path)
     argv = ["--phases", "echo", "--connections", "2", "--warmup-s", "0.2", "--duration-s", "0.5"]
-    assert ws_signin.main(argv) == 0
+    assert ws_signin.main([*argv, "--rounds", "2"]) == 0
     [written] = tmp_path.glob("*.json")
-    before_ms, after_ms = json.loads(written.read_text())["phases"]["echo"]["calibration_ms"]
-    assert 0 < before_ms < 10_000 and 0 < after_ms < 10_000
+    echo = json.loads(written.read_text())["phases"]["echo"]
+    assert len(echo["rounds"]) == 2  # each round its own run, each with its brackets
+    for run in echo["rounds"]:
+        before_ms, after_ms = run["calibration_ms"]
+        assert 0 < before_ms < 10_000 and 0 < after_ms < 10_000
+
+
+def test_signin_verdicts_in_rounds_take_the_median_of_each_rounds_ratio() -> None:
+    def rounds(*rates: float, server_us: tuple[float, ...] = ()) -> dict[str, Any]:
+        runs = [{"round_trips_per_s": rate} for rate in rates]
+        for run, us in zip(runs, server_us, strict=False):
+            run["server_cpu_us_per_request"] = us
+        return {**runs[0], "rounds": runs}
+
+    run = {
+        "echo": rounds(1000.0, 2000.0, 1000.0),
+        # Per round 0.5, 0.3, 0.3: the median 0.3, where the medians' ratio would be 0.5.
+        "signin_always": rounds(500.0, 600.0, 300.0, server_us=(80.0, 60.0, 100.0)),
+    }
+    got = {v["figure"]: v["value"] for v in signin_verdicts(run)}
+    assert got["credit path / echo (rt/s)"] == pytest.approx(0.3)
+    assert got["credit path server CPU per sign-in"] == 80.0
+    assert ws_signin.ratios_of(run) == {"signin_always_over_echo": pytest.approx(0.3)}
