@@ -29,8 +29,8 @@ CALIBRATION_TRIES = 3
 def calibration_ms() -> float:
     """CPU ms of a fixed pure-Python loop in this process, the best of a few tries: the
     VM's speed at this moment. This VM's speed drifts by tens of percent within minutes
-    (docs/benchmark.md), so the bench prints it before and after each phase, and a phase
-    that ran in a slow spell shows it."""
+    (docs/benchmark.md), so the bench prints it before and after each phase. A hint, not a
+    filter: a slow spell inside a phase's window need not show in either reading."""
     best_s = math.inf
     for _ in range(CALIBRATION_TRIES):
         started_s = time.process_time()
