@@ -81,7 +81,6 @@ def floor_args(n: int) -> tuple[PlayerKeys, list[str], list[bytes | str | int]]:
     push = msgpack.packb({"push": "balance", "seq": seq, "data": {"balance": balance}})
     script_keys = [
         keys.state,
-        keys.wallet,
         keys.journal,
         keys.txids,
         keys.sys,
@@ -160,19 +159,19 @@ async def caller(store: Store, shape: str) -> Call:
 
         async def commands(n: int) -> object:
             _, k, v = floor_args(n)
+            state = ("ver", v[2], "vs", v[1], "signin", v[8], "pseq", v[2])
+            wallet = ("bal", v[3], "seq", v[2], "head", v[4], v[5], v[3])
             return await store.call_many(
-                ("HMGET", k[0], "ver", "pseq", "vs"),
-                ("EXISTS", k[6]),
-                ("HGETALL", k[1]),
-                ("HGET", k[3], v[1]),
-                ("HINCRBY", k[4], "mint:signin", -10),
-                ("RPUSH", k[2], v[0]),
-                ("HSET", k[3], v[1], v[2]),
-                ("HSET", k[1], "bal", v[3], "seq", v[2], "head", v[4], v[5], v[3]),
-                ("PUBLISH", k[7], v[6]),
-                ("RPUSH", k[5], v[6]),
-                ("HSET", k[0], "ver", v[2], "vs", v[1], "signin", v[8], "pseq", v[2]),
-                ("SET", k[6], v[7], "EX", 86_400),
+                ("HGETALL", k[0]),
+                ("EXISTS", k[5]),
+                ("HGET", k[2], v[1]),
+                ("HINCRBY", k[3], "mint:signin", -10),
+                ("RPUSH", k[1], v[0]),
+                ("HSET", k[2], v[1], v[2]),
+                ("PUBLISH", k[6], v[6]),
+                ("RPUSH", k[4], v[6]),
+                ("HSET", k[0], *state, *wallet),
+                ("SET", k[5], v[7], "EX", 86_400),
             )
 
         return commands

@@ -5,8 +5,9 @@ op path in this process (server.ops' dispatch table, the Store, commit.lua) on a
 clock moved one day per round: jb_players x jb_days credited sign-ins, one journal entry
 each, on a fresh store: one embedded server, or the cluster's primaries (bench/stores.py).
 Then `MEMORY USAGE <key> SAMPLES 0` of every key of every primary (SCAN on each node),
-grouped by kind (journal, txids, wallet, sys, ...): the ledger's keys summed / entries is
-the figure of the target; the reply cache (24 h TTL), state and push inbox are shown apart.
+grouped by kind (journal, txids, sys, ...): the ledger's keys summed / entries is
+the figure of the target; the reply cache (24 h TTL), state (the player's one hash, the
+wallet's fields included) and push inbox are shown apart.
 
 Then the compaction as the scheduled job runs it (server/jobs/compactor.py: compact_next
 over the whole ring of buckets, on the same clock, one day after the last sign-in), the

@@ -29,6 +29,7 @@ from server.pipeline import Dispatcher, Services
 from server.platform.api import routes as platform_routes
 from server.rulebook import Rulebook, read_rules
 from server.settings import Settings, load_settings, parse_api_keys
+from server.store import layout
 from server.store.store import Store, connect
 from server.store.timers import Timers
 from server.transport import asgi_socket
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         store = Store(connect(settings.redis_url))
+        await layout.check(store.redis)
         await store.load_scripts()
         if settings.store_ack != "local":
             fsync = settings.store_ack == "replica_fsync"

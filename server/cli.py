@@ -17,12 +17,15 @@ from server.preflight import Refusal, check_port_free, check_secret_exists
 from server.rulebook import check_rules, read_rules
 from server.settings import Settings, SettingsError, load_settings
 from server.store.embedded import EmbeddedStoreError
+from server.store.layout import LayoutRefused
 from server.tools import (
+    check_layout,
     cmd_draw_verify,
     cmd_ledger_compact,
     cmd_ledger_verify,
     cmd_push_relay,
     cmd_report_finance,
+    cmd_store_migrate,
     store_url,
 )
 from server.transport.ws import uvicorn_options
@@ -53,6 +56,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # process would die before the embedded store is stopped. Exit through `finally`.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with store_url(settings) as url:
+        check_layout(url)  # one line now, not a traceback from every worker's start-up
         os.environ["MANOR_REDIS_URL"] = url
         log.info("store %s; listening on http://%s:%d", url, settings.host, settings.port)
         uvicorn.run(
@@ -168,6 +172,11 @@ def parser() -> argparse.ArgumentParser:
     )
     relay.add_argument("--log-level", default="info", help="info: one line per delivery")
     relay.set_defaults(run=cmd_push_relay)
+    store = sub.add_parser("store", help="the store").add_subparsers(dest="store", required=True)
+    migrate = store.add_parser(
+        "migrate", help="move the store to this server's layout (stop every server first)"
+    )
+    migrate.set_defaults(run=cmd_store_migrate)
     draw = sub.add_parser("draw", help="the lucky draw").add_subparsers(dest="draw", required=True)
     draw_check = draw.add_parser("verify", help="recompute every draw of revealed periods")
     draw_check.add_argument("--pool", help="one pool (default: every pool of the rules)")
@@ -196,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except EmbeddedStoreError as exc:
         print(f"manor: embedded store: {exc}", file=sys.stderr)
+        return 2
+    except LayoutRefused as exc:
+        print(f"manor: store layout: {exc}", file=sys.stderr)
         return 2
     return code
 

@@ -33,7 +33,7 @@ from server.protocol import ProtocolError, Request
 from server.rulebook import Rulebook
 from server.settings import Settings
 from server.store.keys import PlayerKeys
-from server.store.store import Arg, ReplicaTimeout, Store
+from server.store.store import ReplicaTimeout, Store
 
 COMMIT_ATTEMPTS_MAX = 5
 
@@ -74,10 +74,13 @@ class Services:
 
 
 class Snapshot(NamedTuple):
-    """A player's state hash and balance as one round trip read them. Immutable (a
+    """A player's one hash and its balance as one round trip read them. Immutable (a
     NamedTuple: built on every rule op, at half a frozen dataclass's cost)."""
 
     ver: int
+    # The hash as read: the rule's fields, and the wallet's (layout.py). A socket's
+    # remembered snapshot (Seen) keeps its rule fields and `balance` current after each
+    # commit, not the wallet's other fields: rules read the balance, never the wallet.
     fields: dict[bytes, bytes]
     balance: int
 
@@ -161,17 +164,15 @@ def reply_key(keys: PlayerKeys, request: Request) -> str:
 
 async def load(store: Store, keys: PlayerKeys, reply: str | None) -> tuple[Snapshot, Any]:
     """The player's state and balance (and a cached reply) in one round trip."""
-    commands: list[tuple[Arg, ...]] = [("HGETALL", keys.state), ("HGET", keys.wallet, "bal")]
-    if reply:
-        commands.append(("GET", reply))
-    got = await store.call_many(*commands)
-    return snapshot_of_load(got), (got[2] if reply else None)
+    if not reply:
+        return snapshot_of_hash(await store.call("HGETALL", keys.state)), None
+    state, cached = await store.call_many(("HGETALL", keys.state), ("GET", reply))
+    return snapshot_of_hash(state), cached
 
 
-def snapshot_of_load(got: list[Any]) -> Snapshot:
-    """The snapshot in the replies of load's first two commands."""
-    state: dict[bytes, bytes] = got[0]
-    return Snapshot(int(state.get(b"ver", 0)), state, int(got[1] or 0))
+def snapshot_of_hash(state: dict[bytes, bytes]) -> Snapshot:
+    """The snapshot in a player's one hash (the rule's fields and the wallet's)."""
+    return Snapshot(int(state.get(b"ver", 0)), state, int(state.get(b"bal", 0)))
 
 
 RuleOp = Callable[[Services, PlayerKeys, Snapshot, dict[str, Any], int], Change]
@@ -256,10 +257,8 @@ class RuleRun:
         store = services.store
         for _ in range(COMMIT_ATTEMPTS_MAX):
             # load(), inline: one coroutine less on every request (this is every rule op)
-            got = await store.call_many(
-                ("HGETALL", keys.state), ("HGET", keys.wallet, "bal"), ("GET", key)
-            )
-            snapshot, cached = snapshot_of_load(got), got[2]
+            state, cached = await store.call_many(("HGETALL", keys.state), ("GET", key))
+            snapshot = snapshot_of_hash(state)
             if cached:
                 return replay(request, cached)
             if seen is not None:

@@ -1,5 +1,6 @@
 """The CLI's tools that read or repair the store: ledger verify and compact, the finance
-report, draw verify and the push relay, and the store they run against (`store_url`)."""
+report, draw verify, the push relay and the layout migration, and the store they run
+against (`store_url`)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from server.ledger.verify import verify
 from server.preflight import check_store_exists
 from server.rulebook import check_rules
 from server.settings import Settings
+from server.store import layout
 from server.store.cluster import EmbeddedCluster
 from server.store.embedded import EmbeddedStore, find_server_binary
-from server.store.store import connect
+from server.store.store import Store, connect
 
 log = logging.getLogger("manor")
 
@@ -91,11 +93,45 @@ def client_for(url: str) -> Redis:
     return cast(Redis, connect(url))
 
 
+def check_layout(url: str) -> None:
+    """layout.LayoutRefused unless the store at `url` is of this server's layout."""
+
+    async def run() -> None:
+        redis = client_for(url)
+        try:
+            await layout.check(redis)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(run())
+
+
+def cmd_store_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Move the store to this server's layout (server/store/layout.py)."""
+
+    async def run(url: str) -> int:
+        store = Store(connect(url))
+        try:
+            await store.load_scripts()
+            done = await layout.migrate(store)
+        finally:
+            await store.close()
+        print(
+            f"store migrate: layout {layout.LAYOUT}: {done.wallets} wallets moved into their "
+            f"state hash ({done.fields} fields): ok"
+        )
+        return 0
+
+    with store_url(settings, "manor store migrate") as url:
+        return asyncio.run(run(url))
+
+
 def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
     async def run(url: str) -> int:
         redis = client_for(url)
         archives = Path(args.archives) if args.archives else None
         try:
+            await layout.check(redis)
             report = await verify(redis, args.user, archives)
             flights = None if args.user else await audit(redis)
         finally:
@@ -123,13 +159,13 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ledger_compact(settings: Settings, args: argparse.Namespace) -> int:
     from server.ledger.compaction import compact
-    from server.store.store import Store
 
     archive_dir = Path(args.archive_dir) if args.archive_dir else settings.data_dir / "archive"
 
     async def run(url: str) -> int:
         store = Store(connect(url))
         try:
+            await layout.check(store.redis)
             await store.load_scripts()
             report = await compact(
                 store, archive_dir, time.time_ns() // 1_000_000, args.before_days
@@ -169,6 +205,7 @@ def cmd_report_finance(settings: Settings, args: argparse.Namespace) -> int:
     async def run(url: str, source: Source, sums: FlowSums) -> None:
         redis = client_for(url)
         try:
+            await layout.check(redis)
             now_ms = int(time.time() * 1000)  # "now": the coins held at this moment
             async for _, entry in ledger_entries(redis, archives, source, now_ms=now_ms):
                 sums.add(entry)

@@ -232,7 +232,7 @@ async def test_journal_pages_and_archived_entries(
     head = (await live_entries(redis, keys))[:2]
     ck = advance("eve", head, Wallet().checkpoint)
     await redis.hset(
-        keys.wallet,
+        keys.state,
         mapping={
             "ck_seq": ck.seq,
             "ck_head": ck.head,

@@ -39,7 +39,7 @@ async def players_on_every_shard(cluster: EmbeddedCluster) -> list[str]:
     n = 0
     while len(owners) < len(cluster.primaries):
         player = f"p{n}"
-        owners.setdefault(client.get_node_from_key(PlayerKeys(player).wallet).port, player)
+        owners.setdefault(client.get_node_from_key(PlayerKeys(player).state).port, player)
         n += 1
     await client.aclose()
     return list(owners.values())
@@ -92,7 +92,7 @@ async def test_a_dead_nodes_connection_error_is_raised_not_returned(
 
     store = Store(connect(cluster.url))
     await store.load_scripts()
-    wallet = PlayerKeys("ann").wallet
+    wallet = PlayerKeys("ann").state
     client = store.redis
     assert isinstance(client, RedisCluster)
     port = client.get_node_from_key(wallet).port
@@ -133,8 +133,8 @@ async def test_a_slot_moved_under_a_live_socket_keeps_its_pushes_and_ops(
     keys = PlayerKeys("mover")
     redis = store.redis
     assert isinstance(redis, RedisCluster)
-    slot = redis.keyslot(keys.wallet)
-    source = redis.get_node_from_key(keys.wallet).port
+    slot = redis.keyslot(keys.state)
+    source = redis.get_node_from_key(keys.state).port
     target = next(n.port for n in cluster.primaries if n.port != source)
     assert move_slot(cluster, slot, source, target) >= 3  # state, wallet, journal...
     assert (await client.call("state"))["balance"] == 10  # the store follows MOVED

@@ -165,7 +165,7 @@ def slot_owners(cluster: EmbeddedCluster) -> dict[int, list[tuple[int, int]]]:
 
 
 def on_slots(player: str, ranges: list[tuple[int, int]]) -> bool:
-    slot = key_slot(PlayerKeys(player).wallet.encode())
+    slot = key_slot(PlayerKeys(player).state.encode())
     return any(low <= slot <= high for low, high in ranges)
 
 
@@ -435,7 +435,7 @@ async def read_ledger(redis: RedisCluster, tally: Tally) -> Ledger:
         found.lost += [f"{player}: {tid}" for tid in sorted(expected - set(ids))]
         found.settled_missing += [f"{player}: {tid}" for tid in sorted(settled - set(ids))]
         found.unacked += [f"{player}: {tid}" for tid in sorted(set(ids) - expected - settled)]
-        balance = int(await redis.hget(keys.wallet, "bal") or 0)  # type: ignore[misc]
+        balance = int(await redis.hget(keys.state, "bal") or 0)  # type: ignore[misc]
         acked = (
             ORDER_COINS * len(tally.orders.get(player, ()))
             + tally.signins.get(player, 0)

@@ -81,7 +81,7 @@ async def test_commit_credit_posts_entry_balance_batch_and_push(store: Store, re
         NOW_MS,
     )
     assert (result.status, result.balance, result.ver, result.pseq) == ("ok", 10, 1, 1)
-    wallet = Wallet.from_hash(await redis.hgetall(keys.wallet))
+    wallet = Wallet.from_hash(await redis.hgetall(keys.state))
     assert wallet.balance == 10 and wallet.batches == {JUNE: 10} and wallet.seq == 1
     [entry] = await live_entries(redis, keys)
     assert (entry.seq, entry.ts_ms, entry.amount, entry.balance_after, entry.tag) == (
@@ -157,12 +157,12 @@ async def test_commit_rejection_leaves_no_write(
 
 @pytest.mark.parametrize(
     ("part", "keys_needed"),
-    [("orders", 12), ("counts", 12), ("timers", 13), ("records", 14)],
+    [("orders", 11), ("counts", 11), ("timers", 12), ("records", 13)],
 )
 async def test_a_commit_naming_fewer_keys_than_its_parts_use_is_refused_unwritten(
     store: Store, redis: Redis, part: str, keys_needed: int
 ) -> None:
-    """commit.lua's KEYS 11-14 come only up to the last one a commit uses: one sent short
+    """commit.lua's KEYS 10-13 come only up to the last one a commit uses: one sent short
     of a key it needs is BAD_TRANSFER before any write, never a Lua error halfway."""
     keys = PlayerKeys("alice")
     counts = {"orders": 0, "counts": 0, "timers": 0, "records": 0, part: 1}
@@ -195,7 +195,7 @@ async def test_a_commit_naming_fewer_keys_than_its_parts_use_is_refused_unwritte
         "timers": ["ripe:1", NOW_MS],
         "records": ["r", b"", b"x"],
     }[part]
-    all_keys = [keys.state, keys.wallet, keys.journal, keys.txids, keys.sys, keys.inbox,
+    all_keys = [keys.state, keys.journal, keys.txids, keys.sys, keys.inbox,
                 keys.players, keys.reply("-"), keys.push_channel, keys.holds, keys.outbox,
                 keys.stats, keys.timers, keys.records]  # fmt: skip
     args = [lua_arg(header), "f", b"v", *extra]
@@ -213,7 +213,7 @@ async def test_commit_debit_spends_the_batch_that_expires_first(store: Store, re
     await apply(store, keys, Commit(transfers=[credit("early", 20, JUNE)]), NOW_MS)
     result = await apply(store, keys, Commit(transfers=[debit("spend", 25)]), NOW_MS)
     assert (result.status, result.balance) == ("ok", 25)
-    wallet = Wallet.from_hash(await redis.hgetall(keys.wallet))
+    wallet = Wallet.from_hash(await redis.hgetall(keys.state))
     assert wallet.batches == {DEC: 25}
     last = Entry.decode((await redis.lrange(keys.journal, -1, -1))[0])
     assert last.amount == -25 and last.batches == (20270630, -20, 20271231, -5)
@@ -238,7 +238,7 @@ async def test_commit_concurrent_same_transfer_posts_once(store: Store, redis: R
         *(apply(store, keys, Commit(transfers=[credit("once", 7)]), NOW_MS) for _ in range(20))
     )
     assert sorted(r.status for r in results) == ["exists"] * 19 + ["ok"]
-    assert (await redis.hget(keys.wallet, "bal")) == b"7"
+    assert (await redis.hget(keys.state, "bal")) == b"7"
     assert (await verify(redis)).ok
 
 
@@ -388,7 +388,7 @@ async def test_holds_racing_spends_never_overdraw(store: Store, redis: Redis) ->
     ]
     results = await asyncio.gather(*(apply(store, keys, c, NOW_MS) for c in commits))
     assert sorted(r.status for r in results).count("ok") == 3
-    wallet = await redis.hgetall(keys.wallet)
+    wallet = await redis.hgetall(keys.state)
     assert int(wallet[b"bal"]) - int(wallet.get(b"held", 0)) >= 0
     assert (await verify(redis)).ok
 

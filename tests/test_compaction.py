@@ -77,7 +77,7 @@ async def test_compact_moves_old_entries_to_the_archive_and_a_checkpoint(
     assert (report.players, report.compacted, report.entries, report.problems) == (2, 1, 40, [])
     assert await redis.llen(keys.journal) == 3
     assert await redis.memory_usage(keys.journal) < before_bytes
-    wallet = await redis.hgetall(keys.wallet)
+    wallet = await redis.hgetall(keys.state)
     assert (int(wallet[b"ck_seq"]), int(wallet[b"ck_bal"])) == (40, 300 - 30)
     assert msgpack.unpackb(wallet[b"ck_batches"], strict_map_key=False) == {20271231: 270}
     assert msgpack.unpackb(wallet[b"ck_accounts"]) == {"mint:signin": -300, "sink:redeem": 30}
@@ -139,13 +139,13 @@ async def test_verify_names_a_tampered_checkpoint(
     await seed(store, "ada", 12, 2)
     await compact(store, tmp_path, NOW_MS)
     keys = PlayerKeys("ada")
-    await redis.hincrby(keys.wallet, "ck_bal", 5)
+    await redis.hincrby(keys.state, "ck_bal", 5)
     problems = (await verify(redis)).problems
     assert problems and "player ada entry seq 13" in problems[0]
     problems = (await verify(redis, archive_dir=tmp_path)).problems
     assert problems and "player ada checkpoint at seq 12: ck_bal" in problems[0]
-    await redis.hincrby(keys.wallet, "ck_bal", -5)
-    await redis.hset(keys.wallet, "ck_accounts", msgpack.packb({"mint:signin": -1}))
+    await redis.hincrby(keys.state, "ck_bal", -5)
+    await redis.hset(keys.state, "ck_accounts", msgpack.packb({"mint:signin": -1}))
     problems = (await verify(redis)).problems
     assert any("account mint:signin" in p for p in problems)
     assert any("ck_accounts" in p for p in (await verify(redis, archive_dir=tmp_path)).problems)
@@ -179,9 +179,9 @@ async def test_compact_while_the_journal_grows_and_while_another_run_trims(
     write_archive(tmp_path, plan)
     assert (await trim(store, plan)).status == "ok"
     write_archive(tmp_path, twin)
-    before = await redis.dump(PlayerKeys("ria").wallet)
+    before = await redis.dump(PlayerKeys("ria").state)
     assert (await trim(store, twin)).status == "MOVED"  # nothing written
-    assert await redis.dump(PlayerKeys("ria").wallet) == before
+    assert await redis.dump(PlayerKeys("ria").state) == before
     journal = await live_entries(redis, PlayerKeys("ria"))
     assert [e.transfer_id for e in journal] == ["late"]
     await checked(redis)

@@ -202,7 +202,7 @@ async def read_ledger(redis: Redis, tally: Tally) -> Ledger:
             }
         found.lost += [f"{player}: {tid}" for tid in sorted(expected - set(ids))]
         found.unacked += [f"{player}: {tid}" for tid in sorted(set(ids) - expected)]
-        balance = int(await redis.hget(keys.wallet, "bal") or 0)  # type: ignore[misc]
+        balance = int(await redis.hget(keys.state, "bal") or 0)  # type: ignore[misc]
         acked = ORDER_COINS * len(tally.orders.get(player, ())) + tally.signins.get(player, 0)
         if balance > acked:
             found.doubled.append(f"{player}: balance {balance} > {acked} acknowledged")

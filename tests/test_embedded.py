@@ -38,7 +38,7 @@ async def test_coins_survive_a_restart_and_a_kill(tmp_path: Path) -> None:
     embedded = EmbeddedStore(folder)
     redis = Redis.from_url(embedded.start())
     try:
-        assert await redis.hget(keys.wallet, "bal") == b"20"
+        assert await redis.hget(keys.state, "bal") == b"20"
         assert (await verify(redis)).ok
         config = await redis.config_get("appendonly")
         assert config["appendonly"] == "yes"

@@ -76,7 +76,7 @@ async def test_an_entry_holds_no_id_and_the_index_holds_its_seq(store: Store, re
     first, second = await redis.lrange(keys.journal, 0, -1)
     assert msgpack.unpackb(first) == [1, NOW_MS // 1000, 1, 10, 10, [20271231, 10], False, 0]
     assert len(first) <= 24  # a sign-in's entry: its id and its day are in txids only
-    wallet = await redis.hgetall(keys.wallet)
+    wallet = await redis.hgetall(keys.state)
     head_1 = hashlib.sha1(msgpack.packb("signin:fay:2026-11-18") + first).hexdigest()
     # an account without a code is stored by name; a ref that is not the id's is kept
     assert msgpack.unpackb(second) == [
@@ -184,7 +184,7 @@ async def test_a_format_1_journal_goes_on_in_format_2(
         await redis.hset(keys.txids, f"old:{seq}", f"c|10|mint:signin|{seq}")
         head = new_head
     await redis.hset(
-        keys.wallet,
+        keys.state,
         mapping={"bal": balance, "seq": 2, "head": head, f"b:{batch_int(BATCH)}": balance},
     )
     await redis.hset(keys.sys, "mint:signin", -balance)

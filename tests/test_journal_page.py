@@ -92,6 +92,6 @@ async def test_a_journal_that_keeps_moving_is_busy(store: Store, redis: Redis) -
 
     await seed(store, "cy", 1_795_000_000_000, 0, 3)
     keys = PlayerKeys("cy")
-    await redis.hset(keys.wallet, "seq", 9)  # the wallet runs ahead of the list, for ever
+    await redis.hset(keys.state, "seq", 9)  # the wallet runs ahead of the list, for ever
     with pytest.raises(JournalBusy):
         await journal_page(store, keys, 3, None)

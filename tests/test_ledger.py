@@ -91,7 +91,7 @@ async def test_verify_catches_an_edited_balance_and_a_forged_system_account(
 ) -> None:
     await seed(store)
     keys = PlayerKeys("ada")
-    await redis.hincrby(keys.wallet, "bal", 100)
+    await redis.hincrby(keys.state, "bal", 100)
     await redis.hincrby(keys.sys, "mint:signin", -3)
     problems = (await verify(redis)).problems
     assert any("player ada: wallet balance 155, replay 55" in p for p in problems)

@@ -433,12 +433,12 @@ async def test_holds_reserved_before_the_wallet_index_lapse_too(store: Store, re
     await apply(store, keys, Commit(transfers=[Transfer("seed", "c", 50, "mint:x", JUNE)]), NOW_MS)
     legacy = {"old": f"pending|20|{NOW_MS + 5}", "new": f"pending|10|{NOW_MS + 10**9}"}
     await redis.hset(keys.holds, mapping=legacy)
-    await redis.hset(keys.wallet, "held", 30)
+    await redis.hset(keys.state, "held", 30)
     touched = await apply(store, keys, Commit(), NOW_MS + 5)
     assert (touched.status, touched.held) == ("ok", 10)
     assert await redis.hget(keys.holds, "old") == f"voided|{NOW_MS + 5}".encode()
-    assert await redis.hget(keys.wallet, "h:new") == f"10|{NOW_MS + 10**9}".encode()
-    assert await redis.hget(keys.wallet, "h:old") is None
+    assert await redis.hget(keys.state, "h:new") == f"10|{NOW_MS + 10**9}".encode()
+    assert await redis.hget(keys.state, "h:old") is None
 
 
 async def test_the_sweep_voids_holds_of_wallets_nobody_touches(

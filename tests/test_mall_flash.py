@@ -147,7 +147,7 @@ async def test_flash_sale_of_100_raced_by_2000_requests_on_two_processes(
     winners = [r["order"]["order_id"] for code, _, r in results if code == "delivered"]
     assert len(set(winners)) == UNITS
     # Nobody bought twice: each player's wallet paid at most one price.
-    balances = [await redis.hget(PlayerKeys(p).wallet, "bal") for p in players]
+    balances = [await redis.hget(PlayerKeys(p).state, "bal") for p in players]
     paid = [5 * PRICE_COINS - int(b) for b in balances]
     assert sorted(set(paid)) == [0, PRICE_COINS] and paid.count(PRICE_COINS) == UNITS
     stock = await redis.hgetall(StockKeys("flash").stock)

@@ -234,7 +234,7 @@ async def test_expiry_warns_once_then_sweeps_at_the_boundary(
     assert await commerce.sweep_expiry(services) == 0
     clock.advance(1000)  # 00:00:00 on 1 January: the batch's last valid day has passed
     assert await commerce.sweep_expiry(services) == 1
-    assert await redis.hget(PlayerKeys("gus").wallet, "bal") == b"0"
+    assert await redis.hget(PlayerKeys("gus").state, "bal") == b"0"
     assert await redis.hget(PlayerKeys("gus").sys, "sink:expire") == b"20"
     await phone.close()
 
@@ -268,6 +268,6 @@ async def test_a_timeout_firing_during_a_post_settles_the_hold_once(
         assert state is not None and state.split(b"|")[0] in (b"posted", b"voided")
     posted = outcomes.count("posted")
     assert set(outcomes) <= {"posted", "HOLD_VOIDED"}
-    wallet = await redis.hgetall(PlayerKeys("hal").wallet)
+    wallet = await redis.hgetall(PlayerKeys("hal").state)
     assert int(wallet[b"bal"]) == 1000 - 50 * posted
     assert int(wallet.get(b"held", 0)) == 0

@@ -70,7 +70,7 @@ async def lease(store: Store, player: str, socket_id: str, now_ms: int, limit: i
 def test_the_sockets_key_lives_in_the_players_slot() -> None:
     keys = PlayerKeys("alice")
     assert keys.sockets == f"m:{{b{keys.bucket}}}:alice:sockets"
-    assert key_slot(keys.sockets.encode()) == key_slot(keys.wallet.encode())
+    assert key_slot(keys.sockets.encode()) == key_slot(keys.state.encode())
 
 
 async def test_script_refuses_at_the_limit_and_writes_nothing(store: Store, redis: Redis) -> None:

@@ -104,7 +104,7 @@ async def test_a_replica_acked_commit_is_on_the_replica_when_it_returns(
     done = await apply(store, keys, Commit(transfers=[credit("t1")]), NOW_MS)
     assert done.status == "ok"
     # No waiting here: the reply came only after the replica confirmed the write.
-    assert await replica.hget(keys.wallet, "bal") == b"10"
+    assert await replica.hget(keys.state, "bal") == b"10"
     await store.close()
 
 
@@ -143,7 +143,7 @@ async def test_no_replica_in_time_is_a_retryable_error_not_a_success(
     pair.resume_replica()
     again = await apply(store, keys, Commit(transfers=[credit("t1")]), NOW_MS)
     assert again.status == "exists" and again.balance == 10  # the retry finds it, once
-    assert await replica.hget(keys.wallet, "bal") == b"10"
+    assert await replica.hget(keys.state, "bal") == b"10"
     await store.close()
 
 
@@ -169,7 +169,7 @@ async def test_a_retry_on_another_connection_is_not_acked_before_the_replica_has
     pair.resume_replica()
     again = await apply(other, keys, Commit(transfers=[credit("t1")]), NOW_MS)
     assert again.status == "exists" and again.balance == 10
-    assert await replica.hget(keys.wallet, "bal") == b"10"
+    assert await replica.hget(keys.state, "bal") == b"10"
     await first.close()
     await other.close()
 
@@ -213,7 +213,7 @@ async def test_losing_the_primary_loses_acked_credits_only_with_local_ack(
     pair.primary.kill()
     await store.close()
     await replica.execute_command("REPLICAOF", "NO", "ONE")  # the failover
-    present = [p for p in acked if await replica.hget(PlayerKeys(p).wallet, "bal") == b"10"]
+    present = [p for p in acked if await replica.hget(PlayerKeys(p).state, "bal") == b"10"]
     lost = len(acked) - len(present)
     print(f"\nack={ack}: acked {len(acked)}, refused {refused}, lost after failover {lost}")
     if ack != "local":
@@ -251,7 +251,7 @@ async def test_on_a_cluster_the_wait_runs_on_the_node_that_wrote(tmp_path: Path)
         keys = PlayerKeys("c0")
         owner = connect(cluster.url)
         await owner.initialize()  # type: ignore[union-attr]
-        port = owner.get_node_from_key(keys.wallet).port  # type: ignore[union-attr]
+        port = owner.get_node_from_key(keys.state).port  # type: ignore[union-attr]
         shard = next(i for i, p in enumerate(cluster.primaries) if p.port == port)
         paused = cluster.replicas_of(shard)[0]
         assert paused.process is not None

@@ -101,8 +101,8 @@ async def test_relay_completes_credits_a_crash_left_behind(store: Store, redis: 
     assert await relay(store, NOW_MS + 10_000) == 2
     after = await audit(redis)
     assert after.problems == [] and after.credited["steal"] == 5 and after.in_flight["steal"] == 0
-    assert await redis.hget(PlayerKeys("bob").wallet, "bal") == b"2"
-    assert await redis.hget(PlayerKeys("cat").wallet, "bal") == b"3"
+    assert await redis.hget(PlayerKeys("bob").state, "bal") == b"2"
+    assert await redis.hget(PlayerKeys("cat").state, "bal") == b"3"
     assert await relay(store, NOW_MS + 20_000) == 0
     assert (await verify(redis)).ok
 
@@ -116,7 +116,7 @@ async def test_credit_done_but_order_not_dropped_is_not_paid_twice(
     await apply(store, PlayerKeys("bob"), Commit(transfers=[stolen.transfer()]), NOW_MS)
     assert (await audit(redis)).problems == ["outbox steal: ordered 2 != credited 2 + in flight 2"]
     assert await relay(store, NOW_MS + 10_000) == 1
-    assert await redis.hget(PlayerKeys("bob").wallet, "bal") == b"2"
+    assert await redis.hget(PlayerKeys("bob").state, "bal") == b"2"
     assert (await audit(redis)).problems == []
 
 

@@ -185,7 +185,7 @@ async def reverse(request: Request) -> JSONResponse:
     for _ in range(COMMIT_ATTEMPTS_MAX):
         seen, wallet_raw, record_raw = await store.call_many(
             ("HGET", keys.txids, transfer_id),
-            ("HGETALL", keys.wallet),
+            ("HGETALL", keys.state),
             ("HGET", keys.records, field),
         )
         wallet = Wallet.from_hash(wallet_raw)

@@ -20,7 +20,7 @@ from server.ops.farm import plots_view
 from server.ops.growth import history, panel
 from server.ops.mall_orders import mall_panel
 from server.ops.tasks import tasks_panel
-from server.pipeline import Snapshot
+from server.pipeline import snapshot_of_hash
 from server.store.keys import PlayerKeys
 
 
@@ -32,13 +32,11 @@ async def player(request: Request) -> JSONResponse:
     before = query_int(request, "before_seq", 1, SEQ_MAX, None)
     assert limit is not None
     keys = PlayerKeys(pid)
-    state_raw, wallet_raw = await services.store.call_many(
-        ("HGETALL", keys.state), ("HGETALL", keys.wallet)
-    )
-    if not state_raw and not wallet_raw:
+    state_raw = await services.store.call("HGETALL", keys.state)
+    if not state_raw:
         raise Refused(404, "PLAYER_NOT_FOUND", f"no state and no wallet for player {pid!r}")
-    wallet = Wallet.from_hash(wallet_raw)
-    snapshot = Snapshot(int(state_raw.get(b"ver", 0)), state_raw, wallet.balance)
+    wallet = Wallet.from_hash(state_raw)
+    snapshot = snapshot_of_hash(state_raw)
     now_ms = services.clock.now_ms()
     rules = services.rulebook.rules
     view = sign_in_view(signin_of(snapshot), rules, now_ms)

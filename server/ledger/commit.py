@@ -143,7 +143,6 @@ async def apply(
         args += (name, by)
     script_keys: tuple[str, ...] = (
         keys.state,
-        keys.wallet,
         keys.journal,
         keys.txids,
         keys.sys,
@@ -153,7 +152,7 @@ async def apply(
         keys.push_channel,
         keys.holds,
     )
-    # The rest only up to the last one this commit uses (commit.lua's KEYS 11-14).
+    # The rest only up to the last one this commit uses (commit.lua's KEYS 10-13).
     if commit.records:
         script_keys += (keys.outbox, keys.stats, keys.timers, keys.records)
     elif commit.timers:

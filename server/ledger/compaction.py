@@ -234,7 +234,7 @@ async def _journal_head(store: Store, keys: PlayerKeys, cutoff_ms: int) -> list[
 async def plan_player(store: Store, player_id: str, now_ms: int, retention_days: int) -> Plan:
     """Read what to archive and prune; LedgerCorrupt if the head does not replay."""
     keys = PlayerKeys(player_id)
-    raw = cast(dict[bytes, bytes], await store.call("HGETALL", keys.wallet))
+    raw = cast(dict[bytes, bytes], await store.call("HGETALL", keys.state))
     before = Wallet.from_hash(raw).checkpoint
     entries = await _journal_head(store, keys, now_ms - retention_days * DAY_MS)
     pairs: list[tuple[str, str]] | None = None
@@ -332,7 +332,7 @@ async def trim(store: Store, plan: Plan) -> Trimmed:
         *plan.orders,
         *(part for pair in plan.rewrites for part in pair),
     ]
-    script_keys = (keys.wallet, keys.journal, keys.txids, keys.holds)
+    script_keys = (keys.state, keys.journal, keys.txids, keys.holds)
     status, entries, txids, tombstones = await store.script("compact", script_keys, args)
     return Trimmed(status.decode(), int(entries), int(txids), int(tombstones))
 

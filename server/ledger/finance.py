@@ -144,7 +144,7 @@ async def ledger_entries(
         archived = read_archives(archive_dir, bucket)[0] if archive_dir is not None else {}
         for player_id in sorted(m.decode() for m in members):
             keys = PlayerKeys(player_id)
-            wallet = Wallet.from_hash(cast(dict[bytes, bytes], await redis.hgetall(keys.wallet)))
+            wallet = Wallet.from_hash(cast(dict[bytes, bytes], await redis.hgetall(keys.state)))
             players += 1
             outstanding += wallet.balance
             held += wallet.held if now_ms is None else wallet.held_at(now_ms)

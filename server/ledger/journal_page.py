@@ -33,7 +33,7 @@ async def journal_page(
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     for _ in range(READ_ATTEMPTS_MAX):
-        seq_raw, ck_raw = await store.call("HMGET", keys.wallet, "seq", "ck_seq")
+        seq_raw, ck_raw = await store.call("HMGET", keys.state, "seq", "ck_seq")
         seq, archived = int(seq_raw or 0), int(ck_raw or 0)
         top = seq if before is None else min(before - 1, seq)
         low = max(archived + 1, top - limit + 1)

@@ -142,7 +142,7 @@ async def verify(
         counterparts: dict[str, int] = {}
         for pid in players:
             keys = PlayerKeys(pid)
-            wallet = Wallet.from_hash(cast(dict[bytes, bytes], await redis.hgetall(keys.wallet)))
+            wallet = Wallet.from_hash(cast(dict[bytes, bytes], await redis.hgetall(keys.state)))
             try:
                 live = await live_entries(redis, keys)
                 start = None

@@ -22,7 +22,16 @@ from server.ledger.ledger import Transfer, Wallet
 from server.ops import triggers
 from server.ops.components import growth_of, pack, signin_of
 from server.ops.growth import panel
-from server.pipeline import Change, IntArg, Op, OpError, Services, Snapshot, rule_op
+from server.pipeline import (
+    Change,
+    IntArg,
+    Op,
+    OpError,
+    Services,
+    Snapshot,
+    rule_op,
+    snapshot_of_hash,
+)
 from server.protocol import Request
 from server.settings import Settings
 from server.store.keys import BUCKETS, PlayerKeys, players_index
@@ -60,11 +69,9 @@ def decide_sign_in(
 async def state(
     services: Services, keys: PlayerKeys, request: Request, args: dict[str, Any]
 ) -> dict[str, Any]:
-    state_raw, wallet_raw = await services.store.call_many(
-        ("HGETALL", keys.state), ("HGETALL", keys.wallet)
-    )
-    wallet = Wallet.from_hash(wallet_raw)
-    snapshot = Snapshot(int(state_raw.get(b"ver", 0)), state_raw, wallet.balance)
+    state_raw = await services.store.call("HGETALL", keys.state)
+    wallet = Wallet.from_hash(state_raw)
+    snapshot = snapshot_of_hash(state_raw)
     rules = services.rulebook.rules
     now_ms = services.clock.now_ms()
     view = sign_in_view(signin_of(snapshot), rules, now_ms)

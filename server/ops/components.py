@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import msgpack
 
@@ -11,7 +10,7 @@ from game_rules import Rules, SignInState
 from game_rules.farm import Daily, Farm
 from game_rules.growth_state import GrowthState
 from game_rules.notify import NotifyState
-from server.pipeline import Snapshot
+from server.pipeline import Snapshot, snapshot_of_hash
 
 
 def pack(wire: Mapping[str, object]) -> bytes:
@@ -64,5 +63,5 @@ def growth_from(raw: bytes | None) -> GrowthState:
     return GrowthState() if raw is None else GrowthState.from_wire(msgpack.unpackb(raw, raw=False))
 
 
-def snapshot_of(state: dict[bytes, bytes], balance: Any = 0) -> Snapshot:
-    return Snapshot(int(state.get(b"ver", 0)), state, int(balance or 0))
+def snapshot_of(state: dict[bytes, bytes]) -> Snapshot:
+    return snapshot_of_hash(state)

@@ -41,7 +41,15 @@ from server.ops.mall_orders import (
     record_field,
 )
 from server.ops.mall_repair import expire_due, repair_leased, settle_stock
-from server.pipeline import COMMIT_ATTEMPTS_MAX, Op, OpError, Services, Snapshot, StrArg
+from server.pipeline import (
+    COMMIT_ATTEMPTS_MAX,
+    Op,
+    OpError,
+    Services,
+    Snapshot,
+    StrArg,
+    snapshot_of_hash,
+)
 from server.protocol import Request
 from server.settings import Settings
 from server.store import stock
@@ -79,11 +87,8 @@ async def mall(
 
 
 async def _snapshot(services: Services, keys: PlayerKeys) -> tuple[Snapshot, Wallet]:
-    state_raw, wallet_raw = await services.store.call_many(
-        ("HGETALL", keys.state), ("HGETALL", keys.wallet)
-    )
-    wallet = Wallet.from_hash(wallet_raw)
-    return Snapshot(int(state_raw.get(b"ver", 0)), state_raw, wallet.balance), wallet
+    state_raw = await services.store.call("HGETALL", keys.state)
+    return snapshot_of_hash(state_raw), Wallet.from_hash(state_raw)
 
 
 async def mall_buy(

@@ -21,7 +21,7 @@ from game_rules.mall import MallOrder, MallState
 from server.ledger.commit import Commit, HoldOp, apply
 from server.ledger.ledger import Transfer, Wallet
 from server.ops.components import growth_of, pack
-from server.pipeline import COMMIT_ATTEMPTS_MAX, OpError, Services, Snapshot
+from server.pipeline import COMMIT_ATTEMPTS_MAX, OpError, Services, Snapshot, snapshot_of_hash
 from server.store.keys import PlayerKeys
 
 RECORD_PREFIX = "mall:"
@@ -71,14 +71,13 @@ class Loaded:
 
 
 async def load(services: Services, keys: PlayerKeys, order_id: str) -> Loaded:
-    state, wallet_raw, raw, hold = await services.store.call_many(
+    state, raw, hold = await services.store.call_many(
         ("HGETALL", keys.state),
-        ("HGETALL", keys.wallet),
         ("HGET", keys.records, record_field(order_id)),
         ("HGET", keys.holds, order_id),
     )
-    wallet = Wallet.from_hash(wallet_raw)
-    snapshot = Snapshot(int(state.get(b"ver", 0)), state, wallet.balance)
+    wallet = Wallet.from_hash(state)
+    snapshot = snapshot_of_hash(state)
     order = None if raw is None else MallOrder.from_wire(msgpack.unpackb(raw, raw=False))
     return Loaded(snapshot, wallet, raw or b"", order, hold)
 

@@ -55,7 +55,7 @@ def credit_transfer(credit: Credit, ref: str = "") -> Transfer:
 
 
 async def wallet_of(services: Services, keys: PlayerKeys) -> Wallet:
-    return Wallet.from_hash(await services.store.call("HGETALL", keys.wallet))
+    return Wallet.from_hash(await services.store.call("HGETALL", keys.state))
 
 
 async def post_credit(

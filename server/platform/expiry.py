@@ -29,7 +29,7 @@ async def _each_wallet(services: Services) -> AsyncIterator[tuple[str, Wallet]]:
             players = [m.decode() for m in members]
             if players:
                 wallets = await store.call_many(
-                    *[("HGETALL", PlayerKeys(p).wallet) for p in players]
+                    *[("HGETALL", PlayerKeys(p).state) for p in players]
                 )
                 for player, raw in zip(players, wallets, strict=True):
                     yield player, Wallet.from_hash(raw)

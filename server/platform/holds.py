@@ -41,10 +41,8 @@ def level_rules(services: Services, growth_raw: bytes | None, now_ms: int) -> Ru
 
 async def quote(services: Services, player: str, order_fen: int) -> dict[str, Any]:
     keys = PlayerKeys(player)
-    wallet_raw, growth_raw = await services.store.call_many(
-        ("HGETALL", keys.wallet), ("HGET", keys.state, "growth")
-    )
-    wallet = Wallet.from_hash(wallet_raw)
+    state_raw = await services.store.call("HGETALL", keys.state)
+    wallet, growth_raw = Wallet.from_hash(state_raw), state_raw.get(b"growth")
     now_ms = services.clock.now_ms()
     available = wallet.balance - wallet.held_at(now_ms)
     try:
@@ -76,15 +74,16 @@ async def reserve(
 ) -> dict[str, Any]:
     keys = PlayerKeys(player)
     for _ in range(COMMIT_ATTEMPTS_MAX):
-        wallet_raw, hold_raw, growth_raw = await services.store.call_many(
-            ("HGETALL", keys.wallet), ("HGET", keys.holds, order_id), ("HGET", keys.state, "growth")
+        state_raw, hold_raw = await services.store.call_many(
+            ("HGETALL", keys.state), ("HGET", keys.holds, order_id)
         )
+        growth_raw = state_raw.get(b"growth")
         now_ms = services.clock.now_ms()
         rules = level_rules(services, growth_raw, now_ms)
         state, held_coins, expires_ms = hold_state(hold_raw, now_ms)
         if state != "none":
             return _repeat(order_id, coins, state, held_coins, expires_ms)
-        wallet = Wallet.from_hash(wallet_raw)
+        wallet = Wallet.from_hash(state_raw)
         available = wallet.balance - wallet.held_at(now_ms)
         try:
             rule.check_reserve(rules, order_fen, coins, max(0, available))

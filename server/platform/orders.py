@@ -141,7 +141,7 @@ async def order_refund(
     field = order_field(order_id)
     for _ in range(COMMIT_ATTEMPTS_MAX):
         raw, wallet_raw = await services.store.call_many(
-            ("HGET", keys.records, field), ("HGETALL", keys.wallet)
+            ("HGET", keys.records, field), ("HGETALL", keys.state)
         )
         if raw is None:
             raise Refused("ORDER_NOT_FOUND", "no paid order with this id for this player", 404)

@@ -18,7 +18,7 @@ from server.ledger.commit import apply
 from server.ledger.posting import read_posting
 from server.ops.growth import enlist
 from server.ops.tasks import level_pct, paid_commit, tasks_of
-from server.pipeline import COMMIT_ATTEMPTS_MAX, Services, Snapshot
+from server.pipeline import COMMIT_ATTEMPTS_MAX, Services, snapshot_of_hash
 from server.platform.base import busy, refused, ruled
 from server.store.keys import PlayerKeys
 
@@ -27,12 +27,11 @@ async def task_done(services: Services, player: str, task: str, event_id: str) -
     keys = PlayerKeys(player)
     credit_id = rule.report_id(task, event_id)
     for _ in range(COMMIT_ATTEMPTS_MAX):
-        state, (balance, ck_seq), seen = await services.store.call_many(
-            ("HGETALL", keys.state),
-            ("HMGET", keys.wallet, "bal", "ck_seq"),
-            ("HGET", keys.txids, credit_id),
+        state, seen = await services.store.call_many(
+            ("HGETALL", keys.state), ("HGET", keys.txids, credit_id)
         )
         state = cast(dict[bytes, bytes], state)
+        balance, ck_seq = state.get(b"bal"), state.get(b"ck_seq")
         if seen is not None:
             posting = await read_posting(services.store, keys, credit_id, seen, int(ck_seq or 0))
             if posting is None:
@@ -44,7 +43,7 @@ async def task_done(services: Services, player: str, task: str, event_id: str) -
                 "already": True,
                 "balance": int(balance or 0),
             }
-        snapshot = Snapshot(int(state.get(b"ver", 0)), state, int(balance or 0))
+        snapshot = snapshot_of_hash(state)
         rules = services.rulebook.rules
         now_ms = services.clock.now_ms()
         try:

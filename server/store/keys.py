@@ -71,7 +71,6 @@ class PlayerKeys:
         "sys",
         "timers",
         "txids",
-        "wallet",
     )
 
     def __init__(self, player_id: str) -> None:
@@ -79,8 +78,9 @@ class PlayerKeys:
         self.bucket = bucket_of(player_id)
         t = tag(self.bucket)
         base = f"{PREFIX}:{t}:{player_id}"
-        self.state = f"{base}:state"  # hash: ver, rule components as msgpack
-        self.wallet = f"{base}:wallet"  # hash: bal, seq, head, b:<YYYYMMDD> per batch
+        # hash: the rule's ver, pseq, vs and components (msgpack), and the wallet's bal, seq,
+        # head, held, debt, b:<YYYYMMDD> per batch, h:<order> per hold, ck_* (layout.py)
+        self.state = f"{base}:state"
         self.journal = f"{base}:journal"  # list of msgpack entries, oldest first
         self.txids = f"{base}:txids"  # hash: transfer id -> "<kind>|<coins>|<account>|<seq>"
         self.inbox = f"{base}:inbox"  # list of pushes, newest last, capped

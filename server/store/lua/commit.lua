@@ -2,32 +2,35 @@
 -- inbox + publish + outbox + timers.
 --
 -- KEYS (all carry the player's bucket tag, so one hash slot):
---   1 state     hash  ver, pseq, vs (the stamp of ver's writer), rule components (msgpack)
---   2 wallet    hash  bal, seq, head, held, debt, b:<YYYYMMDD> coins per expiry batch,
---                     h:<order id> "<coins>|<expires_ms>" per pending checkout hold, ck_seq
---                     (the last entry compaction archived: the journal starts after it)
---   3 journal   list  msgpack entries, oldest first: format 2
+--   1 state     hash  the player's one hash (layout 2, server/store/layout.py):
+--                     the rule's side: ver, pseq, vs (the stamp of ver's writer), rule
+--                     components (msgpack);
+--                     the wallet's side: bal, seq, head, held, debt, b:<YYYYMMDD> coins per
+--                     expiry batch, h:<order id> "<coins>|<expires_ms>" per pending checkout
+--                     hold, ck_seq (the last entry compaction archived: the journal starts
+--                     after it) and compaction's other ck_* fields
+--   2 journal   list  msgpack entries, oldest first: format 2
 --                     [seq, ts_s, account, amount, balance_after, batches, ref, tag]
 --                     (server/ledger/ledger.py; format-1 entries before them are read too)
---   4 txids     hash  transfer id -> "<seq>" (format 2), or "<kind>|<amount>|<account>|<seq>"
+--   3 txids     hash  transfer id -> "<seq>" (format 2), or "<kind>|<amount>|<account>|<seq>"
 --                     (format 1, and what compaction leaves of an archived entry's id, the
 --                     account by its code where it has one)
---   5 sys       hash  system account (bucket-local) -> balance, may be negative
---   6 inbox     list  push frames (msgpack), newest last: past inbox_max entries it is trimmed
+--   4 sys       hash  system account (bucket-local) -> balance, may be negative
+--   5 inbox     list  push frames (msgpack), newest last: past inbox_max entries it is trimmed
 --                     to the newest inbox_keep (a trim every few pushes, not on each one)
---   7 players   set   player ids of this bucket that own a wallet
---   8 reply     string "<balance>:<reply body>": the cached reply of a request id (ignored
+--   6 players   set   player ids of this bucket that own a wallet
+--   7 reply     string "<balance>:<reply body>": the cached reply of a request id (ignored
 --                     when reply_body == ""), one SET with its expiry
---   9 channel   pub/sub channel of the player (not a key; declared for the slot check)
---  10 holds     hash  checkout order id -> "pending|<coins>|<expires_ms>", "posted|<ms>" or
+--   8 channel   pub/sub channel of the player (not a key; declared for the slot check)
+--   9 holds     hash  checkout order id -> "pending|<coins>|<expires_ms>", "posted|<ms>" or
 --                     "voided|<ms>" (tombstones answer repeats; compaction prunes old ones)
---  11 outbox    list  credit orders for players in other slots (steal, water), see outbox.py
---  12 stats     hash  <source>:ordered coins ever put in the outbox, <source>:reversed coins
+--  10 outbox    list  credit orders for players in other slots (steal, water), see outbox.py
+--  11 stats     hash  <source>:ordered coins ever put in the outbox, <source>:reversed coins
 --                     of its credits reversed since, for the in-flight invariant
---  13 timers    zset  timers of the bucket scored by due ms, see timers.py
---  14 records   hash  platform records (an order's reward lines and refunds), compare-and-set
--- Keys 11-14 come only up to the last one the commit uses (orders: 12, counts: 12, timers:
--- 13, records: 14; apply in server/ledger/commit.py): each key is an argument Redis parses
+--  12 timers    zset  timers of the bucket scored by due ms, see timers.py
+--  13 records   hash  platform records (an order's reward lines and refunds), compare-and-set
+-- Keys 10-13 come only up to the last one the commit uses (orders: 11, counts: 11, timers:
+-- 12, records: 13; apply in server/ledger/commit.py): each key is an argument Redis parses
 -- and the server packs, and a credited sign-in uses none of them.
 -- ARGV:
 --   1 the header: one msgpack array (str, not bin: cmsgpack reads no bin) of
@@ -82,7 +85,8 @@
 -- debit or hold larger than the coins not held), "HOLD_NOT_FOUND", "HOLD_POSTED",
 -- "HOLD_VOIDED", "HOLD_MISMATCH", "HOLD_EXPIRED" (a hold op that its order's state refuses),
 -- "RECORD_CONFLICT" (a record changed since it was read: reload and retry) or "BAD_TRANSFER"
--- (malformed input, or a transfer id in the names this script makes: a bug in the caller).
+-- (malformed input, a transfer id in the names this script makes, or a state field named
+-- as one of the wallet's: a bug in the caller).
 -- Only "ok" writes anything.
 --
 -- Every check runs before the first write: Redis does not roll back a failed script.
@@ -97,6 +101,9 @@
 local ID_BYTES_MAX = 200  -- TRANSFER_ID_BYTES_MAX in server/ledger/ledger.py
 -- The codes of the accounts this script posts to by itself (server/ledger/accounts.py).
 local SCRIPT_ACCOUNTS = {['sink:expire'] = 14, clawback = 15}
+-- The hash's fields that are not the rule's (besides the b:, h: and ck_ prefixes).
+local BOOK_FIELDS = {ver = true, pseq = true, vs = true, bal = true, seq = true, head = true,
+  held = true, debt = true}
 -- One msgpack array (see the header): numbers arrive as numbers, and one argument costs
 -- Redis far less than twenty-one (each is parsed, copied into a Lua string and collected).
 local h = cmsgpack.unpack(ARGV[1])
@@ -132,27 +139,34 @@ local holds_at = timers_at + 2 * n_timers
 local records_at = holds_at + 4 * n_holds
 local counts_at = records_at + 3 * n_records
 
-local counters = redis.call('HMGET', KEYS[1], 'ver', 'pseq', 'vs')
-local ver = tonumber(counters[1] or '0')
-local pseq = tonumber(counters[2] or '0')
-local wallet = redis.call('HGETALL', KEYS[2])
+-- One read of the whole hash: the rule components come along unused, which costs Redis
+-- less than a second command for the counters (bench.commit_cost --instructions). Prefixes
+-- are told by their bytes (98 'b', 104 'h', 58 ':'): string.sub would make a string of each.
+local all = redis.call('HGETALL', KEYS[1])
+local ver, pseq, vs = 0, 0, ''
 local bal, seq, head, held, debt, ck_seq = 0, 0, '', 0, 0, 0
 local batches = {}
 local pending, indexed = {}, 0  -- order -> {coins, expires_ms}: the wallet's hold index
-for i = 1, #wallet, 2 do
-  local f, v = wallet[i], wallet[i + 1]
-  if f == 'bal' then bal = tonumber(v)
+for i = 1, #all, 2 do
+  local f, v = all[i], all[i + 1]
+  if f == 'ver' then ver = tonumber(v)
+  elseif f == 'pseq' then pseq = tonumber(v)
+  elseif f == 'vs' then vs = v
+  elseif f == 'bal' then bal = tonumber(v)
   elseif f == 'seq' then seq = tonumber(v)
   elseif f == 'head' then head = v
   elseif f == 'held' then held = tonumber(v)
   elseif f == 'debt' then debt = tonumber(v)
   elseif f == 'ck_seq' then ck_seq = tonumber(v)
-  elseif string.sub(f, 1, 2) == 'b:' then
-    batches[#batches + 1] = {tonumber(string.sub(f, 3)), tonumber(v)}
-  elseif string.sub(f, 1, 2) == 'h:' then
-    local coins, expires = string.match(v, '^(%d+)|(%d+)$')
-    pending[string.sub(f, 3)] = {tonumber(coins), tonumber(expires)}
-    indexed = indexed + tonumber(coins)
+  else
+    local c1, c2 = string.byte(f, 1, 2)
+    if c2 == 58 and c1 == 98 then
+      batches[#batches + 1] = {tonumber(string.sub(f, 3)), tonumber(v)}
+    elseif c2 == 58 and c1 == 104 then
+      local coins, expires = string.match(v, '^(%d+)|(%d+)$')
+      pending[string.sub(f, 3)] = {tonumber(coins), tonumber(expires)}
+      indexed = indexed + tonumber(coins)
+    end
   end
 end
 table.sort(batches, function(a, b) return a[1] < b[1] end)
@@ -167,21 +181,31 @@ if expected_ver >= 0 and ver ~= expected_ver then
   return refuse('CONFLICT')
 end
 if seen then
-  if (counters[3] or '') ~= seen_stamp then return refuse('CONFLICT') end
-  if reply_body ~= '' and redis.call('EXISTS', KEYS[8]) == 1 then return refuse('REPLAYED') end
+  if vs ~= seen_stamp then return refuse('CONFLICT') end
+  if reply_body ~= '' and redis.call('EXISTS', KEYS[7]) == 1 then return refuse('REPLAYED') end
 end
 if not today or not debt_add or debt_add < 0 or debt_add % 1 ~= 0 or not now then
   return refuse('BAD_TRANSFER')
 end
-local keys_needed = 10
-if n_orders > 0 or n_counts > 0 then keys_needed = 12 end
-if n_timers > 0 then keys_needed = 13 end
-if n_records > 0 then keys_needed = 14 end
+local keys_needed = 9
+if n_orders > 0 or n_counts > 0 then keys_needed = 11 end
+if n_timers > 0 then keys_needed = 12 end
+if n_records > 0 then keys_needed = 13 end
 if #KEYS < keys_needed then return refuse('BAD_TRANSFER') end
 for r = 0, n_records - 1 do
-  local current = redis.call('HGET', KEYS[14], ARGV[records_at + 1 + 3 * r]) or ''
+  local current = redis.call('HGET', KEYS[13], ARGV[records_at + 1 + 3 * r]) or ''
   if current ~= ARGV[records_at + 2 + 3 * r] then
     return refuse('RECORD_CONFLICT')
+  end
+end
+-- The rule's fields share the hash with the wallet's: a rule field never takes a name the
+-- books or the counters use.
+for i = 0, n_fields - 1 do
+  local f = ARGV[fields_at + 1 + 2 * i]
+  local c1, c2, c3 = string.byte(f, 1, 3)
+  if BOOK_FIELDS[f] or (c2 == 58 and (c1 == 98 or c1 == 104))
+      or (c1 == 99 and c2 == 107 and c3 == 95) then
+    return refuse('BAD_TRANSFER')
   end
 end
 for c = 0, n_counts - 1 do
@@ -194,11 +218,11 @@ end
 local reindex = indexed ~= held
 if reindex then
   pending, held = {}, 0
-  local all = redis.call('HGETALL', KEYS[10])
-  for i = 1, #all, 2 do
-    local coins, expires = string.match(all[i + 1], '^pending|(%d+)|(%d+)$')
+  local orders = redis.call('HGETALL', KEYS[9])
+  for i = 1, #orders, 2 do
+    local coins, expires = string.match(orders[i + 1], '^pending|(%d+)|(%d+)$')
     if coins then
-      pending[all[i]] = {tonumber(coins), tonumber(expires)}
+      pending[orders[i]] = {tonumber(coins), tonumber(expires)}
       held = held + tonumber(coins)
     end
   end
@@ -227,7 +251,7 @@ local function same_posting(seen, kind_amount, signed, account, stored_account)
       and (posted == account or posted == tostring(stored_account))
   end
   if at <= ck_seq then return false end
-  local raw = redis.call('LINDEX', KEYS[3], at - ck_seq - 1)
+  local raw = redis.call('LINDEX', KEYS[2], at - ck_seq - 1)
   if not raw then return false end
   local e = cmsgpack.unpack(raw)
   return e[1] == at and (e[3] == stored_account or e[3] == account) and e[4] == signed
@@ -240,7 +264,7 @@ local function stored_ref(id, ref)
 end
 local function taken(id)
   -- An id this script makes that is in txids already: refused, never overwritten.
-  return redis.call('HEXISTS', KEYS[4], id) == 1
+  return redis.call('HEXISTS', KEYS[3], id) == 1
 end
 local function spend(amount)
   -- Take `amount` from the batches that expire first; the list of batches moved.
@@ -285,7 +309,7 @@ local fresh_holds = 0
 for h = 0, n_holds - 1 do
   local op, order = ARGV[holds_at + 1 + 4 * h], ARGV[holds_at + 2 + 4 * h]
   local coins, expires_ms = tonumber(ARGV[holds_at + 3 + 4 * h]), ARGV[holds_at + 4 + 4 * h]
-  local now_state = hold_writes[order] or redis.call('HGET', KEYS[10], order)
+  local now_state = hold_writes[order] or redis.call('HGET', KEYS[9], order)
   local word = now_state and string.match(now_state, '^(%a+)')  -- "posted|<ms>" -> "posted"
   local pending_coins = word == 'pending' and tonumber(string.match(now_state, '^pending|(%d+)|'))
   if op == 'reserve' then
@@ -345,7 +369,7 @@ for t = 1, n_transfers do
     return refuse('BAD_TRANSFER')
   end
   in_call[id] = true
-  local seen = redis.call('HGET', KEYS[4], id)
+  local seen = redis.call('HGET', KEYS[3], id)
   if seen then
     local signed = kind == 'c' and amount or -amount
     if not same_posting(seen, kind_amount, signed, account, stored_account) then
@@ -433,10 +457,11 @@ local function frame(packed_kind, data, counted)
   push_frames[#push_frames + 1] = {bytes, counted}
 end
 
-local wallet_args, wallet_gone = {}, {}
+-- The rule's fields and the wallet's share the hash: one HSET writes both.
+local wallet_gone = {}
 local function wallet_set(f, v)
-  wallet_args[#wallet_args + 1] = f
-  wallet_args[#wallet_args + 1] = v
+  state_args[#state_args + 1] = f
+  state_args[#state_args + 1] = v
 end
 if #plan > 0 then
   local first_posting = seq == 0
@@ -458,10 +483,10 @@ if #plan > 0 then
     head = redis.sha1hex(head .. cmsgpack.pack(p[1]) .. entry)
     txids[#txids + 1] = p[1]
     txids[#txids + 1] = seq
-    redis.call('HINCRBY', KEYS[5], p[3], -p[4])
+    redis.call('HINCRBY', KEYS[4], p[3], -p[4])
   end
-  redis.call('RPUSH', KEYS[3], unpack(entries))
-  redis.call('HSET', KEYS[4], unpack(txids))
+  redis.call('RPUSH', KEYS[2], unpack(entries))
+  redis.call('HSET', KEYS[3], unpack(txids))
   wallet_set('bal', bal)
   wallet_set('seq', seq)
   wallet_set('head', head)
@@ -471,7 +496,7 @@ if #plan > 0 then
     end
   end
   if first_posting then
-    redis.call('SADD', KEYS[7], player_id)
+    redis.call('SADD', KEYS[6], player_id)
   end
   -- {balance: bal, delta: the change} with the keys as bytes: cmsgpack packs a table
   -- several times slower than the two numbers (bench.commit_cost --instructions).
@@ -486,22 +511,19 @@ if debt ~= debt_before then
   wallet_set('debt', debt)
 end
 for order, value in pairs(hold_writes) do
-  redis.call('HSET', KEYS[10], order, value)
+  redis.call('HSET', KEYS[9], order, value)
   if not pending[order] then wallet_gone[#wallet_gone + 1] = 'h:' .. order end
 end
 for order, p in pairs(pending) do
   if reindex or hold_writes[order] then wallet_set('h:' .. order, p[1] .. '|' .. p[2]) end
 end
 if #wallet_gone > 0 then
-  redis.call('HDEL', KEYS[2], unpack(wallet_gone))
-end
-if #wallet_args > 0 then
-  redis.call('HSET', KEYS[2], unpack(wallet_args))
+  redis.call('HDEL', KEYS[1], unpack(wallet_gone))
 end
 for r = 0, n_records - 1 do
   local at = records_at + 3 * r
   if ARGV[at + 3] ~= ARGV[at + 2] then
-    redis.call('HSET', KEYS[14], ARGV[at + 1], ARGV[at + 3])
+    redis.call('HSET', KEYS[13], ARGV[at + 1], ARGV[at + 3])
   end
 end
 
@@ -513,11 +535,11 @@ if #push_frames > 0 then
   local bytes = {}
   for _, f in ipairs(push_frames) do
     bytes[#bytes + 1] = f[1]
-    local got = redis.call(publish, KEYS[9], f[1])
+    local got = redis.call(publish, KEYS[8], f[1])
     if f[2] then receivers[#receivers + 1] = got end
   end
-  if redis.call('RPUSH', KEYS[6], unpack(bytes)) > inbox_max then
-    redis.call('LTRIM', KEYS[6], -inbox_keep, -1)
+  if redis.call('RPUSH', KEYS[5], unpack(bytes)) > inbox_max then
+    redis.call('LTRIM', KEYS[5], -inbox_keep, -1)
   end
   state_args[#state_args + 1] = 'pseq'
   state_args[#state_args + 1] = pseq
@@ -528,18 +550,18 @@ end
 
 for o = 0, n_orders - 1 do
   local source, amount = ARGV[orders_at + 1 + 3 * o], tonumber(ARGV[orders_at + 2 + 3 * o])
-  redis.call('RPUSH', KEYS[11], ARGV[orders_at + 3 + 3 * o])
-  redis.call('HINCRBY', KEYS[12], source .. ':ordered', amount)
+  redis.call('RPUSH', KEYS[10], ARGV[orders_at + 3 + 3 * o])
+  redis.call('HINCRBY', KEYS[11], source .. ':ordered', amount)
 end
 for c = 0, n_counts - 1 do
-  redis.call('HINCRBY', KEYS[12], ARGV[counts_at + 1 + 2 * c], tonumber(ARGV[counts_at + 2 + 2 * c]))
+  redis.call('HINCRBY', KEYS[11], ARGV[counts_at + 1 + 2 * c], tonumber(ARGV[counts_at + 2 + 2 * c]))
 end
 for t = 0, n_timers - 1 do
-  redis.call('ZADD', KEYS[13], tonumber(ARGV[timers_at + 2 + 2 * t]), ARGV[timers_at + 1 + 2 * t])
+  redis.call('ZADD', KEYS[12], tonumber(ARGV[timers_at + 2 + 2 * t]), ARGV[timers_at + 1 + 2 * t])
 end
 
 if reply_body ~= '' then
-  redis.call('SET', KEYS[8], bal .. ':' .. reply_body, 'EX', reply_ttl_s)
+  redis.call('SET', KEYS[7], bal .. ':' .. reply_body, 'EX', reply_ttl_s)
 end
 
 if #push_frames == 0 then pseq = 0 end

@@ -2,7 +2,8 @@
 -- transfer ids and hold tombstones older than the idempotency window (server/ledger/compaction.py).
 --
 -- KEYS (all carry the player's bucket tag, so one hash slot):
---   1 wallet   hash  ck_seq, ck_head, ck_bal, ck_batches, ck_accounts, ck_marks (see below)
+--   1 state    hash  the player's one hash: its ck_seq, ck_head, ck_bal, ck_batches,
+--                    ck_accounts and ck_marks (see below) are compaction's
 --   2 journal  list  msgpack entries, oldest first (format 1 or 2: server/ledger/ledger.py)
 --   3 txids    hash  transfer id -> "<seq>" (format 2) or "<kind>|<amount>|<account>|<seq>"
 --   4 holds    hash  order id -> "pending|..." or tombstone "posted|<ms>" / "voided|<ms>"
