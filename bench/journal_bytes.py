@@ -6,8 +6,10 @@ clock moved one day per round: jb_players x jb_days credited sign-ins, one journ
 each, on a fresh store: one embedded server, or the cluster's primaries (bench/stores.py).
 Then `MEMORY USAGE <key> SAMPLES 0` of every key of every primary (SCAN on each node),
 grouped by kind (journal, txids, sys, ...): the ledger's keys summed / entries is
-the figure of the target; the reply cache (24 h TTL), state (the player's one hash, the
-wallet's fields included) and push inbox are shown apart.
+the figure of the target. The player's one hash (`state`) counts with them since layout
+2 (server/store/layout.py): the wallet lives in it, beside the rule's fields, which it
+charges a few bytes per entry that the wallet's own hash did not. The reply cache (24 h
+TTL) and push inbox are shown apart.
 
 Then the compaction as the scheduled job runs it (server/jobs/compactor.py: compact_next
 over the whole ring of buckets, on the same clock, one day after the last sign-in), the
@@ -49,10 +51,11 @@ _SAMPLE = PlayerKeys("p")
 REPLY_KIND = _SAMPLE.reply("r").split(":")[3]  # the reply cache's segment, as keys.py names it
 # Not the coin ledger: bounded or expiring by themselves, or another book (growth); shown,
 # not counted in bytes per entry. Kinds are the keys' last segment (the reply cache's: its
-# fourth), taken from keys.py so a renamed key is still classified.
+# fourth), taken from keys.py so a renamed key is still classified. The state hash holds
+# the wallet (layout 2): it counts.
 NOT_LEDGER = frozenset(
     {
-        *(k.rsplit(":", 1)[-1] for k in (_SAMPLE.state, _SAMPLE.inbox, _SAMPLE.sockets)),
+        *(k.rsplit(":", 1)[-1] for k in (_SAMPLE.inbox, _SAMPLE.sockets)),
         *(k.rsplit(":", 1)[-1] for k in (_SAMPLE.timers, _SAMPLE.stats, _SAMPLE.outbox)),
         REPLY_KIND,
         "growth",
