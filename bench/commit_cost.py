@@ -67,6 +67,8 @@ SCRIPTS = {
 }
 
 Call = Callable[[int], Awaitable[object]]
+# The fields commit.lua reads of the player's one hash (layout 3).
+WALLET_READ = ("ver", "pseq", "vs", "bal", "seq", "head", "held", "debt", "ck_seq", "bt", "hx")
 
 
 def floor_args(n: int) -> tuple[PlayerKeys, list[str], list[bytes | str | int]]:
@@ -94,7 +96,7 @@ def floor_args(n: int) -> tuple[PlayerKeys, list[str], list[bytes | str | int]]:
         seq,
         balance,
         head,
-        f"b:{BATCH_INT}",
+        f"{BATCH_INT}={balance}",
         push,
         f"{balance}:r",
         b"x" * 20,
@@ -160,9 +162,9 @@ async def caller(store: Store, shape: str) -> Call:
         async def commands(n: int) -> object:
             _, k, v = floor_args(n)
             state = ("ver", v[2], "vs", v[1], "signin", v[8], "pseq", v[2])
-            wallet = ("bal", v[3], "seq", v[2], "head", v[4], v[5], v[3])
+            wallet = ("bal", v[3], "seq", v[2], "head", v[4], "bt", v[5])
             return await store.call_many(
-                ("HGETALL", k[0]),
+                ("HMGET", k[0], *WALLET_READ),
                 ("EXISTS", k[5]),
                 ("HGET", k[2], v[1]),
                 ("HINCRBY", k[3], "mint:signin", -10),

@@ -118,7 +118,8 @@ def cmd_store_migrate(settings: Settings, args: argparse.Namespace) -> int:
             await store.close()
         print(
             f"store migrate: layout {layout.LAYOUT}: {done.wallets} wallets moved into their "
-            f"state hash ({done.fields} fields): ok"
+            f"state hash ({done.fields} fields), {done.packed} wallets' batches and holds "
+            "packed: ok"
         )
         return 0
 

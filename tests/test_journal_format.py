@@ -185,7 +185,7 @@ async def test_a_format_1_journal_goes_on_in_format_2(
         head = new_head
     await redis.hset(
         keys.state,
-        mapping={"bal": balance, "seq": 2, "head": head, f"b:{batch_int(BATCH)}": balance},
+        mapping={"bal": balance, "seq": 2, "head": head, "bt": f"{batch_int(BATCH)}={balance}"},
     )
     await redis.hset(keys.sys, "mint:signin", -balance)
     await redis.sadd(players_index(keys.bucket), "ida")

@@ -1,6 +1,7 @@
-"""The store's layout (server/store/layout.py): a layout-1 store, whose wallets are hashes of
-their own, is refused by the server and the tools until `manor store migrate` moves every
-wallet into its player's state hash; its books still prove afterwards, and go on."""
+"""The store's layout (server/store/layout.py): a store of layout 1 (wallets as hashes of
+their own) or 2 (batches and holds as a field each) is refused by the server and the tools
+until `manor store migrate` takes it to layout 3; its books still prove afterwards, and go
+on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import zlib
 from datetime import date
 from pathlib import Path
 
+import msgpack
 import pytest
 from redis.asyncio import Redis
 
@@ -27,10 +29,18 @@ PLAYERS = ("ann", "bo:b", "cy")  # a player id may hold `:`
 
 
 def wallet_field(name: bytes) -> bool:
-    """Whether a state-hash field is the wallet's (commit.lua's header, compact.lua's)."""
+    """Whether a layout-2 state-hash field is the wallet's (commit.lua's header then)."""
     return name in (b"bal", b"seq", b"head", b"held", b"debt") or name.startswith(
         (b"b:", b"h:", b"ck_")
     )
+
+
+def comparable(state: dict[bytes, bytes]) -> dict[bytes, object]:
+    """A layout-3 hash with its hold index decoded (a msgpack map's order is not kept)."""
+    out: dict[bytes, object] = dict(state)
+    if b"hx" in out:
+        out[b"hx"] = msgpack.unpackb(state[b"hx"], raw=False)
+    return out
 
 
 async def books(store: Store) -> None:
@@ -46,14 +56,37 @@ async def books(store: Store) -> None:
         assert done.status == "ok"
 
 
-async def as_layout_1(redis: Redis) -> dict[str, dict[bytes, bytes]]:
-    """Split each player's one hash as a layout-1 server kept it: the wallet's fields in
-    `<base>:wallet`, the rule's in `<base>:state`. Returns the hashes before the split."""
+async def as_layout_2(redis: Redis) -> dict[str, dict[bytes, bytes]]:
+    """Unpack each player's batches and hold index as a layout-2 server kept them
+    (`b:<day>` = coins, `h:<order>` = `<coins>|<expires_ms>`), and mark the store 2.
+    Returns the hashes before."""
     before = {}
     for player in PLAYERS:
         keys = PlayerKeys(player)
         state = await redis.hgetall(keys.state)
         before[player] = state
+        fields = {
+            f"b:{pair.split(b'=')[0].decode()}": pair.split(b"=")[1]
+            for pair in state[b"bt"].split(b",")
+        }
+        index = msgpack.unpackb(state[b"hx"], raw=False)
+        fields |= {
+            f"h:{order}": f"{coins}|{expires}".encode() for order, (coins, expires) in index.items()
+        }
+        await redis.hset(keys.state, mapping=fields)  # type: ignore[arg-type]
+        await redis.hdel(keys.state, "bt", "hx")
+    await redis.set(layout.LAYOUT_KEY, 2)
+    return before
+
+
+async def as_layout_1(redis: Redis) -> dict[str, dict[bytes, bytes]]:
+    """As layout 2, then split each player's hash as a layout-1 server kept it: the
+    wallet's fields in `<base>:wallet`, the rule's in `<base>:state`, no mark. Returns the
+    hashes before."""
+    before = await as_layout_2(redis)
+    for player in PLAYERS:
+        keys = PlayerKeys(player)
+        state = await redis.hgetall(keys.state)
         wallet = {f: v for f, v in state.items() if wallet_field(f)}
         assert wallet[b"bal"] and wallet[b"held"] == b"7"
         await redis.hset(layout.legacy_wallet_key(player), mapping=wallet)  # type: ignore[arg-type]
@@ -82,11 +115,12 @@ async def test_a_layout_1_store_is_refused_then_migrated_and_its_books_prove(
     assert await redis.get(layout.LAYOUT_KEY) is None
 
     done = await layout.migrate(store)
-    assert done.wallets == len(PLAYERS)
-    assert done.fields == sum(sum(map(wallet_field, h)) for h in before.values())
+    assert (done.wallets, done.packed) == (len(PLAYERS), len(PLAYERS))
+    assert done.fields == sum(sum(map(wallet_field, h)) + 2 for h in before.values())
     assert await keys_matching(redis, "*:wallet") == []
     for player in PLAYERS:
-        assert await redis.hgetall(PlayerKeys(player).state) == before[player]
+        after = await redis.hgetall(PlayerKeys(player).state)
+        assert comparable(after) == comparable(before[player])
     assert (await verify(redis)).ok
     await layout.check(redis)
 
@@ -99,7 +133,43 @@ async def test_a_layout_1_store_is_refused_then_migrated_and_its_books_prove(
     assert (await verify(redis)).ok
 
     again = await layout.migrate(store)  # resumable: nothing left to move
-    assert (again.wallets, again.fields) == (0, 0)
+    assert (again.wallets, again.fields, again.packed) == (0, 0, 0)
+
+
+async def test_a_layout_2_store_is_refused_then_packed(store: Store, redis: Redis) -> None:
+    await books(store)
+    before = await as_layout_2(redis)
+    with pytest.raises(layout.LayoutRefused, match=r"layout 2 .* `manor store migrate`"):
+        await layout.check(redis)
+    done = await layout.migrate(store)
+    assert (done.wallets, done.packed) == (0, len(PLAYERS))
+    for player in PLAYERS:
+        after = await redis.hgetall(PlayerKeys(player).state)
+        assert comparable(after) == comparable(before[player])
+        assert not [f for f in after if f.startswith((b"b:", b"h:"))]
+    assert (await verify(redis)).ok
+    await layout.check(redis)
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"b:20270630": "10", "bt": "20270630=10"}, "CLASH"),
+        ({"h:o1": "5|99", "hx": "x"}, "CLASH"),
+        ({"b:20270630": "ten"}, "BAD"),
+        ({"h:o1": "5"}, "BAD"),
+    ],
+)
+async def test_a_wallet_that_cannot_be_packed_is_left_as_it_is(
+    store: Store, redis: Redis, fields: dict[str, str], status: str
+) -> None:
+    keys = PlayerKeys("fay")
+    await redis.hset(keys.state, mapping={**fields, "bal": 10})  # type: ignore[arg-type]
+    before = await redis.hgetall(keys.state)
+    with pytest.raises(layout.LayoutRefused, match=f"fay.*{status}"):
+        await layout.migrate(store)
+    assert await redis.hgetall(keys.state) == before
+    assert await redis.get(layout.LAYOUT_KEY) is None
 
 
 async def test_a_wallet_whose_fields_clash_with_the_state_hash_is_not_moved(
@@ -127,7 +197,7 @@ def test_only_a_players_own_wallet_key_names_a_layout_1_wallet() -> None:
     assert layout.legacy_wallet(f"m:{{b{wrong}}}:ann:wallet".encode()) is None
 
 
-@pytest.mark.parametrize("field", ["bal", "head", "b:20270630", "h:order-1", "ck_seq", "pseq"])
+@pytest.mark.parametrize("field", ["bal", "head", "bt", "hx", "ck_seq", "pseq"])
 async def test_a_rule_field_named_as_the_books_is_refused_unwritten(
     store: Store, redis: Redis, field: str
 ) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgpack
 import pytest
 from redis.asyncio import Redis
 
@@ -427,7 +428,7 @@ async def test_reversing_outbox_credits_keeps_the_audit_clean(
 
 
 async def test_holds_reserved_before_the_wallet_index_lapse_too(store: Store, redis: Redis) -> None:
-    """A pending hold written before the wallet's `h:` index existed: the next commit reads
+    """A pending hold written before the wallet's hold index existed: the next commit reads
     the holds hash once, voids what is past its time and indexes the rest."""
     keys = PlayerKeys("max")
     await apply(store, keys, Commit(transfers=[Transfer("seed", "c", 50, "mint:x", JUNE)]), NOW_MS)
@@ -437,8 +438,8 @@ async def test_holds_reserved_before_the_wallet_index_lapse_too(store: Store, re
     touched = await apply(store, keys, Commit(), NOW_MS + 5)
     assert (touched.status, touched.held) == ("ok", 10)
     assert await redis.hget(keys.holds, "old") == f"voided|{NOW_MS + 5}".encode()
-    assert await redis.hget(keys.state, "h:new") == f"10|{NOW_MS + 10**9}".encode()
-    assert await redis.hget(keys.state, "h:old") is None
+    index = msgpack.unpackb(await redis.hget(keys.state, "hx"), raw=False)
+    assert index == {"new": [10, NOW_MS + 10**9]}
 
 
 async def test_the_sweep_voids_holds_of_wallets_nobody_touches(

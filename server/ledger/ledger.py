@@ -251,12 +251,16 @@ class Wallet:
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> Wallet:
-        batches = {batch_date(int(k[2:])): int(v) for k, v in raw.items() if k.startswith(b"b:")}
+        """The wallet's fields of a player's one hash (layout 3: commit.lua's header)."""
+        batches = {}
+        for pair in raw.get(b"bt", b"").split(b","):
+            if pair:
+                day, coins = pair.split(b"=")
+                batches[batch_date(int(day))] = int(coins)
         holds = {}
-        for k, v in raw.items():
-            if k.startswith(b"h:"):
-                coins, expires_ms = v.split(b"|")
-                holds[k[2:].decode()] = (int(coins), int(expires_ms))
+        if b"hx" in raw:
+            index = msgpack.unpackb(raw[b"hx"], raw=False)
+            holds = {str(order): (int(p[0]), int(p[1])) for order, p in index.items()}
         checkpoint = Checkpoint()
         if b"ck_seq" in raw:
             ck_batches = msgpack.unpackb(raw.get(b"ck_batches", b"\x80"), strict_map_key=False)
@@ -282,7 +286,7 @@ class Wallet:
     def held_at(self, now_ms: int) -> int:
         """Coins held at now_ms: a pending hold past its expires_ms is void whether or not a
         commit has written that yet (commit.lua voids it on the player's next commit). The
-        wallet's index `h:<order>` lists the pending holds; a wallet whose index does not add
+        wallet's index `hx` lists the pending holds; a wallet whose index does not add
         up to `held` (holds reserved before the index) counts `held` as it stands."""
         if sum(coins for coins, _ in self.holds.values()) != self.held:
             return self.held

@@ -79,7 +79,7 @@ class PlayerKeys:
         t = tag(self.bucket)
         base = f"{PREFIX}:{t}:{player_id}"
         # hash: the rule's ver, pseq, vs and components (msgpack), and the wallet's bal, seq,
-        # head, held, debt, b:<YYYYMMDD> per batch, h:<order> per hold, ck_* (layout.py)
+        # head, held, debt, bt (the batches), hx (the hold index), ck_* (layout.py)
         self.state = f"{base}:state"
         self.journal = f"{base}:journal"  # list of msgpack entries, oldest first
         self.txids = f"{base}:txids"  # hash: transfer id -> "<kind>|<coins>|<account>|<seq>"

@@ -1,17 +1,21 @@
-"""The store's layout: which keys hold a player's data, and the step from the last one.
+"""The store's layout: which keys and fields hold a player's data, and the steps between.
 
 Layout 1 kept a player's wallet (balance, batches, holds index, checkpoint) in a hash of its
 own, `<player base>:wallet`. Layout 2 keeps those fields in the player's state hash beside
 the rule's (keys.py), so a commit reads and writes one hash where it read and wrote two:
-two Redis commands less per credit (docs/benchmark.md, the one-hash layout).
+two Redis commands less per credit (docs/benchmark.md, the one-hash layout). Layout 3
+keeps the batches (`b:<day>` fields in layout 2) and the hold index (`h:<order>`) as one
+field each, `bt` and `hx`, so that a commit reads the hash by name (HMGET) and not the
+rule's components with it.
 
 The store names its layout at LAYOUT_KEY. A server, and every `manor` tool that reads the
-books, refuses a store of another layout (`check`): a layout-2 server on a layout-1 store
-would read every wallet as empty and post on top of it. A store without the mark is marked
-as this layout when it holds no layout-1 wallet (a new store). `manor store migrate`
-(`migrate`) moves every layout-1 wallet into its state hash and marks the store; every
-server of the old layout must be stopped first, since one would go on writing wallets
-beside the moved ones.
+books, refuses a store of another layout (`check`): this server would read a layout-1
+store's wallets as empty and a layout-2 store's batches as none, and post on top of them.
+A store without the mark is marked as this layout when it holds no layout-1 wallet (a new
+store). `manor store migrate` (`migrate`) takes the store through each step from its
+layout to this one (1 -> 2: every wallet hash into its state hash; 2 -> 3: every state
+hash's batch and hold fields packed) and marks the store; every server of an older layout
+must be stopped first, since one would go on writing the old shape beside the new one.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from redis.asyncio import Redis, RedisCluster
 from server.store.keys import PREFIX, PlayerKeys, bucket_of, tag
 from server.store.store import Store
 
-LAYOUT = 2
+LAYOUT = 3
 LAYOUT_KEY = f"{PREFIX}:{{layout}}"
 LEGACY_WALLET_MATCH = f"{PREFIX}:{{b*}}:*:wallet"
 LEGACY_WALLET_RE = re.compile(rb"^" + PREFIX.encode() + rb":\{b(\d+)\}:(.+):wallet$", re.DOTALL)
+STATE_MATCH = f"{PREFIX}:{{b*}}:*:state"
+STATE_RE = re.compile(rb"^" + PREFIX.encode() + rb":\{b(\d+)\}:(.+):state$", re.DOTALL)
 SCAN_COUNT = 1000  # keys a SCAN step looks at, per primary
-MIGRATE_IN_FLIGHT = 200  # merge_wallet.lua calls sent before their answers are awaited
+MIGRATE_IN_FLIGHT = 200  # migration scripts sent before their answers are awaited
 
 
 class LayoutRefused(Exception):
@@ -42,6 +48,7 @@ class LayoutRefused(Exception):
 class Migration:
     wallets: int = 0  # layout-1 wallets moved into their state hash
     fields: int = 0  # fields they held
+    packed: int = 0  # state hashes whose layout-2 batch and hold fields were packed
 
 
 def legacy_wallet_key(player_id: str) -> str:
@@ -49,22 +56,33 @@ def legacy_wallet_key(player_id: str) -> str:
     return f"{PREFIX}:{tag(bucket_of(player_id))}:{player_id}:wallet"
 
 
-def legacy_wallet(key: bytes) -> str | None:
-    """The player whose layout-1 wallet `key` is, or None for any other key (a player id
+def _player_of(pattern: re.Pattern[bytes], key: bytes) -> str | None:
+    """The player whose key `key` is, by `pattern`, or None for any other key (a player id
     may hold `:`, so the bucket must be the player's own)."""
-    found = LEGACY_WALLET_RE.match(key)
+    found = pattern.match(key)
     if found is None:
         return None
     player_id = found.group(2).decode()
     return player_id if bucket_of(player_id) == int(found.group(1)) else None
 
 
-async def _legacy_wallets(redis: Redis | RedisCluster) -> AsyncIterator[str]:
-    """Every player with a layout-1 wallet hash (SCAN: on a cluster, of every primary)."""
-    async for key in redis.scan_iter(match=LEGACY_WALLET_MATCH, count=SCAN_COUNT, _type="hash"):
-        player_id = legacy_wallet(key)
+def legacy_wallet(key: bytes) -> str | None:
+    """The player whose layout-1 wallet `key` is, or None for any other key."""
+    return _player_of(LEGACY_WALLET_RE, key)
+
+
+async def _players(
+    redis: Redis | RedisCluster, match: str, pattern: re.Pattern[bytes]
+) -> AsyncIterator[str]:
+    """Every player with a hash key of this shape (SCAN: on a cluster, of every primary)."""
+    async for key in redis.scan_iter(match=match, count=SCAN_COUNT, _type="hash"):
+        player_id = _player_of(pattern, key)
         if player_id is not None:
             yield player_id
+
+
+def _legacy_wallets(redis: Redis | RedisCluster) -> AsyncIterator[str]:
+    return _players(redis, LEGACY_WALLET_MATCH, LEGACY_WALLET_RE)
 
 
 async def check(redis: Redis | RedisCluster) -> None:
@@ -73,6 +91,11 @@ async def check(redis: Redis | RedisCluster) -> None:
     if raw is not None:
         if int(raw) == LAYOUT:
             return
+        if int(raw) < LAYOUT:
+            raise LayoutRefused(
+                f"the store is of layout {int(raw)} and this server of layout {LAYOUT}: "
+                "stop every server, then run `manor store migrate` (docs/operations.md)"
+            )
         raise LayoutRefused(
             f"the store is of layout {int(raw)} and this server of layout {LAYOUT}: "
             "run the server version that wrote it"
@@ -88,9 +111,10 @@ async def check(redis: Redis | RedisCluster) -> None:
 
 
 async def migrate(store: Store) -> Migration:
-    """Move every layout-1 wallet into its player's state hash, then mark the store. Safe
-    to run again, and to resume after a crash: a moved wallet is gone, so it is not moved
-    twice, and the mark is written only once every wallet is moved."""
+    """Take the store to this layout, then mark it: every layout-1 wallet into its
+    player's state hash, then every state hash's layout-2 batch and hold fields packed.
+    Safe to run again, and to resume after a crash: each step's script finds nothing to do
+    on a player it did, and the mark is written only once every player is done."""
     raw = await store.redis.get(LAYOUT_KEY)
     if raw is not None and int(raw) > LAYOUT:
         raise LayoutRefused(f"the store is of layout {int(raw)}, newer than this tool's {LAYOUT}")
@@ -102,6 +126,13 @@ async def migrate(store: Store) -> Migration:
             await _merge(store, batch, done)
             batch = []
     await _merge(store, batch, done)
+    batch = []
+    async for player_id in _players(store.redis, STATE_MATCH, STATE_RE):
+        batch.append(player_id)
+        if len(batch) >= MIGRATE_IN_FLIGHT:
+            await _pack(store, batch, done)
+            batch = []
+    await _pack(store, batch, done)
     await store.redis.set(LAYOUT_KEY, LAYOUT)
     return done
 
@@ -123,3 +154,19 @@ async def _merge(store: Store, players: list[str], done: Migration) -> None:
         if status == b"ok":
             done.wallets += 1
             done.fields += int(moved)
+
+
+async def _pack(store: Store, players: list[str], done: Migration) -> None:
+    """One pack_wallet.lua call per player, all in flight at once."""
+    got = await asyncio.gather(
+        *(store.durable_script("pack_wallet", (PlayerKeys(p).state,), ()) for p in players)
+    )
+    for player_id, (status, _) in zip(players, got, strict=True):
+        if status in (b"CLASH", b"BAD"):
+            raise LayoutRefused(
+                f"player {player_id!r}: its batch or hold fields cannot be packed "
+                f"({status.decode()}); nothing of this player was changed (the others "
+                "were: run it again once fixed)"
+            )
+        if status == b"ok":
+            done.packed += 1

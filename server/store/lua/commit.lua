@@ -2,13 +2,14 @@
 -- inbox + publish + outbox + timers.
 --
 -- KEYS (all carry the player's bucket tag, so one hash slot):
---   1 state     hash  the player's one hash (layout 2, server/store/layout.py):
+--   1 state     hash  the player's one hash (layout 3, server/store/layout.py):
 --                     the rule's side: ver, pseq, vs (the stamp of ver's writer), rule
---                     components (msgpack);
---                     the wallet's side: bal, seq, head, held, debt, b:<YYYYMMDD> coins per
---                     expiry batch, h:<order id> "<coins>|<expires_ms>" per pending checkout
---                     hold, ck_seq (the last entry compaction archived: the journal starts
---                     after it) and compaction's other ck_* fields
+--                     components (msgpack, never read here);
+--                     the wallet's side: bal, seq, head, held, debt, bt (the coins per
+--                     expiry batch, oldest first: "<YYYYMMDD>=<coins>,..."), hx (the index of
+--                     pending checkout holds: msgpack map order id -> [coins, expires_ms]),
+--                     ck_seq (the last entry compaction archived: the journal starts after
+--                     it) and compaction's other ck_* fields
 --   2 journal   list  msgpack entries, oldest first: format 2
 --                     [seq, ts_s, account, amount, balance_after, batches, ref, tag]
 --                     (server/ledger/ledger.py; format-1 entries before them are read too)
@@ -86,7 +87,7 @@
 -- "HOLD_VOIDED", "HOLD_MISMATCH", "HOLD_EXPIRED" (a hold op that its order's state refuses),
 -- "RECORD_CONFLICT" (a record changed since it was read: reload and retry) or "BAD_TRANSFER"
 -- (malformed input, a transfer id in the names this script makes, or a state field named
--- as one of the wallet's: a bug in the caller).
+-- as one of the wallet's or the counters': a bug in the caller).
 -- Only "ok" writes anything.
 --
 -- Every check runs before the first write: Redis does not roll back a failed script.
@@ -101,9 +102,9 @@
 local ID_BYTES_MAX = 200  -- TRANSFER_ID_BYTES_MAX in server/ledger/ledger.py
 -- The codes of the accounts this script posts to by itself (server/ledger/accounts.py).
 local SCRIPT_ACCOUNTS = {['sink:expire'] = 14, clawback = 15}
--- The hash's fields that are not the rule's (besides the b:, h: and ck_ prefixes).
+-- The hash's fields that are not the rule's (besides the ck_ prefix).
 local BOOK_FIELDS = {ver = true, pseq = true, vs = true, bal = true, seq = true, head = true,
-  held = true, debt = true}
+  held = true, debt = true, bt = true, hx = true}
 -- One msgpack array (see the header): numbers arrive as numbers, and one argument costs
 -- Redis far less than twenty-one (each is parsed, copied into a Lua string and collected).
 local h = cmsgpack.unpack(ARGV[1])
@@ -139,39 +140,26 @@ local holds_at = timers_at + 2 * n_timers
 local records_at = holds_at + 4 * n_holds
 local counts_at = records_at + 3 * n_records
 
--- One read of the whole hash: the rule components come along unused, which costs Redis
--- less than a second command for the counters (bench.commit_cost --instructions). Prefixes
--- are told by their bytes (98 'b', 104 'h', 58 ':'): string.sub would make a string of each.
-local all = redis.call('HGETALL', KEYS[1])
-local ver, pseq, vs = 0, 0, ''
-local bal, seq, head, held, debt, ck_seq = 0, 0, '', 0, 0, 0
-local batches = {}
+-- One read, by name: the rule's components are not read (the batches and the hold index
+-- are one field each so that a commit can name every field it needs).
+local got = redis.call('HMGET', KEYS[1], 'ver', 'pseq', 'vs', 'bal', 'seq', 'head', 'held',
+  'debt', 'ck_seq', 'bt', 'hx')
+local ver, pseq, vs = tonumber(got[1] or '0'), tonumber(got[2] or '0'), got[3] or ''
+local bal, seq, head = tonumber(got[4] or '0'), tonumber(got[5] or '0'), got[6] or ''
+local held, debt, ck_seq = tonumber(got[7] or '0'), tonumber(got[8] or '0'), tonumber(got[9] or '0')
+local batches = {}  -- {day, coins}, oldest first, as `bt` keeps them
+for day, coins in string.gmatch(got[10] or '', '(%d+)=(%d+)') do
+  batches[#batches + 1] = {tonumber(day), tonumber(coins)}
+end
 local pending, indexed = {}, 0  -- order -> {coins, expires_ms}: the wallet's hold index
-for i = 1, #all, 2 do
-  local f, v = all[i], all[i + 1]
-  if f == 'ver' then ver = tonumber(v)
-  elseif f == 'pseq' then pseq = tonumber(v)
-  elseif f == 'vs' then vs = v
-  elseif f == 'bal' then bal = tonumber(v)
-  elseif f == 'seq' then seq = tonumber(v)
-  elseif f == 'head' then head = v
-  elseif f == 'held' then held = tonumber(v)
-  elseif f == 'debt' then debt = tonumber(v)
-  elseif f == 'ck_seq' then ck_seq = tonumber(v)
-  else
-    local c1, c2 = string.byte(f, 1, 2)
-    if c2 == 58 and c1 == 98 then
-      batches[#batches + 1] = {tonumber(string.sub(f, 3)), tonumber(v)}
-    elseif c2 == 58 and c1 == 104 then
-      local coins, expires = string.match(v, '^(%d+)|(%d+)$')
-      pending[string.sub(f, 3)] = {tonumber(coins), tonumber(expires)}
-      indexed = indexed + tonumber(coins)
-    end
+if got[11] then
+  for order, p in pairs(cmsgpack.unpack(got[11])) do
+    pending[order] = p
+    indexed = indexed + p[1]
   end
 end
-table.sort(batches, function(a, b) return a[1] < b[1] end)
 local balance_before, held_before, debt_before = bal, held, debt
-local touched = {}  -- batch -> true: the batch fields this commit rewrites
+local touched = false  -- whether this commit moves coins of a batch: `bt` is rewritten
 
 local function refuse(status)
   return {status, balance_before, ver, 0, {}, held_before, debt_before}
@@ -203,8 +191,7 @@ end
 for i = 0, n_fields - 1 do
   local f = ARGV[fields_at + 1 + 2 * i]
   local c1, c2, c3 = string.byte(f, 1, 3)
-  if BOOK_FIELDS[f] or (c2 == 58 and (c1 == 98 or c1 == 104))
-      or (c1 == 99 and c2 == 107 and c3 == 95) then
+  if BOOK_FIELDS[f] or (c1 == 99 and c2 == 107 and c3 == 95) then
     return refuse('BAD_TRANSFER')
   end
 end
@@ -274,7 +261,7 @@ local function spend(amount)
       local take = math.min(left, b[2])
       b[2] = b[2] - take
       left = left - take
-      touched[b[1]] = true
+      touched = true
       moved[#moved + 1] = b[1]
       moved[#moved + 1] = -take
     end
@@ -295,7 +282,7 @@ if today > 0 then
       local gone = b[2] - kept
       b[2] = b[2] - gone
       bal = bal - gone
-      touched[b[1]] = true
+      touched = true
       local id = 'expire:' .. b[1] .. ':' .. (seq + #plan + 1)
       if taken(id) then return refuse('TRANSFER_MISMATCH') end
       plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, stored_ref(id, 'expired'),
@@ -380,7 +367,7 @@ for t = 1, n_transfers do
     if kind == 'c' then
       bal = bal + amount
       local found = false
-      touched[tonumber(batch)] = true
+      touched = true
       for _, b in ipairs(batches) do
         if b[1] == tonumber(batch) then b[2] = b[2] + amount; found = true end
       end
@@ -490,10 +477,12 @@ if #plan > 0 then
   wallet_set('bal', bal)
   wallet_set('seq', seq)
   wallet_set('head', head)
-  for _, b in ipairs(batches) do
-    if touched[b[1]] then
-      if b[2] > 0 then wallet_set('b:' .. b[1], b[2]) else wallet_gone[#wallet_gone + 1] = 'b:' .. b[1] end
+  if touched then
+    local kept = {}
+    for _, b in ipairs(batches) do
+      if b[2] > 0 then kept[#kept + 1] = b[1] .. '=' .. b[2] end
     end
+    if #kept > 0 then wallet_set('bt', table.concat(kept, ',')) else wallet_gone[#wallet_gone + 1] = 'bt' end
   end
   if first_posting then
     redis.call('SADD', KEYS[6], player_id)
@@ -510,12 +499,13 @@ end
 if debt ~= debt_before then
   wallet_set('debt', debt)
 end
+local holds_moved = reindex
 for order, value in pairs(hold_writes) do
   redis.call('HSET', KEYS[9], order, value)
-  if not pending[order] then wallet_gone[#wallet_gone + 1] = 'h:' .. order end
+  holds_moved = true
 end
-for order, p in pairs(pending) do
-  if reindex or hold_writes[order] then wallet_set('h:' .. order, p[1] .. '|' .. p[2]) end
+if holds_moved then
+  if next(pending) then wallet_set('hx', cmsgpack.pack(pending)) else wallet_gone[#wallet_gone + 1] = 'hx' end
 end
 if #wallet_gone > 0 then
   redis.call('HDEL', KEYS[1], unpack(wallet_gone))
