@@ -4,7 +4,8 @@
 layout-1 server left them (a state hash with a sign-in field, a wallet hash with balance,
 seq, head and a batch, a journal of one entry: three keys each) on a fresh embedded store
 with appendfsync always, then runs server/store/layout.py's `migrate` as the command does
-and prints wallets per second and the time per million keys scanned.
+(each wallet into its state hash, then each state hash's batch packed: two SCANs, two
+scripts per player) and prints players per second and the time per million keys.
 What it must show: an operator can plan the upgrade's stop from the store's size.
 """
 
@@ -56,8 +57,8 @@ async def run(players: int, cluster: bool) -> dict[str, float]:
             elapsed_s = time.perf_counter() - started
         finally:
             await store.close()
-    if done.wallets != players:
-        raise RuntimeError(f"moved {done.wallets} wallets of {players}")
+    if (done.wallets, done.packed) != (players, players):
+        raise RuntimeError(f"moved {done.wallets} and packed {done.packed} of {players}")
     figures = {
         "players": players,
         "keys": keys,
@@ -66,8 +67,8 @@ async def run(players: int, cluster: bool) -> dict[str, float]:
         "s_per_million_keys": elapsed_s / keys * 1e6,
     }
     print(
-        f"layout migrate ({label(shape)}): {players} wallets among {keys} keys in "
-        f"{elapsed_s:.1f} s: {figures['wallets_per_s']:.0f} wallets/s, "
+        f"layout migrate ({label(shape)}): {players} players (layout 1 -> 3) among {keys} "
+        f"keys in {elapsed_s:.1f} s: {figures['wallets_per_s']:.0f} players/s, "
         f"{figures['s_per_million_keys']:.1f} s per million keys"
     )
     return figures
