@@ -8,6 +8,9 @@ commands the script calls). Each shape runs on a fresh embedded store, 100 calls
 through the server's own Store (its pipelined link):
 
 - `commit`: a credited sign-in's commit.lua call, as `apply` makes it;
+- `commit_manor`: the same on players whose hash also holds 480 bytes of the manor's
+  rule components (`farm`, `daily`, `notify`, `thefts`), as a player of the farm game
+  carries: what a commit costs when the hash holds more than the sign-in's field;
 - `floor`: bench/lua/commit_floor.lua, the same Redis commands on the same keys with
   every value computed here: the commit without its logic;
 - `commands`: those commands sent without a script, pipelined (not atomic): what the data
@@ -58,7 +61,14 @@ BATCH = date(2027, 6, 30)
 BATCH_INT = 20270630
 COMMITS_MAX = 1_000_000
 LUA = Path(__file__).parent / "lua"
-SHAPES = ("commit", "floor", "commands", "noop", "one_hash_floor", "one_hash_min")
+SHAPES = ("commit", "commit_manor", "floor", "commands", "noop", "one_hash_floor", "one_hash_min")
+# commit_manor's components: the sizes of a farm player's, the bytes themselves arbitrary
+MANOR_COMPONENTS = {
+    "farm": b"f" * 300,
+    "daily": b"d" * 40,
+    "notify": b"n" * 60,
+    "thefts": b"t" * 80,
+}
 SCRIPTS = {
     "floor": "commit_floor",
     "noop": "noop",
@@ -136,7 +146,12 @@ def one_hash_min_args(n: int) -> tuple[list[str], list[bytes | str | int]]:
 
 async def caller(store: Store, shape: str) -> Call:
     """One call of the shape, for call number n."""
-    if shape == "commit":
+    if shape == "commit_manor":
+        fields = [part for pair in MANOR_COMPONENTS.items() for part in pair]
+        await store.call_many(
+            *[("HSET", PlayerKeys(f"p{n}").state, *fields) for n in range(PLAYERS)]
+        )
+    if shape in ("commit", "commit_manor"):
 
         async def commit(n: int) -> object:
             player = f"p{n % PLAYERS}"
