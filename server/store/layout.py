@@ -119,20 +119,17 @@ async def migrate(store: Store) -> Migration:
     if raw is not None and int(raw) > LAYOUT:
         raise LayoutRefused(f"the store is of layout {int(raw)}, newer than this tool's {LAYOUT}")
     done = Migration()
-    batch: list[str] = []
-    async for player_id in _legacy_wallets(store.redis):
-        batch.append(player_id)
-        if len(batch) >= MIGRATE_IN_FLIGHT:
-            await _merge(store, batch, done)
-            batch = []
-    await _merge(store, batch, done)
-    batch = []
-    async for player_id in _players(store.redis, STATE_MATCH, STATE_RE):
-        batch.append(player_id)
-        if len(batch) >= MIGRATE_IN_FLIGHT:
-            await _pack(store, batch, done)
-            batch = []
-    await _pack(store, batch, done)
+    for players, step in (
+        (_legacy_wallets(store.redis), _merge),  # 1 -> 2
+        (_players(store.redis, STATE_MATCH, STATE_RE), _pack),  # 2 -> 3
+    ):
+        batch: list[str] = []
+        async for player_id in players:
+            batch.append(player_id)
+            if len(batch) >= MIGRATE_IN_FLIGHT:
+                await step(store, batch, done)
+                batch = []
+        await step(store, batch, done)
     await store.redis.set(LAYOUT_KEY, LAYOUT)
     return done
 
