@@ -10,7 +10,7 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 
-from server.ledger.commit import Commit, HoldOp, apply
+from server.ledger.commit import HOLDS_PENDING_MAX, Commit, HoldOp, apply
 from server.ledger.ledger import Entry, Transfer, Wallet, lua_arg
 from server.ledger.verify import live_entries, verify
 from server.store.keys import PlayerKeys, players_index
@@ -368,6 +368,28 @@ async def test_hold_refusals_leave_no_write(
     before = await snapshot(redis)
     assert (await apply(store, keys, last, NOW_MS)).status == status
     assert await snapshot(redis) == before
+
+
+async def test_a_player_holds_at_most_holds_pending_max_orders_at_once(
+    store: Store, redis: Redis
+) -> None:
+    """The hold index is one field, rewritten whole when a hold moves: its length has a
+    named limit. One reserve past it is refused unwritten, in one commit or across many;
+    a settled hold makes room."""
+    keys = await funded(store, "hox", coins=10 * HOLDS_PENDING_MAX)
+    many = [HoldOp("reserve", f"o{n}", 1, NOW_MS + 900_000) for n in range(HOLDS_PENDING_MAX)]
+    assert (await apply(store, keys, Commit(holds=many[:-1]), NOW_MS)).status == "ok"
+    before = await snapshot(redis)
+    both = Commit(holds=[many[-1], HoldOp("reserve", "extra", 1, NOW_MS + 900_000)])
+    assert (await apply(store, keys, both, NOW_MS)).status == "HOLDS_FULL"
+    assert await snapshot(redis) == before
+    assert (await apply(store, keys, Commit(holds=[many[-1]]), NOW_MS)).status == "ok"
+    before = await snapshot(redis)
+    assert (await apply(store, keys, reserve("extra", 1), NOW_MS)).status == "HOLDS_FULL"
+    assert await snapshot(redis) == before
+    assert (await apply(store, keys, void("o0"), NOW_MS)).status == "ok"
+    done = await apply(store, keys, reserve("extra", 1), NOW_MS)
+    assert (done.status, done.held) == ("ok", HOLDS_PENDING_MAX)
 
 
 async def test_hold_void_gives_the_coins_back_to_spend(store: Store, redis: Redis) -> None:

@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from server.clock import FrozenClock
+from server.ledger.commit import HOLDS_PENDING_MAX
 from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore
 from tests.live import Live, serve
@@ -151,6 +152,27 @@ async def test_checkout_quote_reserve_post_void(
     assert post_after_void["error"]["code"] == "HOLD_VOIDED"
     missing = await call(http, "checkout/post", 404, player="cat", order_id="nope")
     assert missing["error"]["code"] == "HOLD_NOT_FOUND"
+
+
+async def test_a_player_with_the_most_pending_holds_is_refused_another_until_one_settles(
+    api: tuple[Live, httpx.AsyncClient],
+) -> None:
+    _, http = api
+    await paid(http, "hex", "o1", 10_000)  # 1000 coins
+    for n in range(HOLDS_PENDING_MAX):
+        await call(
+            http, "checkout/reserve", player="hex", order_id=f"c{n}", order_fen=1000, coins=1
+        )
+    full = await call(
+        http, "checkout/reserve", 409, player="hex", order_id="one-more", order_fen=1000, coins=1
+    )
+    assert full["error"]["code"] == "HOLDS_FULL"
+    assert str(HOLDS_PENDING_MAX) in full["error"]["message"]
+    await call(http, "checkout/void", player="hex", order_id="c0")
+    held = await call(
+        http, "checkout/reserve", player="hex", order_id="one-more", order_fen=1000, coins=1
+    )
+    assert held["available"] == 1000 - HOLDS_PENDING_MAX
 
 
 async def test_a_hold_not_posted_in_time_is_voided_by_its_timer(

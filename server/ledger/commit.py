@@ -16,6 +16,10 @@ from server.store.store import Arg, Store
 INBOX_MAX = 120
 INBOX_KEEP = 100
 NO_FIELDS: Mapping[str, bytes] = MappingProxyType({})  # a default no commit can change
+# Pending checkout holds of one player, the shop's and the mall's together: the hold index
+# (the hash's `hx`) is one field, rewritten whole when a hold moves. A reserve past it is
+# HOLDS_FULL (commit.lua's HOLDS_PENDING_MAX).
+HOLDS_PENDING_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)

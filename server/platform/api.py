@@ -198,7 +198,14 @@ ENDPOINTS = (
             "available": "integer?",
         },
         _reserve,
-        ("COINS_OVER_CAP", "INSUFFICIENT_FUNDS", "HOLD_MISMATCH", "HOLD_POSTED", "HOLD_VOIDED"),
+        (
+            "COINS_OVER_CAP",
+            "INSUFFICIENT_FUNDS",
+            "HOLD_MISMATCH",
+            "HOLD_POSTED",
+            "HOLD_VOIDED",
+            "HOLDS_FULL",
+        ),
     ),
     Endpoint(
         "/v1/platform/checkout/post",

@@ -26,6 +26,7 @@ CONFLICTS = {
     "HOLD_VOIDED",
     "ORDER_MISMATCH",
     "HOLD_EXPIRED",
+    "HOLDS_FULL",  # the player's pending holds are at the limit: settle one first
     "ORDER_EXPIRED",  # mall/payment: the order's fate is decided otherwise
     "ORDER_CANCELLED",
     "ORDER_PAID",

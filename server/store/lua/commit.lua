@@ -85,6 +85,7 @@
 -- kind/amount/account, or an id this script makes taken already), "INSUFFICIENT_FUNDS" (a
 -- debit or hold larger than the coins not held), "HOLD_NOT_FOUND", "HOLD_POSTED",
 -- "HOLD_VOIDED", "HOLD_MISMATCH", "HOLD_EXPIRED" (a hold op that its order's state refuses),
+-- "HOLDS_FULL" (a reserve past HOLDS_PENDING_MAX pending holds of the player),
 -- "RECORD_CONFLICT" (a record changed since it was read: reload and retry) or "BAD_TRANSFER"
 -- (malformed input, a transfer id in the names this script makes, or a state field named
 -- as one of the wallet's or the counters': a bug in the caller).
@@ -100,6 +101,7 @@
 -- `debt#<sha1 of it>` when that would pass ID_BYTES_MAX) and `expire:<YYYYMMDD>:<seq>`.
 
 local ID_BYTES_MAX = 200  -- TRANSFER_ID_BYTES_MAX in server/ledger/ledger.py
+local HOLDS_PENDING_MAX = 64  -- HOLDS_PENDING_MAX in server/ledger/commit.py
 -- The codes of the accounts this script posts to by itself (server/ledger/accounts.py).
 local SCRIPT_ACCOUNTS = {['sink:expire'] = 14, clawback = 15}
 -- The hash's fields that are not the rule's (besides the ck_ prefix).
@@ -311,6 +313,9 @@ for h = 0, n_holds - 1 do
     elseif now_state then return refuse('HOLD_MISMATCH')
     else
       if coins > bal - held then return refuse('INSUFFICIENT_FUNDS') end
+      local count = 0
+      for _ in pairs(pending) do count = count + 1 end
+      if count >= HOLDS_PENDING_MAX then return refuse('HOLDS_FULL') end
       held = held + coins
       hold_writes[order] = 'pending|' .. coins .. '|' .. expires_ms
       pending[order] = {coins, tonumber(expires_ms)}

@@ -18,6 +18,7 @@ const POINTS_PROBLEMS = {
   SALE_ENDED: "the sale has ended",
   DAILY_ORDERS_MAX: "you placed today's maximum of orders",
   PENDING_PAYMENTS_MAX: "too many orders await payment: pay or wait for one first",
+  HOLDS_FULL: "too many of your orders hold coins: pay or wait for one first",
   UNKNOWN_ITEM: "this item is no longer in the mall",
   RESERVATION_LAPSED: "the order lapsed, nothing was charged: press again",
   ORDER_MISMATCH: "the order could not be placed: press again",
