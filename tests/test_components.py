@@ -9,12 +9,13 @@ import pytest
 
 from game_rules import SignInState
 from server.ops import components
-from server.ops.components import SIGNIN_STATES_CACHED_MAX, signin_of, snapshot_of
+from server.ops.components import SIGNIN_STATES_CACHED_MAX, signin_of
+from server.pipeline import snapshot_of_hash
 
 
 def snapshot_with_signin(raw: bytes | None) -> components.Snapshot:
     fields = {b"ver": b"1"} if raw is None else {b"ver": b"1", b"signin": raw}
-    return snapshot_of(fields)
+    return snapshot_of_hash(fields)
 
 
 def packed(state: SignInState) -> bytes:

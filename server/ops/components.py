@@ -10,7 +10,7 @@ from game_rules import Rules, SignInState
 from game_rules.farm import Daily, Farm
 from game_rules.growth_state import GrowthState
 from game_rules.notify import NotifyState
-from server.pipeline import Snapshot, snapshot_of_hash
+from server.pipeline import Snapshot
 
 
 def pack(wire: Mapping[str, object]) -> bytes:
@@ -61,7 +61,3 @@ def growth_of(snapshot: Snapshot) -> GrowthState:
 def growth_from(raw: bytes | None) -> GrowthState:
     """The `growth` field of a state hash as read alone (HGET), or none yet."""
     return GrowthState() if raw is None else GrowthState.from_wire(msgpack.unpackb(raw, raw=False))
-
-
-def snapshot_of(state: dict[bytes, bytes]) -> Snapshot:
-    return snapshot_of_hash(state)

@@ -36,8 +36,8 @@ from game_rules.draw import (
 )
 from game_rules.rules import PoolRules
 from server.ledger.commit import Commit, apply
-from server.ops.components import pack, snapshot_of
-from server.pipeline import COMMIT_ATTEMPTS_MAX, Services
+from server.ops.components import pack
+from server.pipeline import COMMIT_ATTEMPTS_MAX, Services, snapshot_of_hash
 from server.store.draw_keys import DrawKeys, draw_id, split_draw_id
 from server.store.keys import PlayerKeys
 from server.store.store import Store
@@ -177,7 +177,7 @@ async def settle_overdue(services: Services, pool: str, period_id: str, record_i
     keys = PlayerKeys(player)
     store = services.store
     for _ in range(COMMIT_ATTEMPTS_MAX):
-        snapshot = snapshot_of(await store.call("HGETALL", keys.state))
+        snapshot = snapshot_of_hash(await store.call("HGETALL", keys.state))
         state = draw_of(snapshot.fields)
         if state.pool(pool).nonce > nonce:
             return await settle(store, pool, period_id, record_id, "confirm")

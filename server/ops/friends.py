@@ -35,8 +35,17 @@ from game_rules.farm import Farm, visitor_view
 from game_rules.friends import Edge, Edges
 from server.auth import PLAYER_ID_PATTERN
 from server.ledger.commit import Commit, apply
-from server.ops.components import daily_of, pack, snapshot_of
-from server.pipeline import COMMIT_ATTEMPTS_MAX, ArgSpec, Op, OpError, OpRun, Services, StrArg
+from server.ops.components import daily_of, pack
+from server.pipeline import (
+    COMMIT_ATTEMPTS_MAX,
+    ArgSpec,
+    Op,
+    OpError,
+    OpRun,
+    Services,
+    StrArg,
+    snapshot_of_hash,
+)
 from server.protocol import Request
 from server.settings import Settings
 from server.store.keys import PlayerKeys
@@ -252,7 +261,7 @@ async def friends(
     theirs_of = dict(zip(peers, got[: len(peers)], strict=True))
     farm_of = dict(zip(mates, got[len(peers) :], strict=True))
     now_ms = services.clock.now_ms()
-    daily = daily_of(snapshot_of(my_state))
+    daily = daily_of(snapshot_of_hash(my_state))
     listed: list[dict[str, Any]] = []
     others: dict[str, list[str]] = {"incoming": [], "outgoing": [], "blocked": []}
     for peer in peers:

@@ -24,7 +24,7 @@ from game_rules.friends import friendship, repaired
 from server.auth import PLAYER_ID_PATTERN
 from server.ledger import outbox
 from server.ledger.commit import Commit, apply
-from server.ops.components import daily_of, farm_of, pack, snapshot_of
+from server.ops.components import daily_of, farm_of, pack
 from server.ops.farm import PLOT_INDEX_MAX, note_theft
 from server.ops.friends import decode_edge
 from server.pipeline import (
@@ -38,6 +38,7 @@ from server.pipeline import (
     StrArg,
     replay,
     reply_key,
+    snapshot_of_hash,
 )
 from server.protocol import Request
 from server.settings import Settings
@@ -70,8 +71,8 @@ async def visit(
     if bond is None:
         raise OpError("NOT_FRIENDS", "only friends can visit")
     now_ms = services.clock.now_ms()
-    farm = farm_of(snapshot_of(owner_state), rules)
-    daily = daily_of(snapshot_of(my_state))
+    farm = farm_of(snapshot_of_hash(owner_state), rules)
+    daily = daily_of(snapshot_of_hash(my_state))
     plots = [
         {"plot": i, "empty": True}
         if crop is None
@@ -101,7 +102,7 @@ async def _give_back(
 ) -> None:
     for _ in range(COMMIT_ATTEMPTS_MAX):
         state = await services.store.call("HGETALL", keys.state)
-        snapshot = snapshot_of(state)
+        snapshot = snapshot_of_hash(state)
         daily = _unreserve(daily_of(snapshot), before, after)
         commit = Commit(expected_ver=snapshot.ver, fields={"daily": pack(daily.to_wire())})
         if (await apply(services.store, keys, commit, now_ms)).status != "CONFLICT":
@@ -176,7 +177,7 @@ def raid(kind: str) -> OpRun:
             )
             if cached:
                 return replay(request, cached)
-            mine, theirs = snapshot_of(my_state), snapshot_of(owner_state)
+            mine, theirs = snapshot_of_hash(my_state), snapshot_of_hash(owner_state)
             before = daily_of(mine)
             farm: Farm = farm_of(theirs, rules)
             bond = bond_of(edge_raw, my_edge_raw)

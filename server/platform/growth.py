@@ -17,9 +17,9 @@ import msgpack
 from game_rules import RuleViolation
 from game_rules.growth import add_growth
 from server.ledger.commit import Commit, apply
-from server.ops.components import growth_of, pack, snapshot_of
+from server.ops.components import growth_of, pack
 from server.ops.growth import enlist, growth_commit, level_wire
-from server.pipeline import COMMIT_ATTEMPTS_MAX, Services
+from server.pipeline import COMMIT_ATTEMPTS_MAX, Services, snapshot_of_hash
 from server.platform.base import Refused, busy, refused, ruled
 from server.store.keys import PlayerKeys
 
@@ -41,7 +41,7 @@ async def report_growth(
         )
         if record is not None:
             return _repeat(event_id, event, record)
-        snapshot = snapshot_of(state_raw)
+        snapshot = snapshot_of_hash(state_raw)
         rules = services.rulebook.rules
         now_ms = services.clock.now_ms()
         try:
