@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from game_rules import Credit, RuleViolation
-from server.ledger.commit import Commit, CommitResult, apply
+from server.ledger.commit import HOLDS_PENDING_MAX, Commit, CommitResult, apply
 from server.ledger.ledger import Transfer, Wallet
 from server.pipeline import Services
 from server.store.keys import PlayerKeys
@@ -33,12 +33,17 @@ CONFLICTS = {
 }
 
 
+# What a refusal tells the caller to do, where "the ledger refused: <code>" would not.
+MESSAGES = {
+    "HOLDS_FULL": f"the player has {HOLDS_PENDING_MAX} pending holds: post or void one first",
+}
+
+
 def refused(status_code: str) -> Refused:
     if status_code == "HOLD_NOT_FOUND":
         return Refused(status_code, "no hold for this order", 404)
-    if status_code in CONFLICTS:
-        return Refused(status_code, f"the ledger refused: {status_code}", 409)
-    return Refused(status_code, f"the ledger refused: {status_code}", 422)
+    message = MESSAGES.get(status_code, f"the ledger refused: {status_code}")
+    return Refused(status_code, message, 409 if status_code in CONFLICTS else 422)
 
 
 def ruled(exc: RuleViolation) -> Refused:

@@ -13,7 +13,7 @@ from typing import Any
 from game_rules import Rules, RuleViolation, ids
 from game_rules import commerce as rule
 from game_rules.growth import rules_at_level
-from server.ledger.commit import HOLDS_PENDING_MAX, Commit, HoldOp, apply
+from server.ledger.commit import Commit, HoldOp, apply
 from server.ledger.ledger import Transfer, Wallet
 from server.ops.components import growth_from
 from server.pipeline import COMMIT_ATTEMPTS_MAX, Services
@@ -99,12 +99,6 @@ async def reserve(
             continue  # a spend raced the check: look again
         if done.status in ("exists", "HOLD_MISMATCH"):
             continue  # the same order reserved meanwhile (a retry in flight): answer as it
-        if done.status == "HOLDS_FULL":
-            raise Refused(
-                "HOLDS_FULL",
-                f"the player has {HOLDS_PENDING_MAX} pending holds: post or void one first",
-                409,
-            )
         if done.status != "ok":
             raise refused(done.status)
         return {
