@@ -180,15 +180,14 @@ async def caller(store: Store, shape: str) -> Call:
             wallet = ("bal", v[3], "seq", v[2], "head", v[4], "bt", v[5])
             return await store.call_many(
                 ("HMGET", k[0], *WALLET_READ),
-                ("EXISTS", k[5]),
                 ("HGET", k[2], v[1]),
+                ("SET", k[5], v[7], "NX", "EX", 86_400),
                 ("HINCRBY", k[3], "mint:signin", -10),
                 ("RPUSH", k[1], v[0]),
                 ("HSET", k[2], v[1], v[2]),
                 ("PUBLISH", k[6], v[6]),
                 ("RPUSH", k[4], v[6]),
                 ("HSET", k[0], *state, *wallet),
-                ("SET", k[5], v[7], "EX", 86_400),
             )
 
         return commands

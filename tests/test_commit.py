@@ -232,6 +232,33 @@ async def test_commit_caches_reply_with_retention(store: Store, redis: Redis) ->
     assert 0 < await redis.ttl(key) <= 120
 
 
+async def test_a_remembered_commit_whose_request_id_has_a_reply_is_replayed_unwritten(
+    store: Store, redis: Redis
+) -> None:
+    """On a remembered snapshot the stored reply is the commit's last check, made by the
+    SET NX that stores the new one: when it finds a reply, nothing at all is written."""
+    keys = PlayerKeys("fay")
+    key = keys.reply("req-1")
+    first = Commit(fields={"signin": b"a"}, transfers=[credit("t1", 3)], stamp="s1")
+    assert (await apply(store, keys, first._replace(reply_body=b"\x81"), NOW_MS, key)).written
+    before = await snapshot(redis)
+    again = Commit(
+        expected_ver=1,
+        fields={"signin": b"b"},
+        transfers=[credit("t2", 4)],
+        reply_body=b"\x82",
+        seen_stamp="s1",
+        stamp="s2",
+    )
+    assert (await apply(store, keys, again, NOW_MS, key)).status == "REPLAYED"
+    assert await snapshot(redis) == before
+    other = keys.reply("req-2")  # another request id on the same snapshot commits
+    done = await apply(store, keys, again, NOW_MS, other)
+    assert (done.status, done.balance, await redis.get(other)) == ("ok", 7, b"7:\x82")
+    assert 0 < await redis.ttl(other) <= 86_400
+    assert (await verify(redis)).ok
+
+
 async def test_commit_concurrent_same_transfer_posts_once(store: Store, redis: Redis) -> None:
     keys = PlayerKeys("gina")
     results = await asyncio.gather(

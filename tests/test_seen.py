@@ -43,10 +43,12 @@ async def test_a_credit_on_a_remembered_state_reads_nothing_first(
     first = await client.call("sign_in")  # the socket's first rule op loads, then commits
     clock.advance(DAY_MS)
     loads, checks = await calls(redis, "get"), await calls(redis, "exists")
+    stores = await calls(redis, "set")
     second = await client.call("sign_in")
     assert second == {**first, "coins": 15, "streak": 2, "day": "2026-11-24", "balance": 25}
     assert await calls(redis, "get") == loads  # no load: the reply cache was not read...
-    assert await calls(redis, "exists") == checks + 1  # ...the commit checked it instead
+    # ...and the commit checked it with the one SET that stores the reply (NX), no EXISTS
+    assert (await calls(redis, "exists"), await calls(redis, "set")) == (checks, stores + 1)
     await client.close()
     await books_ok(redis, entries=2)
 

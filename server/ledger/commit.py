@@ -56,7 +56,8 @@ class Commit(NamedTuple):
     reply_body: bytes = b""  # with a request id: the reply to replay on a retry
     reply_ttl_s: int = 86_400
     # Decided on a remembered snapshot (server/pipeline.py, Seen): the state's stamp it
-    # showed, checked with expected_ver; the request id's reply is checked absent too.
+    # showed, checked with expected_ver; the request id's reply is checked absent too, by
+    # the SET NX that stores it (the commit's first write).
     seen_stamp: str | None = None
     stamp: str = ""  # written with the fields: who wrote the new version ("" = no stamp)
 

@@ -60,7 +60,8 @@
 --   [19] seen           true: the caller decided on a snapshot it remembered, not one it
 --                       just read (server/pipeline.py, Seen): the state must still carry the
 --                       stamp [20] (else CONFLICT) and the request id no reply (else
---                       REPLAYED); false: expected_ver alone, as after a fresh load
+--                       REPLAYED, found by the SET NX that stores this commit's reply);
+--                       false: expected_ver alone, as after a fresh load
 --   [20] seen_stamp     the state's `vs` the caller remembered ("" = none)
 --   [21] stamp          written as the state's `vs` with the fields ("" = leave it): who
 --                       wrote this version, so a write the store lost never passes for the
@@ -91,7 +92,8 @@
 -- as one of the wallet's or the counters': a bug in the caller).
 -- Only "ok" writes anything.
 --
--- Every check runs before the first write: Redis does not roll back a failed script.
+-- Every check runs before the first write: Redis does not roll back a failed script. The
+-- last check, on a remembered snapshot, is that write: SET NX of the request id's reply.
 -- One file of ~450 lines on purpose: the line between the checks and the writes ("Writes.
 -- Nothing below may fail") is what makes a commit safe, and it is audited in one place;
 -- split into parts joined at load time, a reader would have to rebuild it in their head.
@@ -170,10 +172,7 @@ end
 if expected_ver >= 0 and ver ~= expected_ver then
   return refuse('CONFLICT')
 end
-if seen then
-  if vs ~= seen_stamp then return refuse('CONFLICT') end
-  if reply_body ~= '' and redis.call('EXISTS', KEYS[7]) == 1 then return refuse('REPLAYED') end
-end
+if seen and vs ~= seen_stamp then return refuse('CONFLICT') end
 if not today or not debt_add or debt_add < 0 or debt_add % 1 ~= 0 or not now then
   return refuse('BAD_TRANSFER')
 end
@@ -232,11 +231,11 @@ local plan = {}
 -- Whether a transfer id already in txids was posted with this kind, amount and account.
 -- Format 2 keeps only the entry's seq: the entry is in the journal, since compaction writes
 -- the format-1 value of every id whose entry it archives (the account by its code there).
-local function same_posting(seen, kind_amount, signed, account, stored_account)
-  local at = tonumber(seen)
+local function same_posting(stored, kind_amount, signed, account, stored_account)
+  local at = tonumber(stored)
   if not at then
-    local posted = string.match(seen, '^[cd]|%d+|(.*)|%d+$')
-    return string.sub(seen, 1, #kind_amount) == kind_amount
+    local posted = string.match(stored, '^[cd]|%d+|(.*)|%d+$')
+    return string.sub(stored, 1, #kind_amount) == kind_amount
       and (posted == account or posted == tostring(stored_account))
   end
   if at <= ck_seq then return false end
@@ -361,10 +360,10 @@ for t = 1, n_transfers do
     return refuse('BAD_TRANSFER')
   end
   in_call[id] = true
-  local seen = redis.call('HGET', KEYS[3], id)
-  if seen then
+  local stored = redis.call('HGET', KEYS[3], id)
+  if stored then
     local signed = kind == 'c' and amount or -amount
-    if not same_posting(seen, kind_amount, signed, account, stored_account) then
+    if not same_posting(stored, kind_amount, signed, account, stored_account) then
       return refuse('TRANSFER_MISMATCH')
     end
   else
@@ -423,8 +422,19 @@ if (n_transfers > 0 or n_holds > 0) and fresh == 0 and fresh_holds == 0 then
   return {'exists', balance_before, ver, 0, {}, held_before, debt_before}
 end
 
--- Writes. Nothing below may fail. The version guards the state fields only: a push or a
--- credit from elsewhere must not make a player's next rule op retry.
+-- Writes. Nothing below may fail but the first. The version guards the state fields only:
+-- a push or a credit from elsewhere must not make a player's next rule op retry.
+-- On a remembered snapshot the request id's stored reply is the last check, made by the
+-- write that stores this commit's reply (NX: when the request was done already, nothing
+-- is written). A refusal above needs no such check: it sends the caller to a load, which
+-- finds the reply.
+local reply_stored = false
+if seen and reply_body ~= '' then
+  if not redis.call('SET', KEYS[7], bal .. ':' .. reply_body, 'NX', 'EX', reply_ttl_s) then
+    return refuse('REPLAYED')
+  end
+  reply_stored = true
+end
 local state_args = {}
 if n_fields > 0 then
   ver = ver + 1
@@ -555,7 +565,7 @@ for t = 0, n_timers - 1 do
   redis.call('ZADD', KEYS[12], tonumber(ARGV[timers_at + 2 + 2 * t]), ARGV[timers_at + 1 + 2 * t])
 end
 
-if reply_body ~= '' then
+if reply_body ~= '' and not reply_stored then
   redis.call('SET', KEYS[7], bal .. ':' .. reply_body, 'EX', reply_ttl_s)
 end
 
