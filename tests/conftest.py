@@ -103,6 +103,16 @@ async def keys_matching(redis: Redis, pattern: str = "*") -> list[bytes]:
     return list(await redis.keys(pattern))
 
 
+async def calls(redis: Redis, command: str) -> int:
+    """Calls of `command` so far, summed over the store's primaries (scripts' included)."""
+    if isinstance(redis, RedisCluster):
+        by_node = await redis.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        stats: list[dict[str, Any]] = list(by_node.values())
+    else:
+        stats = [await redis.info("commandstats")]
+    return sum(int(s.get(f"cmdstat_{command}", {}).get("calls", 0)) for s in stats)
+
+
 async def publish_push(redis: Redis, channel: str, frame: bytes) -> int:
     """Publish on a player channel as commit.lua does: SPUBLISH on a cluster."""
     if isinstance(redis, RedisCluster):

@@ -5,29 +5,18 @@ a credit is then one commit with no load before it, and whatever moved the state
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from game_rules import SignInState, reward_coins
 from server.clock import FrozenClock
 from server.ledger.verify import verify
 from server.ops.components import pack
 from server.store.keys import PlayerKeys
+from tests.conftest import calls
 from tests.live import Live
 
 DAY_MS = 86_400_000
-
-
-async def calls(redis: Redis, command: str) -> int:
-    """Calls of `command` so far, summed over the store's primaries (scripts' included)."""
-    if isinstance(redis, RedisCluster):
-        by_node = await redis.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
-        stats: list[dict[str, Any]] = list(by_node.values())
-    else:
-        stats = [await redis.info("commandstats")]
-    return sum(int(s.get(f"cmdstat_{command}", {}).get("calls", 0)) for s in stats)
 
 
 async def books_ok(redis: Redis, entries: int) -> None:
