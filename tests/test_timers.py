@@ -13,10 +13,11 @@ from server.ledger.commit import Commit, apply
 from server.ledger.outbox import Order, audit, relay
 from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore
-from server.store.keys import PlayerKeys
+from server.store.keys import BUCKETS, PlayerKeys
 from server.store.lease import Leases
 from server.store.store import Store, connect
 from server.store.timers import Timers, member
+from tests.conftest import calls
 
 NOW_MS = 1_790_000_000_000
 
@@ -189,3 +190,24 @@ async def test_a_tick_claims_each_chunk_of_buckets_by_the_clock_of_that_moment(
 
     report = await Timers(store, {"ping": handler}).tick(NOW_MS, lambda: next(readings))
     assert report.fired == 1 and fired == [500]
+
+
+async def test_a_tick_runs_a_script_only_for_buckets_with_a_due_timer(
+    store: Store, redis: Redis
+) -> None:
+    """Every tick looks at all BUCKETS timer sets, once a second, however idle the game: a
+    bucket with nothing due costs one read, not a script call (and the claim's reads)."""
+    await arm(store, "soon", (member("ping", "soon"), NOW_MS + 10))
+    await arm(store, "later", (member("ping", "later"), NOW_MS + 60_000))
+    fired: list[str] = []
+
+    async def handler(parts: list[str], due_ms: int, now_ms: int) -> None:
+        fired.append(parts[0])
+
+    timers = Timers(store, {"ping": handler})
+    scripts, reads = await calls(redis, "evalsha"), await calls(redis, "zrange")
+    assert (await timers.tick(NOW_MS)).fired == 0  # nothing due: no script at all
+    assert await calls(redis, "evalsha") == scripts
+    assert await calls(redis, "zrange") == reads + BUCKETS
+    assert (await timers.tick(NOW_MS + 10)).fired == 1 and fired == ["soon"]
+    assert await calls(redis, "evalsha") == scripts + 2  # its bucket's claim, then its done
