@@ -113,6 +113,23 @@ async def calls(redis: Redis, command: str) -> int:
     return sum(int(s.get(f"cmdstat_{command}", {}).get("calls", 0)) for s in stats)
 
 
+async def contents(redis: Redis) -> dict[bytes, object]:
+    """Every key and its contents: equal snapshots, same data. Not DUMP: on Redis 7.0 a
+    hash with long values is a dict whose DUMP order a read can change (rehashing)."""
+    out: dict[bytes, object] = {}
+    for key in sorted(await keys_matching(redis)):
+        kind = (await redis.type(key)).decode()
+        if kind == "hash":
+            out[key] = sorted((await redis.hgetall(key)).items())
+        elif kind == "list":
+            out[key] = await redis.lrange(key, 0, -1)
+        elif kind == "zset":
+            out[key] = await redis.zrange(key, 0, -1, withscores=True)
+        else:
+            out[key] = await redis.dump(key)
+    return out
+
+
 async def publish_push(redis: Redis, channel: str, frame: bytes) -> int:
     """Publish on a player channel as commit.lua does: SPUBLISH on a cluster."""
     if isinstance(redis, RedisCluster):

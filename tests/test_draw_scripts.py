@@ -14,7 +14,7 @@ from game_rules.rules import Rules, parse_rules
 from server.ops import draw_stock
 from server.store.draw_keys import DrawKeys
 from server.store.store import Store
-from tests.conftest import SHANGHAI, keys_matching, shanghai_ms
+from tests.conftest import SHANGHAI, contents, shanghai_ms
 
 RULES: Rules = parse_rules(Path("game_rules/default.toml").read_text("utf-8"))
 NOW_MS = shanghai_ms("2026-11-23T09:00:00")
@@ -27,23 +27,6 @@ def record(player: str, nonce: int, client_seed: str = "s") -> DrawRecord:
     return DrawRecord(
         player, nonce, client_seed, NOW_MS, 8490, "gift_pack", "gift_pack", False, False, 0
     )
-
-
-async def snapshot(redis: Redis) -> dict[bytes, object]:
-    """Every key and its contents: equal snapshots, same data. Not DUMP: on Redis 7.0 a
-    hash with long values is a dict whose DUMP order a read can change (rehashing)."""
-    out: dict[bytes, object] = {}
-    for key in sorted(await keys_matching(redis)):
-        kind = (await redis.type(key)).decode()
-        if kind == "hash":
-            out[key] = sorted((await redis.hgetall(key)).items())
-        elif kind == "list":
-            out[key] = await redis.lrange(key, 0, -1)
-        elif kind == "zset":
-            out[key] = await redis.zrange(key, 0, -1, withscores=True)
-        else:
-            out[key] = await redis.dump(key)
-    return out
 
 
 async def frozen(store: Store) -> draw_stock.PeriodRecord:
@@ -67,11 +50,11 @@ async def test_stock_runs_out_and_refusals_write_nothing(store: Store, redis: Re
             store, RULES, period, record(f"p{n}", 0), "o", "gift_pack", NOW_MS, None
         )
         assert held.status == "ok"
-    before = await snapshot(redis)
+    before = await contents(redis)
     gone = await draw_stock.reserve(
         store, RULES, period, record("late", 0), "o", "gift_pack", NOW_MS, None
     )
-    assert gone.status == "SOLD_OUT" and await snapshot(redis) == before
+    assert gone.status == "SOLD_OUT" and await contents(redis) == before
     # The same draw again (a retry): its reservation, not a second unit.
     again = await draw_stock.reserve(
         store,
@@ -88,7 +71,7 @@ async def test_stock_runs_out_and_refusals_write_nothing(store: Store, redis: Re
     busy = await draw_stock.reserve(
         store, RULES, period, record("p0", 0, "other"), "x", "gift_pack", NOW_MS, None
     )
-    assert busy.status == "RESERVED" and await snapshot(redis) == before
+    assert busy.status == "RESERVED" and await contents(redis) == before
     assert await redis.hget(KEYS.stock(PERIOD.id), "gift_pack") == str(GIFT_STOCK).encode()
 
 
@@ -101,9 +84,9 @@ async def test_a_full_period_refuses_and_writes_nothing(store: Store, redis: Red
         assert (
             await draw_stock.reserve(store, RULES, small, record(f"q{n}", 0), "o", "", NOW_MS, None)
         ).status == "ok"
-    before = await snapshot(redis)
+    before = await contents(redis)
     full = await draw_stock.reserve(store, RULES, small, record("q9", 0), "o", "", NOW_MS, None)
-    assert full.status == "PERIOD_FULL" and await snapshot(redis) == before
+    assert full.status == "PERIOD_FULL" and await contents(redis) == before
 
 
 async def test_settle_confirms_releases_and_answers_repeats(store: Store, redis: Redis) -> None:
@@ -116,11 +99,11 @@ async def test_settle_confirms_releases_and_answers_repeats(store: Store, redis:
     assert await draw_stock.settle(store, "gashapon", PERIOD.id, "0:a", "confirm") == "confirmed"
     assert await draw_stock.settle(store, "gashapon", PERIOD.id, "0:a", "confirm") == "none"
     # A stale op (it read the player before the commit) reserving the logged draw again.
-    before = await snapshot(redis)
+    before = await contents(redis)
     stale = await draw_stock.reserve(
         store, RULES, period, record("a", 0), "late", "gift_pack", NOW_MS, None
     )
-    assert stale.status == "DONE" and await snapshot(redis) == before
+    assert stale.status == "DONE" and await contents(redis) == before
     assert (
         await draw_stock.settle(store, "gashapon", PERIOD.id, "0:b", "release", "other") == "kept"
     )
