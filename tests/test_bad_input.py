@@ -17,6 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from server.store.embedded import EmbeddedStore
+from tests.conftest import contents
 from tests.live import Live, serve
 
 ADMIN = "admin-key-0123456789-abcdefghijklmnopqr"
@@ -29,8 +30,7 @@ def pack(message: Any) -> bytes:
 
 
 async def snapshot(redis: Redis) -> dict[bytes, Any]:
-    keys = sorted(k for k in await redis.keys("*") if b":rep:" not in k)
-    return {key: await redis.dump(key) for key in keys}
+    return {k: v for k, v in (await contents(redis)).items() if b":rep:" not in k}
 
 
 async def next_reply(client: Any) -> dict[str, Any]:

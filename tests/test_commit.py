@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
-from typing import Any
 
 import msgpack
 import pytest
@@ -15,16 +14,11 @@ from server.ledger.ledger import Entry, Transfer, Wallet, lua_arg
 from server.ledger.verify import live_entries, verify
 from server.store.keys import PlayerKeys, players_index
 from server.store.store import Store
-from tests.conftest import Listener, keys_matching
+from tests.conftest import Listener, contents
 
 NOW_MS = 1_790_000_000_000
 JUNE = date(2027, 6, 30)
 DEC = date(2027, 12, 31)
-
-
-async def snapshot(redis: Redis) -> dict[bytes, Any]:
-    keys = sorted(await keys_matching(redis))
-    return {key: await redis.dump(key) for key in keys}
 
 
 def credit(tid: str, amount: int, batch: date = JUNE, account: str = "mint:signin") -> Transfer:
@@ -122,10 +116,10 @@ async def test_commit_same_transfer_id_again_is_exists_and_writes_nothing(
 ) -> None:
     keys = PlayerKeys("carol")
     await apply(store, keys, Commit(transfers=[credit("t1", 10)]), NOW_MS)
-    before = await snapshot(redis)
+    before = await contents(redis)
     result = await apply(store, keys, Commit(transfers=[credit("t1", 10)]), NOW_MS + 1)
     assert (result.status, result.balance) == ("exists", 10)
-    assert await snapshot(redis) == before
+    assert await contents(redis) == before
 
 
 @pytest.mark.parametrize(
@@ -148,11 +142,11 @@ async def test_commit_rejection_leaves_no_write(
     keys = PlayerKeys("dave")
     seed = Commit(expected_ver=0, fields={"signin": b"x"}, transfers=[credit("t1", 10)])
     await apply(store, keys, seed, NOW_MS)
-    before = await snapshot(redis)
+    before = await contents(redis)
     result = await apply(store, keys, commit, NOW_MS + 1, reply_key=keys.reply("r1"))
     assert result.status == status
     assert result.balance == 10
-    assert await snapshot(redis) == before
+    assert await contents(redis) == before
 
 
 @pytest.mark.parametrize(
@@ -199,10 +193,10 @@ async def test_a_commit_naming_fewer_keys_than_its_parts_use_is_refused_unwritte
                 keys.players, keys.reply("-"), keys.push_channel, keys.holds, keys.outbox,
                 keys.stats, keys.timers, keys.records]  # fmt: skip
     args = [lua_arg(header), "f", b"v", *extra]
-    before = await snapshot(redis)
+    before = await contents(redis)
     short = await store.script("commit", all_keys[: keys_needed - 1], args)
     assert short[0] == b"BAD_TRANSFER"
-    assert await snapshot(redis) == before
+    assert await contents(redis) == before
     done = await store.script("commit", all_keys[:keys_needed], args)
     assert done[0] == b"ok"
 
@@ -241,7 +235,7 @@ async def test_a_remembered_commit_whose_request_id_has_a_reply_is_replayed_unwr
     key = keys.reply("req-1")
     first = Commit(fields={"signin": b"a"}, transfers=[credit("t1", 3)], stamp="s1")
     assert (await apply(store, keys, first._replace(reply_body=b"\x81"), NOW_MS, key)).written
-    before = await snapshot(redis)
+    before = await contents(redis)
     again = Commit(
         expected_ver=1,
         fields={"signin": b"b"},
@@ -251,7 +245,7 @@ async def test_a_remembered_commit_whose_request_id_has_a_reply_is_replayed_unwr
         stamp="s2",
     )
     assert (await apply(store, keys, again, NOW_MS, key)).status == "REPLAYED"
-    assert await snapshot(redis) == before
+    assert await contents(redis) == before
     other = keys.reply("req-2")  # another request id on the same snapshot commits
     done = await apply(store, keys, again, NOW_MS, other)
     assert (done.status, done.balance, await redis.get(other)) == ("ok", 7, b"7:\x82")
@@ -300,10 +294,10 @@ async def test_commit_appends_outbox_orders_and_counts_them(store: Store, redis:
 
 async def test_commit_bad_order_amount_leaves_no_write(store: Store, redis: Redis) -> None:
     keys = PlayerKeys("ivy")
-    before = await snapshot(redis)
+    before = await contents(redis)
     result = await apply(store, keys, Commit(orders=[("steal", 0, b"x")]), NOW_MS)
     assert result.status == "BAD_TRANSFER"
-    assert await snapshot(redis) == before
+    assert await contents(redis) == before
 
 
 async def test_commit_reports_receivers_of_each_extra_push(store: Store, redis: Redis) -> None:
@@ -392,9 +386,9 @@ async def test_hold_refusals_leave_no_write(
     keys = await funded(store, "hil")
     for step in steps:
         assert (await apply(store, keys, step, NOW_MS)).status == "ok"
-    before = await snapshot(redis)
+    before = await contents(redis)
     assert (await apply(store, keys, last, NOW_MS)).status == status
-    assert await snapshot(redis) == before
+    assert await contents(redis) == before
 
 
 async def test_a_player_holds_at_most_holds_pending_max_orders_at_once(
@@ -406,14 +400,14 @@ async def test_a_player_holds_at_most_holds_pending_max_orders_at_once(
     keys = await funded(store, "hox", coins=10 * HOLDS_PENDING_MAX)
     many = [HoldOp("reserve", f"o{n}", 1, NOW_MS + 900_000) for n in range(HOLDS_PENDING_MAX)]
     assert (await apply(store, keys, Commit(holds=many[:-1]), NOW_MS)).status == "ok"
-    before = await snapshot(redis)
+    before = await contents(redis)
     both = Commit(holds=[many[-1], HoldOp("reserve", "extra", 1, NOW_MS + 900_000)])
     assert (await apply(store, keys, both, NOW_MS)).status == "HOLDS_FULL"
-    assert await snapshot(redis) == before
+    assert await contents(redis) == before
     assert (await apply(store, keys, Commit(holds=[many[-1]]), NOW_MS)).status == "ok"
-    before = await snapshot(redis)
+    before = await contents(redis)
     assert (await apply(store, keys, reserve("extra", 1), NOW_MS)).status == "HOLDS_FULL"
-    assert await snapshot(redis) == before
+    assert await contents(redis) == before
     assert (await apply(store, keys, void("o0"), NOW_MS)).status == "ok"
     done = await apply(store, keys, reserve("extra", 1), NOW_MS)
     assert (done.status, done.held) == ("ok", HOLDS_PENDING_MAX)
@@ -482,11 +476,11 @@ async def test_records_are_compare_and_set(store: Store, redis: Redis) -> None:
     keys = PlayerKeys("rec")
     first = Commit(records=[("order:1", b"", b"v1")])
     assert (await apply(store, keys, first, NOW_MS)).status == "ok"
-    before = await snapshot(redis)
+    before = await contents(redis)
     assert (await apply(store, keys, first, NOW_MS)).status == "RECORD_CONFLICT"
     stale = Commit(records=[("order:1", b"v0", b"v2")], transfers=[credit("t", 1)])
     assert (await apply(store, keys, stale, NOW_MS)).status == "RECORD_CONFLICT"
-    assert await snapshot(redis) == before
+    assert await contents(redis) == before
     fresh = Commit(records=[("order:1", b"v1", b"v2")])
     assert (await apply(store, keys, fresh, NOW_MS)).status == "ok"
     assert await redis.hget(keys.records, "order:1") == b"v2"

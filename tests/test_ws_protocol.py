@@ -18,13 +18,12 @@ from server.auth import issue_token
 from server.client import ManorClient
 from server.protocol import CLOSE_RATE_LIMITED
 from server.store.embedded import EmbeddedStore
-from tests.conftest import keys_matching, publish_push
+from tests.conftest import contents, publish_push
 from tests.live import SECRET, Live, serve
 
 
 async def snapshot(redis: Redis) -> dict[bytes, Any]:
-    keys = sorted(k for k in await keys_matching(redis) if b":rep:" not in k)
-    return {key: await redis.dump(key) for key in keys}
+    return {k: v for k, v in (await contents(redis)).items() if b":rep:" not in k}
 
 
 def pack(message: Any) -> bytes:
