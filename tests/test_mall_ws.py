@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from server.client import ManorClient, ManorError
 from server.clock import FrozenClock
-from server.ledger.commit import Commit, apply
+from server.ledger.commit import HOLDS_PENDING_MAX, Commit, HoldOp, apply
 from server.ledger.ledger import Transfer
 from server.ledger.verify import verify
 from server.ops.mall_repair import sweep
@@ -244,6 +244,32 @@ async def test_cash_payment_failing_after_the_hold_gives_both_back(
     assert int(await redis.hget(StockKeys("lancome").stock, "sold")) == 1
     unknown = await pay(http, "gu", "mo-unknown", "paid", 404)
     assert unknown["error"]["code"] == "ORDER_NOT_FOUND"
+    await client.close()
+
+
+async def test_a_cash_order_past_the_pending_holds_limit_is_closed_unplaced(
+    mall: tuple[Live, httpx.AsyncClient], redis: Redis
+) -> None:
+    """A player at HOLDS_PENDING_MAX pending holds (the shop's checkouts): a mall order with a
+    cash part cannot hold its coins, so it is closed unplaced with HOLDS_FULL, its unit
+    released and nothing held; its request id answers the same; a hold freed makes room."""
+    live, _ = mall
+    await grant(live, "hy", 5000)
+    keys, now_ms = PlayerKeys("hy"), live.manor.clock.now_ms()
+    for n in range(HOLDS_PENDING_MAX):
+        hold = HoldOp("reserve", f"checkout-{n}", 1, now_ms + 3_600_000)
+        assert (await apply(live.manor.store, keys, Commit(holds=[hold]), now_ms)).written
+    client = await live.connect("hy")
+    assert await code_of(client, "mall_buy", "l-1", item="lancome") == "HOLDS_FULL"
+    assert await code_of(client, "mall_buy", "l-1", item="lancome") == "HOLDS_FULL"
+    view = await client.call("mall")
+    assert (view["balance"], view["available"]) == (5000, 5000 - HOLDS_PENDING_MAX)
+    assert item(view, "lancome")["stock_left"] == 2 and item(view, "lancome")["limit_left"] == 1
+    void = HoldOp("void", "checkout-0")
+    assert (await apply(live.manor.store, keys, Commit(holds=[void]), now_ms)).written
+    order = (await client.call("mall_buy", request_id="l-2", item="lancome"))["order"]
+    assert (order["state"], order["coins"]) == ("pending_payment", 3000)
+    assert int(await redis.hget(StockKeys("lancome").stock, "sold") or 0) == 0
     await client.close()
 
 
