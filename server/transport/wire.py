@@ -223,9 +223,7 @@ class Wire(asyncio.Protocol):
         answer, self.conn = handshake.accept(subprotocol)
         self.handshake = None
         self._write(answer)
-        interval_s = self.config.ws_ping_interval
-        if interval_s:
-            self.ping_timer = asyncio.get_running_loop().call_later(interval_s, self._ping)
+        self._schedule_ping()
 
     def deny(self, status: int, text: str) -> None:
         """Refuse the handshake with a plain-text HTTP answer and end the connection."""
@@ -274,12 +272,7 @@ class Wire(asyncio.Protocol):
             try:
                 message = data.decode()
             except UnicodeDecodeError:
-                if self.conn is not None:
-                    self.conn.fail(CODE_INVALID_DATA, "invalid UTF-8")
-                self.close_sent = True
-                self._end(CODE_INVALID_DATA)
-                self._flush()
-                self._close_transport()
+                self._fail(CODE_INVALID_DATA, "invalid UTF-8")
                 return
         waiter = self._waiter
         if waiter is not None and not waiter.done():  # nothing is queued while one waits
@@ -415,11 +408,7 @@ class Wire(asyncio.Protocol):
         if self.close_sent or self.ended is not None or conn is None:
             return
         if self.ping_payload is not None:  # the last ping had no answer in time
-            conn.fail(CODE_KEEPALIVE, "keepalive ping timeout")
-            self.close_sent = True
-            self._flush()
-            self._end(CODE_KEEPALIVE)
-            self._close_transport()
+            self._fail(CODE_KEEPALIVE, "keepalive ping timeout")
             return
         self.ping_payload = struct.pack("!I", random.getrandbits(8 * PING_BYTES))
         conn.send_ping(self.ping_payload)
@@ -447,6 +436,15 @@ class Wire(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """End the socket for the client's fault: our close frame, then the TCP close."""
+        if self.conn is not None:
+            self.conn.fail(code, reason)
+        self.close_sent = True
+        self._flush()
+        self._end(code)
+        self._close_transport()
 
     def _end(self, code: int) -> None:
         """The socket has ended: the handler's receive raises Disconnected(code) once the
