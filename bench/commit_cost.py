@@ -50,6 +50,7 @@ import msgpack
 from bench.instructions import TOTALS
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Transfer, lua_arg
+from server.protocol import balance_push
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.store import Store, connect
@@ -90,13 +91,12 @@ def floor_args(n: int) -> tuple[PlayerKeys, list[str], list[bytes | str | int]]:
     balance = 10 * seq
     entry = msgpack.packb([seq, NOW_MS // 1000, 1, 10, balance, [BATCH_INT, 10], False, 0])
     head = hashlib.sha1(entry).hexdigest()
-    push = msgpack.packb({"push": "balance", "seq": seq, "data": {"balance": balance}})
+    push = balance_push(balance, 10, seq)
     script_keys = [
         keys.state,
         keys.journal,
         keys.txids,
         keys.sys,
-        keys.inbox,
         keys.reply(f"i:{n}"),
         keys.push_channel,
     ]
@@ -118,7 +118,7 @@ def one_hash_args(n: int) -> tuple[list[str], list[bytes | str | int]]:
     """one_hash_floor.lua's keys and values of call n (floor_args' player and credit)."""
     keys, _, v = floor_args(n)
     player_hash = keys.state  # the state key stands for the one hash
-    script_keys = [player_hash, keys.journal, keys.sys, keys.inbox, keys.push_channel]
+    script_keys = [player_hash, keys.journal, keys.sys, keys.push_channel]
     batches = msgpack.packb([BATCH_INT, v[3]])
     values = [v[0], f"t:{v[1]}", v[2], v[3], v[4], batches, v[6], f"r:i:{n}", v[7], v[8]]
     return script_keys, values
@@ -176,17 +176,16 @@ async def caller(store: Store, shape: str) -> Call:
 
         async def commands(n: int) -> object:
             _, k, v = floor_args(n)
-            state = ("ver", v[2], "vs", v[1], "signin", v[8], "pseq", v[2])
+            state = ("ver", v[2], "vs", v[1], "signin", v[8])
             wallet = ("bal", v[3], "seq", v[2], "head", v[4], "bt", v[5])
             return await store.call_many(
                 ("HMGET", k[0], *WALLET_READ),
                 ("HGET", k[2], v[1]),
-                ("SET", k[5], v[7], "NX", "EX", 86_400),
+                ("SET", k[4], v[7], "NX", "EX", 86_400),
                 ("HINCRBY", k[3], "mint:signin", -10),
                 ("RPUSH", k[1], v[0]),
                 ("HSET", k[2], v[1], v[2]),
-                ("PUBLISH", k[6], v[6]),
-                ("RPUSH", k[4], v[6]),
+                ("PUBLISH", k[5], v[6]),
                 ("HSET", k[0], *state, *wallet),
             )
 

@@ -38,6 +38,7 @@ class ManorClient:
         self._session = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
         self.last_seq = 0
+        self.balance_entry_seq = 0  # the newest `balance` state push's entry_seq
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -83,10 +84,18 @@ class ManorClient:
         async for frame in self.socket:
             message = json.loads(frame) if self.json_mode else msgpack.unpackb(frame, raw=False)
             if "push" in message:
+                if "seq" not in message:
+                    # A state push (`balance`): a resume sends the balance as it is, which
+                    # a newer live one may have passed; the newest entry_seq wins.
+                    entry_seq = message["data"]["entry_seq"]
+                    if entry_seq <= self.balance_entry_seq:
+                        continue
+                    self.balance_entry_seq = entry_seq
                 # A resume may deliver a push both live and from the inbox: keep one.
-                if message["push"] != "resync" and message["seq"] <= self.last_seq:
+                elif message["push"] != "resync" and message["seq"] <= self.last_seq:
                     continue
-                self.last_seq = max(self.last_seq, message["seq"])
+                else:
+                    self.last_seq = max(self.last_seq, message["seq"])
                 self.pushes.put_nowait(message)
                 continue
             future = self._waiting.pop(message.get("id"), None)

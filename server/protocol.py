@@ -158,16 +158,19 @@ class Codec:
 
 
 # A push frame as commit.lua writes it: a map of 3 whose first key is `push` (a fixmap,
-# a fixstr), its kind as a fixstr, then `seq`. _SEQ_WIDTH: msgpack's unsigned int markers.
+# a fixstr), its kind as a fixstr, then `seq`; a state push (`balance`) is a map of 2,
+# without `seq`. _SEQ_WIDTH: msgpack's unsigned int markers.
 _PUSH_HEAD = b"\x83\xa4push"
+_STATE_PUSH_HEAD = b"\x82\xa4push"
 _SEQ_KEY = b"\xa3seq"
 _SEQ_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
 
 
-def push_seq(frame: bytes) -> int:
-    """A push frame's `seq`. Read from the bytes where the frame has commit.lua's layout
-    (every push of a rule op: a fan-out reads one per push, and unpacking the whole frame
-    cost 2 % of a credited sign-in's server instructions); any other layout is unpacked."""
+def push_seq(frame: bytes) -> int | None:
+    """A push frame's `seq`, or None for a state push (no seq: not replayed, the newest
+    wins). Read from the bytes where the frame has commit.lua's layout (every push of a
+    rule op: a fan-out reads one per push, and unpacking the whole frame cost 2 % of a
+    credited sign-in's server instructions); any other layout is unpacked."""
     if frame.startswith(_PUSH_HEAD) and 0xA0 <= frame[6] <= 0xBF:
         at = 7 + (frame[6] & 0x1F)
         if frame[at : at + 4] == _SEQ_KEY:
@@ -177,7 +180,17 @@ def push_seq(frame: bytes) -> int:
             width = _SEQ_WIDTH.get(marker)
             if width is not None:
                 return int.from_bytes(frame[at + 5 : at + 5 + width], "big")
-    return int(msgpack.unpackb(frame)["seq"])
+    elif frame.startswith(_STATE_PUSH_HEAD):
+        return None
+    seq = msgpack.unpackb(frame).get("seq")
+    return None if seq is None else int(seq)
+
+
+def balance_push(balance: int, delta: int, entry_seq: int) -> bytes:
+    """The `balance` state push as commit.lua publishes it: the newest entry_seq wins."""
+    data = {"balance": balance, "delta": delta, "entry_seq": entry_seq}
+    frame: bytes = msgpack.packb({"push": "balance", "data": data})
+    return frame
 
 
 def parse_request(message: Any) -> Request:

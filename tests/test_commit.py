@@ -74,7 +74,7 @@ async def test_commit_credit_posts_entry_balance_batch_and_push(store: Store, re
         ),
         NOW_MS,
     )
-    assert (result.status, result.balance, result.ver, result.pseq) == ("ok", 10, 1, 1)
+    assert (result.status, result.balance, result.ver, result.pseq) == ("ok", 10, 1, 0)
     wallet = Wallet.from_hash(await redis.hgetall(keys.state))
     assert wallet.balance == 10 and wallet.batches == {JUNE: 10} and wallet.seq == 1
     [entry] = await live_entries(redis, keys)
@@ -90,8 +90,9 @@ async def test_commit_credit_posts_entry_balance_batch_and_push(store: Store, re
     assert await redis.hget(keys.sys, "mint:signin") == b"-10"
     assert await redis.hget(keys.state, "signin") == b"x"
     assert await redis.smembers(players_index(keys.bucket)) == {b"alice"}
-    push = msgpack.unpackb((await redis.lrange(keys.inbox, 0, -1))[0])
-    assert push == {"push": "balance", "seq": 1, "data": {"balance": 10, "delta": 10}}
+    # The `balance` push is a state push: published, never in the inbox, no push seq.
+    assert not await redis.exists(keys.inbox)
+    assert await redis.hget(keys.state, "pseq") is None
     assert (await verify(redis)).ok
 
 
@@ -106,9 +107,12 @@ async def test_commit_publishes_push_on_player_channel(store: Store, redis: Redi
             message = await listener.next()
             assert message is not None
             frames.append(msgpack.unpackb(message["data"]))
-    assert [f["push"] for f in frames] == ["balance", "hello"]
-    assert [f["seq"] for f in frames] == [1, 2]
-    assert frames[1]["data"] == {"from": "x"}
+    assert frames == [
+        {"push": "balance", "data": {"balance": 5, "delta": 5, "entry_seq": 1}},
+        {"push": "hello", "seq": 1, "data": {"from": "x"}},
+    ]
+    # The inbox keeps the sequenced push only: a resume sends the balance as it is.
+    assert [msgpack.unpackb(f) for f in await redis.lrange(keys.inbox, 0, -1)] == frames[1:]
 
 
 async def test_commit_same_transfer_id_again_is_exists_and_writes_nothing(
@@ -268,8 +272,9 @@ async def test_inbox_is_capped_and_trimmed_every_few_pushes(store: Store, redis:
 
     keys = PlayerKeys("hank")
     lengths = []
-    for i in range(INBOX_MAX + 5):
-        await apply(store, keys, Commit(transfers=[credit(f"t{i}", 1)]), NOW_MS)
+    data = msgpack.packb({})
+    for _ in range(INBOX_MAX + 5):
+        await apply(store, keys, Commit(pushes=[("crop_ripe", data)]), NOW_MS)
         lengths.append(await redis.llen(keys.inbox))
     assert max(lengths) == INBOX_MAX  # never more
     assert lengths[INBOX_MAX] == INBOX_KEEP  # the push past INBOX_MAX trimmed it back

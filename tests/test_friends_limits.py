@@ -122,21 +122,21 @@ async def test_friend_request_push_is_throttled_per_pair(
         assert (await op(live, "ann", "friend_request", player="bob"))["status"] == "outgoing"
         assert (await op(live, "ann", "friend_decline", player="bob"))["status"] is None
     pushes = await inbox_pushes(redis, "bob")
-    assert [p["push"] for p in pushes] == ["balance", "friend_request"]
+    assert [p["push"] for p in pushes] == ["friend_request"]  # `balance` is never kept
     # Another player's request is another pair.
     await op(live, "cat", "friend_request", player="bob")
     assert [p["push"] for p in await inbox_pushes(redis, "bob")][-1] == "friend_request"
-    assert len(await inbox_pushes(redis, "bob")) == 3
+    assert len(await inbox_pushes(redis, "bob")) == 2
     # The edge is written every time: bob sees the request in `friends` without its push.
     await op(live, "ann", "friend_request", player="bob")
     listed = await op(live, "bob", "friends")
     assert isinstance(listed, dict) and listed["incoming"] == ["ann", "cat"]
-    assert len(await inbox_pushes(redis, "bob")) == 3
+    assert len(await inbox_pushes(redis, "bob")) == 2
     # Once the window is over, the pair may push again; an accept back is its own pair.
     await op(live, "ann", "friend_decline", player="bob")
     clock.advance(FRIEND_PUSH_WINDOW_MS)
     await op(live, "ann", "friend_request", player="bob")
-    assert len(await inbox_pushes(redis, "bob")) == 4
+    assert len(await inbox_pushes(redis, "bob")) == 3
     await op(live, "bob", "friend_accept", player="ann")
     last = (await inbox_pushes(redis, "ann"))[-1]
     assert last["push"] == "friend_request" and last["data"] == {"from": "bob", "status": "friends"}

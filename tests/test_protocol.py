@@ -11,9 +11,10 @@ from redis.asyncio import Redis
 
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Transfer
-from server.protocol import push_seq
+from server.protocol import balance_push, push_seq
 from server.store.keys import PlayerKeys
 from server.store.store import Store
+from tests.conftest import Listener
 
 SEQS = st.integers(min_value=0, max_value=2**64 - 1)
 
@@ -40,7 +41,39 @@ async def test_push_seq_reads_the_frames_commit_lua_writes(store: Store, redis: 
     keys = PlayerKeys("alice")
     for n in range(300):  # seqs past one byte and a fixint
         credit = Transfer(f"t:{n}", "c", 1, "mint:signin", date(2027, 6, 30))
-        await apply(store, keys, Commit(transfers=[credit], pushes=[("note", b"\x80")]), n)
+        pushes = [("note", b"\x80"), ("note", b"\x80")]
+        await apply(store, keys, Commit(transfers=[credit], pushes=pushes), n)
     frames = await redis.lrange(keys.inbox, 0, -1)
     assert [push_seq(f) for f in frames] == [msgpack.unpackb(f)["seq"] for f in frames]
     assert push_seq(frames[-1]) == 600
+
+
+@given(st.integers(0, 2**53), st.integers(-(2**53), 2**53), st.integers(0, 2**53))
+def test_a_balance_push_is_a_state_push_without_a_seq(
+    balance: int, delta: int, entry_seq: int
+) -> None:
+    frame = balance_push(balance, delta, entry_seq)
+    assert push_seq(frame) is None
+    data = {"balance": balance, "delta": delta, "entry_seq": entry_seq}
+    assert msgpack.unpackb(frame) == {"push": "balance", "data": data}
+
+
+async def test_the_balance_push_commit_lua_publishes_is_balance_push_s(
+    store: Store, redis: Redis
+) -> None:
+    """The server's resume builds the frame commit.lua publishes: the same bytes."""
+    keys = PlayerKeys("bea")
+    async with Listener(redis, keys.push_channel) as listener:
+        for n, coins in enumerate((10, 200, 70000)):  # fixints and wider ints
+            credit = Transfer(f"t:{n}", "c", coins, "mint:signin", date(2027, 6, 30))
+            await apply(store, keys, Commit(transfers=[credit]), n)
+        frames = []
+        for _ in range(3):
+            message = await listener.next()
+            assert message is not None
+            frames.append(message["data"])
+    assert frames == [
+        balance_push(10, 10, 1),
+        balance_push(210, 200, 2),
+        balance_push(70210, 70000, 3),
+    ]

@@ -10,7 +10,7 @@
 -- ARGV: 1 header [now_ms (string), expected_ver, seen_stamp, stamp, request id, reply body,
 --         field name, field value, publish command]
 --       2 transfer [id, kind, amount, account, batch YYYYMMDD, ref (false: the id's), code]
--- Returns: {'ok', balance, ver, pseq} or {'CONFLICT'} / {'REPLAYED'} / {'exists'}
+-- Returns: {'ok', balance, ver} or {'CONFLICT'} / {'REPLAYED'} / {'exists'}
 
 local h = cmsgpack.unpack(ARGV[1])
 local t = cmsgpack.unpack(ARGV[2])
@@ -22,7 +22,7 @@ local ver = tonumber(got[1] or '0')
 if ver ~= h[2] or (got[3] or '') ~= h[3] then return {'CONFLICT'} end
 if got[13] then return {'REPLAYED'} end
 if got[12] then return {'exists'} end
-local pseq, bal, seq = tonumber(got[2] or '0'), tonumber(got[4] or '0'), tonumber(got[5] or '0')
+local bal, seq = tonumber(got[4] or '0'), tonumber(got[5] or '0')
 local head = got[6] or ''
 local batches = got[10] and cmsgpack.unpack(got[10]) or {}
 local found = false
@@ -35,19 +35,18 @@ if not found then
 end
 
 -- Writes.
-bal, seq, ver, pseq = bal + amount, seq + 1, ver + 1, pseq + 1
+bal, seq, ver = bal + amount, seq + 1, ver + 1
 local tag = 0
 if head ~= '' then tag = tonumber(string.sub(head, 1, 8), 16) end
 local entry = cmsgpack.pack({seq, math.floor(tonumber(h[1]) / 1000), t[7], amount, bal,
   {batch, amount}, t[6], tag})
 head = redis.sha1hex(head .. cmsgpack.pack(id) .. entry)
-local data = '\130\167balance' .. cmsgpack.pack(bal) .. '\165delta' .. cmsgpack.pack(amount)
-local push = '\131\164push\167balance\163seq' .. cmsgpack.pack(pseq) .. '\164data' .. data
+local push = '\130\164push\167balance\164data\131\167balance' .. cmsgpack.pack(bal) .. '\165delta'
+  .. cmsgpack.pack(amount) .. '\169entry_seq' .. cmsgpack.pack(seq)
 redis.call('HINCRBY', KEYS[3], t[4], -amount)
 redis.call('RPUSH', KEYS[2], entry)
-redis.call('HSET', KEYS[1], 'ver', ver, 'vs', h[4], h[7], h[8], 'pseq', pseq, 'bal', bal,
+redis.call('HSET', KEYS[1], 'ver', ver, 'vs', h[4], h[7], h[8], 'bal', bal,
   'seq', seq, 'head', head, 'batches', cmsgpack.pack(batches), txid, seq,
   reply_field, bal .. ':' .. h[6])
-redis.call(h[9], KEYS[5], push)
-redis.call('RPUSH', KEYS[4], push)
-return {'ok', bal, ver, pseq}
+redis.call(h[9], KEYS[4], push)
+return {'ok', bal, ver}

@@ -78,6 +78,7 @@ async def state(
     return {
         "player": keys.player_id,
         "balance": wallet.balance,
+        "entry_seq": wallet.seq,
         "batches": wallet.by_batch(),
         "streak": view.streak,
         "signed_in_today": view.signed_today,

@@ -14,8 +14,6 @@ import logging
 import time
 from typing import Any
 
-import msgpack
-
 from server.metrics import UNKNOWN_OP, Metrics
 from server.pipeline import STORE_DOWN_ERRORS, Dispatcher, OpError, Seen
 from server.protocol import (
@@ -24,6 +22,7 @@ from server.protocol import (
     CLOSE_TOO_MANY_SOCKETS,
     Codec,
     ProtocolError,
+    balance_push,
     parse_request,
     push_seq,
     reply_error,
@@ -142,16 +141,23 @@ class Connection:
 
     def offer_push(self, frame: bytes) -> None:
         """From the fan-out: a client too slow to drain its queue is disconnected."""
-        self.last_push_seq = push_seq(frame)
+        seq = push_seq(frame)
+        if seq is not None:  # a state push (`balance`) leaves the cursor where it was
+            self.last_push_seq = seq
         self.pushes += 1
         self.sender.offer(self.codec.push(frame), CLOSE_SLOW_CONSUMER)
 
     def catch_up(self) -> None:
         """From the fan-out, once the player's channel is subscribed again after a lost
         connection: pushes published in between never came live, so replay them from the
-        inbox. A socket that has seen no push yet cannot say where it stands: it gets
-        `resync`, as a resume from too far back does."""
-        since = -1 if self.last_push_seq is None else self.last_push_seq
+        inbox, then the balance as it is (its live pushes were lost too). Where the socket
+        stands: its newest push, else the push seq its last state read saw (every push
+        after that read came live until the loss); one that knows neither cannot say, and
+        gets `resync`, as a resume from too far back does."""
+        since = self.last_push_seq
+        if since is None:
+            snapshot = self.seen.snapshot
+            since = -1 if snapshot is None else int(snapshot.fields.get(b"pseq", 0))
         task = asyncio.get_running_loop().create_task(self._replay(since))
         if self.catching_up is None:
             self.catching_up = set()
@@ -181,26 +187,31 @@ class Connection:
             warn_store_down("catch_up", exc)
 
     async def resume(self, since_seq: int) -> None:
-        """Replay the pushes after `since_seq` from the inbox, or say a snapshot is needed.
+        """Replay the pushes after `since_seq` from the inbox and send the balance as it
+        is (the `balance` push is a state push: never in the inbox), or say a snapshot is
+        needed.
 
         Runs after the socket is attached, so a push may arrive both live and from here:
-        clients drop a seq they have already seen.
+        clients drop a seq they have already seen, and a balance whose entry_seq is not
+        above the one they hold.
         """
         store = self.dispatcher.services.store
-        frames, last = await asyncio.gather(
-            store.call("LRANGE", self.keys.inbox, 0, -1),
-            store.call("HGET", self.keys.state, "pseq"),
+        frames, (last, balance, entry_seq) = await store.call_many(
+            ("LRANGE", self.keys.inbox, 0, -1),
+            ("HMGET", self.keys.state, "pseq", "bal", "seq"),
         )
         last_seq = int(last or 0)
-        seqs = [msgpack.unpackb(f)["seq"] for f in frames]
+        seqs = [push_seq(f) for f in frames]
         oldest_seq = seqs[0] if seqs else last_seq + 1
-        if since_seq > last_seq or oldest_seq > since_seq + 1:
+        if since_seq > last_seq or oldest_seq is None or oldest_seq > since_seq + 1:
             gap = {"push": "resync", "seq": last_seq, "data": {"snapshot_needed": True}}
-            self.send_message(gap)
+            self.send_message(gap)  # `state` carries the balance and its entry_seq
             return
         for seq, frame in zip(seqs, frames, strict=True):
-            if seq > since_seq:
+            if seq is not None and seq > since_seq:
                 self.offer_push(frame)
+        if entry_seq is not None:  # the player has a wallet
+            self.offer_push(balance_push(int(balance or 0), 0, int(entry_seq)))
 
     async def serve(self, since_seq: int | None) -> None:
         """Read requests and write frames until either side ends the socket, in the

@@ -17,8 +17,9 @@
 --                     (format 1, and what compaction leaves of an archived entry's id, the
 --                     account by its code where it has one)
 --   4 sys       hash  system account (bucket-local) -> balance, may be negative
---   5 inbox     list  push frames (msgpack), newest last: past inbox_max entries it is trimmed
---                     to the newest inbox_keep (a trim every few pushes, not on each one)
+--   5 inbox     list  the sequenced push frames (msgpack), newest last: past inbox_max entries
+--                     it is trimmed to the newest inbox_keep (a trim every few pushes, not on
+--                     each one); the `balance` push is a state push, published only
 --   6 players   set   player ids of this bucket that own a wallet
 --   7 reply     string "<balance>:<reply body>": the cached reply of a request id (ignored
 --                     when reply_body == ""), one SET with its expiry
@@ -41,7 +42,7 @@
 --    [2] expected_ver    integer; -1 skips the version check (platform and operator credits)
 --    [3] n_fields       state fields to write
 --    [4] n_transfers
---    [5] n_pushes       pushes besides the automatic `balance` push
+--    [5] n_pushes       the sequenced pushes (the `balance` push is made here, unsequenced)
 --    [6] n_orders       outbox orders
 --    [7] reply_body     msgpack reply without `balance`; "" = no request id to remember
 --    [8] reply_ttl_s    seconds
@@ -452,12 +453,12 @@ end
 local push_frames = {}
 -- {push: kind, seq: pseq, data: data} in msgpack: the map's header and its three keys are
 -- written as bytes (a fixmap of 3; fixstrs of 4, 3 and 4), a cmsgpack call less for each.
-local function frame(packed_kind, data, counted)
+local function frame(packed_kind, data)
   pseq = pseq + 1
-  local bytes = '\131\164push' .. packed_kind .. '\163seq' .. cmsgpack.pack(pseq) .. '\164data'
-    .. data
-  push_frames[#push_frames + 1] = {bytes, counted}
+  push_frames[#push_frames + 1] = '\131\164push' .. packed_kind .. '\163seq' .. cmsgpack.pack(pseq)
+    .. '\164data' .. data
 end
+local balance_frame = nil  -- the state push: no seq, not in the inbox (the header's n_pushes)
 
 -- The rule's fields and the wallet's share the hash: one HSET writes both.
 local wallet_gone = {}
@@ -502,11 +503,13 @@ if #plan > 0 then
   if first_posting then
     redis.call('SADD', KEYS[6], player_id)
   end
-  -- {balance: bal, delta: the change} with the keys as bytes: cmsgpack packs a table
-  -- several times slower than the two numbers (bench.commit_cost --instructions).
-  local data = '\130\167balance' .. cmsgpack.pack(bal) .. '\165delta'
-    .. cmsgpack.pack(bal - balance_before)
-  frame('\167balance', data, false)
+  -- {push: "balance", data: {balance: bal, delta: the change, entry_seq: seq}} with the
+  -- keys as bytes: cmsgpack packs a table several times slower than the three numbers
+  -- (bench.commit_cost --instructions). A state push: the newest entry_seq wins, a
+  -- resume sends the balance as it then is (server/transport/ws.py), so no inbox entry
+  -- and no seq (a fixmap of 2).
+  balance_frame = '\130\164push\167balance\164data\131\167balance' .. cmsgpack.pack(bal)
+    .. '\165delta' .. cmsgpack.pack(bal - balance_before) .. '\169entry_seq' .. cmsgpack.pack(seq)
 end
 if held ~= held_before or reindex then
   wallet_set('held', held)
@@ -533,17 +536,17 @@ for r = 0, n_records - 1 do
 end
 
 for i = 0, n_pushes - 1 do
-  frame(cmsgpack.pack(ARGV[pushes_at + 1 + 2 * i]), ARGV[pushes_at + 2 + 2 * i], true)
+  frame(cmsgpack.pack(ARGV[pushes_at + 1 + 2 * i]), ARGV[pushes_at + 2 + 2 * i])
+end
+if balance_frame then
+  redis.call(publish, KEYS[8], balance_frame)
 end
 local receivers = {}
 if #push_frames > 0 then
-  local bytes = {}
-  for _, f in ipairs(push_frames) do
-    bytes[#bytes + 1] = f[1]
-    local got = redis.call(publish, KEYS[8], f[1])
-    if f[2] then receivers[#receivers + 1] = got end
+  for i, f in ipairs(push_frames) do
+    receivers[i] = redis.call(publish, KEYS[8], f)
   end
-  if redis.call('RPUSH', KEYS[5], unpack(bytes)) > inbox_max then
+  if redis.call('RPUSH', KEYS[5], unpack(push_frames)) > inbox_max then
     redis.call('LTRIM', KEYS[5], -inbox_keep, -1)
   end
   state_args[#state_args + 1] = 'pseq'
