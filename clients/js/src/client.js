@@ -2,7 +2,8 @@
 // ids unique per player (a random session per client plus a counter); a request not
 // answered when its socket drops is sent again, with the same id, on the next socket, so
 // the server answers it from its stored reply and coins move once. Pushes are resumed
-// with since_seq and delivered once each, in seq order (see order.js).
+// with since_seq and delivered once each, in seq order; a `balance` push, a state push,
+// is delivered unless a newer balance was (see order.js).
 
 import { decodeFrame, jsonCodec, SUBPROTOCOL_MSGPACK } from "./codec.js";
 import { Emitter } from "./emitter.js";
@@ -111,8 +112,11 @@ export class ManorClient extends Emitter {
         send: (frame) => this.socket?.send(/** @type {string | Uint8Array} */ (frame)),
         backoffMs: (attempt) => this.#backoff(attempt),
         answered: (op, result) => {
-          // The first snapshot's push_seq is where a resume will start from.
-          if (op === "state" && this.order.cursor === null) this.order.cursor = result.push_seq;
+          // The first snapshot's push_seq is where a resume will start from; its balance
+          // is as new as its entry_seq, so an older `balance` push is not delivered.
+          if (op !== "state") return;
+          if (this.order.cursor === null) this.order.cursor = result.push_seq;
+          this.order.held("balance", result.entry_seq ?? 0);
         },
       },
       this.stats,

@@ -27,9 +27,9 @@
  */
 
 /**
- * @typedef {{ player: string, balance: number, batches: Batch[], streak: number,
- *   signed_in_today: boolean, next_sign_in_coins: number, day: string, push_seq: number,
- *   rules_version: string }} StateResult
+ * @typedef {{ player: string, balance: number, entry_seq: number, batches: Batch[],
+ *   streak: number, signed_in_today: boolean, next_sign_in_coins: number, day: string,
+ *   push_seq: number, rules_version: string }} StateResult
  * @typedef {{ coins: number, streak: number, day: string, already: boolean,
  *   balance: number }} SignInResult
  * @typedef {{ limit?: number, before_seq?: number }} LedgerArgs
@@ -82,7 +82,7 @@
 /**
  * Each push: its `data`.
  * @typedef {{
- *   balance: { balance: number, delta: number },
+ *   balance: { balance: number, delta: number, entry_seq: number },
  *   crop_ripe: { plot: number, cycle: number, seed: string },
  *   watered: { by: string, plot: number, advanced_ms: number, ripe_at_ms: number },
  *   stolen: { by: string, plot: number, coins: number },

@@ -3,9 +3,13 @@
 // the replayed older ones (docs/protocol.md, "Resuming after a reconnect"). PushOrder
 // turns what arrives into each seq once, ascending: duplicates are dropped and a push
 // past a gap waits until the gap fills, or until the caller gives up on it (flush).
+// A state push (`balance`) has no seq: it is never replayed, a resume sends the value as
+// it then is, so it goes out at once unless a newer one (a higher data.entry_seq) already
+// did.
 
 /**
- * @typedef {{ push: string, seq: number, data: any }} PushFrame
+ * @typedef {{ push: string, seq?: number, data: any }} PushFrame
+ * @typedef {{ push: string, seq: number, data: any }} SeqFrame a sequenced push
  */
 
 export const PUSHES_WAITING_MAX = 256;
@@ -20,8 +24,20 @@ export class PushOrder {
     /** @type {number | null} */
     this.cursor = cursor;
     this.waitingMax = waitingMax;
-    /** @type {Map<number, PushFrame>} */
+    /** @type {Map<number, SeqFrame>} */
     this.waiting = new Map();
+    /** @type {Map<string, number>} the newest entry_seq of each state push delivered */
+    this.states = new Map();
+  }
+
+  /**
+   * A state the app already holds, as a snapshot gave it (`state`'s balance and its
+   * entry_seq): an older state push is dropped.
+   * @param {string} kind
+   * @param {number} entrySeq
+   */
+  held(kind, entrySeq) {
+    if (entrySeq > (this.states.get(kind) ?? -1)) this.states.set(kind, entrySeq);
   }
 
   /** True while pushes wait behind a gap. */
@@ -35,6 +51,20 @@ export class PushOrder {
    * @returns {PushFrame[]}
    */
   accept(push) {
+    if (push.seq === undefined) {
+      const entrySeq = push.data?.entry_seq ?? 0;
+      if (entrySeq <= (this.states.get(push.push) ?? -1)) return [];
+      this.states.set(push.push, entrySeq);
+      return [push];
+    }
+    return this.#sequenced(/** @type {SeqFrame} */ (push));
+  }
+
+  /**
+   * @param {SeqFrame} push
+   * @returns {PushFrame[]}
+   */
+  #sequenced(push) {
     if (push.push === "resync") {
       // The server's latest seq: the cursor, even when lower than ours. What waited
       // behind a gap is older than a snapshot the app is about to take, or newer: keep
@@ -60,7 +90,7 @@ export class PushOrder {
 
   /**
    * Gives up on the gap: every waiting push, ascending; the cursor moves to the last.
-   * @returns {PushFrame[]}
+   * @returns {SeqFrame[]}
    */
   flush() {
     const out = [...this.waiting.values()].sort((a, b) => a.seq - b.seq);
@@ -70,7 +100,7 @@ export class PushOrder {
     return out;
   }
 
-  /** @returns {PushFrame[]} */
+  /** @returns {SeqFrame[]} */
   #drain() {
     const out = [];
     for (;;) {

@@ -6,8 +6,8 @@ import { test } from "node:test";
 import { PushOrder } from "../src/order.js";
 
 /** @param {number} seq @param {string} [push] */
-const p = (seq, push = "balance") => ({ push, seq, data: {} });
-/** @param {{ seq: number }[]} pushes */
+const p = (seq, push = "stolen") => ({ push, seq, data: {} });
+/** @param {{ seq?: number }[]} pushes */
 const seqs = (pushes) => pushes.map((push) => push.seq);
 
 test("test_order_unknown_cursor_takes_the_first_push", () => {
@@ -67,4 +67,32 @@ test("test_order_resync_drops_waiting_pushes_it_covers", () => {
   order.accept(p(9, "resync"));
   assert.equal(order.blocked, false);
   assert.deepEqual(seqs(order.accept(p(10))), [10]);
+});
+
+/** @param {number} balance @param {number} entrySeq */
+const balance = (balance, entrySeq) => ({ push: "balance", data: { balance, delta: 0, entry_seq: entrySeq } });
+
+test("test_order_a_state_push_goes_out_at_once_even_behind_a_gap", () => {
+  const order = new PushOrder(3);
+  assert.deepEqual(seqs(order.accept(p(5))), []);
+  assert.deepEqual(order.accept(balance(40, 9)), [balance(40, 9)]);
+  assert.equal(order.cursor, 3); // a state push moves no cursor
+  assert.deepEqual(seqs(order.accept(p(4))), [4, 5]);
+});
+
+test("test_order_an_older_or_repeated_state_push_is_dropped", () => {
+  const order = new PushOrder(0);
+  assert.deepEqual(order.accept(balance(40, 9)), [balance(40, 9)]);
+  assert.deepEqual(order.accept(balance(30, 8)), []); // a resume's, passed by a live one
+  assert.deepEqual(order.accept(balance(40, 9)), []);
+  assert.deepEqual(order.accept(balance(55, 10)), [balance(55, 10)]);
+});
+
+test("test_order_a_state_push_at_or_below_a_snapshot_s_is_dropped", () => {
+  const order = new PushOrder(0);
+  order.held("balance", 12);
+  assert.deepEqual(order.accept(balance(40, 12)), []);
+  order.held("balance", 3); // an older snapshot never lowers it
+  assert.deepEqual(order.accept(balance(41, 11)), []);
+  assert.deepEqual(order.accept(balance(50, 13)), [balance(50, 13)]);
 });

@@ -86,7 +86,8 @@ class Play {
   onPush(push) {
     const data = push.data;
     const says = {
-      balance: () => `${data.delta > 0 ? "+" : ""}${data.delta} coins → ${data.balance}`,
+      // delta 0: the balance as it is, sent after a resume (docs/protocol.md, Pushes)
+      balance: () => (data.delta === 0 ? `Balance: ${data.balance} coins` : `${data.delta > 0 ? "+" : ""}${data.delta} coins → ${data.balance}`),
       stolen: () => `${data.by} stole ${data.coins} coins from plot ${data.plot + 1}!`,
       watered: () => `${data.by} watered plot ${data.plot + 1}`,
       crop_ripe: () => `Plot ${data.plot + 1} is ripe: harvest it`,
