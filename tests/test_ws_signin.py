@@ -189,3 +189,31 @@ async def test_a_push_published_while_pubsub_was_down_is_replayed_to_the_socket(
     # is not known, so 0.
     assert second == {"push": "balance", "data": {"balance": 15, "delta": 0, "entry_seq": 2}}
     await client.close()
+
+
+async def test_a_socket_that_knows_no_push_seq_gets_resync_after_pubsub_was_down(
+    live: Live, redis: Redis, clock: FrozenClock
+) -> None:
+    """A socket that was sent no event push and made no rule op (only `state`, a read)
+    cannot say which pushes it missed while the process's pub/sub connection was down:
+    it gets `resync` with the player's push seq, and no balance (`state` carries it)."""
+    from server.ledger.commit import Commit, apply
+    from server.ledger.ledger import Transfer
+    from server.store.keys import PlayerKeys
+
+    client = await live.connect("hal")
+    await client.call("state")
+    if isinstance(redis, RedisCluster):
+        await redis.client_kill_filter(_type="pubsub", target_nodes=RedisCluster.ALL_NODES)
+    else:
+        await redis.client_kill_filter(_type="pubsub")
+    grant = Transfer("grant:gap", "c", 5, "mint:grant", date(2027, 6, 30))
+    commit = Commit(transfers=[grant], pushes=[("note", msgpack.packb({"n": 1}))])
+    done = await apply(live.manor.store, PlayerKeys("hal"), commit, clock.now_ms())
+    assert done.status == "ok"
+    push = await client.next_push(timeout_s=10)  # the fan-out resubscribes after 0.5 s
+    assert push == {"push": "resync", "seq": 1, "data": {"snapshot_needed": True}}
+    assert (await client.call("state"))["entry_seq"] == 1
+    await asyncio.sleep(0.3)  # nothing else was on its way
+    assert client.pushes.empty()
+    await client.close()
