@@ -84,9 +84,10 @@ class ManorClient:
         async for frame in self.socket:
             message = json.loads(frame) if self.json_mode else msgpack.unpackb(frame, raw=False)
             if "push" in message:
-                if "seq" not in message:
-                    # A state push (`balance`): a resume sends the balance as it is, which
-                    # a newer live one may have passed; the newest entry_seq wins.
+                if message["push"] == "balance" and "entry_seq" in message["data"]:
+                    # A state push (seq 0): a resume sends the balance as it is, which a
+                    # newer live one may have passed; the newest entry_seq wins. (Balance
+                    # pushes of before, still in an inbox, have a seq and no entry_seq.)
                     entry_seq = message["data"]["entry_seq"]
                     if entry_seq <= self.balance_entry_seq:
                         continue

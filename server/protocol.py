@@ -158,16 +158,15 @@ class Codec:
 
 
 # A push frame as commit.lua writes it: a map of 3 whose first key is `push` (a fixmap,
-# a fixstr), its kind as a fixstr, then `seq`; a state push (`balance`) is a map of 2,
-# without `seq`. _SEQ_WIDTH: msgpack's unsigned int markers.
+# a fixstr), its kind as a fixstr, then `seq`, 0 for a state push (`balance`).
+# _SEQ_WIDTH: msgpack's unsigned int markers.
 _PUSH_HEAD = b"\x83\xa4push"
-_STATE_PUSH_HEAD = b"\x82\xa4push"
 _SEQ_KEY = b"\xa3seq"
 _SEQ_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
 
 
 def push_seq(frame: bytes) -> int | None:
-    """A push frame's `seq`, or None for a state push (no seq: not replayed, the newest
+    """A push frame's `seq`, or None for a state push (seq 0: not replayed, the newest
     wins). Read from the bytes where the frame has commit.lua's layout (every push of a
     rule op: a fan-out reads one per push, and unpacking the whole frame cost 2 % of a
     credited sign-in's server instructions); any other layout is unpacked."""
@@ -176,20 +175,18 @@ def push_seq(frame: bytes) -> int | None:
         if frame[at : at + 4] == _SEQ_KEY:
             marker = frame[at + 4]
             if marker < 0x80:
-                return marker
+                return marker or None
             width = _SEQ_WIDTH.get(marker)
             if width is not None:
-                return int.from_bytes(frame[at + 5 : at + 5 + width], "big")
-    elif frame.startswith(_STATE_PUSH_HEAD):
-        return None
-    seq = msgpack.unpackb(frame).get("seq")
-    return None if seq is None else int(seq)
+                return int.from_bytes(frame[at + 5 : at + 5 + width], "big") or None
+    return int(msgpack.unpackb(frame)["seq"]) or None
 
 
 def balance_push(balance: int, delta: int, entry_seq: int) -> bytes:
-    """The `balance` state push as commit.lua publishes it: the newest entry_seq wins."""
+    """The `balance` state push as commit.lua publishes it: seq 0, the newest entry_seq
+    wins."""
     data = {"balance": balance, "delta": delta, "entry_seq": entry_seq}
-    frame: bytes = msgpack.packb({"push": "balance", "data": data})
+    frame: bytes = msgpack.packb({"push": "balance", "seq": 0, "data": data})
     return frame
 
 

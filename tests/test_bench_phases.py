@@ -294,7 +294,7 @@ def test_the_credit_floor_answers_each_request_with_a_reply_and_its_balance_push
     replies = [f for f in got if "id" in f]
     pushes = [f for f in got if f.get("push") == "balance"]
     assert [r["id"] for r in replies] == [0, 1, 2] and all(r["ok"] for r in replies)
-    assert [p["data"]["entry_seq"] for p in pushes] == [1, 2, 3] and "seq" not in pushes[0]
+    assert [p["data"]["entry_seq"] for p in pushes] == [1, 2, 3] and pushes[0]["seq"] == 0
     assert [r["result"]["balance"] for r in replies] == [10, 20, 30]
 
 

@@ -90,7 +90,7 @@ async def test_commit_credit_posts_entry_balance_batch_and_push(store: Store, re
     assert await redis.hget(keys.sys, "mint:signin") == b"-10"
     assert await redis.hget(keys.state, "signin") == b"x"
     assert await redis.smembers(players_index(keys.bucket)) == {b"alice"}
-    # The `balance` push is a state push: published, never in the inbox, no push seq.
+    # The `balance` push is a state push: published (seq 0), never in the inbox, no pseq.
     assert not await redis.exists(keys.inbox)
     assert await redis.hget(keys.state, "pseq") is None
     assert (await verify(redis)).ok
@@ -108,7 +108,7 @@ async def test_commit_publishes_push_on_player_channel(store: Store, redis: Redi
             assert message is not None
             frames.append(msgpack.unpackb(message["data"]))
     assert frames == [
-        {"push": "balance", "data": {"balance": 5, "delta": 5, "entry_seq": 1}},
+        {"push": "balance", "seq": 0, "data": {"balance": 5, "delta": 5, "entry_seq": 1}},
         {"push": "hello", "seq": 1, "data": {"from": "x"}},
     ]
     # The inbox keeps the sequenced push only: a resume sends the balance as it is.

@@ -32,6 +32,7 @@ async def test_credit_on_one_process_pushes_to_socket_on_another(
         push = await remote.next_push()
         assert push == {
             "push": "balance",
+            "seq": 0,
             "data": {"balance": signed["balance"], "delta": 10, "entry_seq": 1},
         }
         # The other process sees the same coins.
@@ -47,7 +48,11 @@ async def test_reconnect_with_since_seq_replays_missed_pushes(live: Live) -> Non
     resumed = await live.connect("pia", since_seq=0)
     push = await resumed.next_push()
     # `balance` is a state push: not replayed from the inbox, the balance as it is instead.
-    assert push == {"push": "balance", "data": {"balance": 10, "delta": 0, "entry_seq": 1}}
+    assert push == {
+        "push": "balance",
+        "seq": 0,
+        "data": {"balance": 10, "delta": 0, "entry_seq": 1},
+    }
     await resumed.close()
     ahead = await live.connect("pia", since_seq=50)
     resync = await ahead.next_push()

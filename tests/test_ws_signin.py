@@ -75,11 +75,30 @@ async def test_sign_in_pushes_balance_to_every_socket_of_the_player(live: Live) 
         push = await socket.next_push()
         assert push == {
             "push": "balance",
+            "seq": 0,
             "data": {"balance": result["balance"], "delta": 10, "entry_seq": 1},
         }
     assert other.pushes.empty()
     for socket in (phone, tablet, other):
         await socket.close()
+
+
+async def test_a_v1_client_from_before_state_pushes_drops_the_balance_push_as_seen(
+    live: Live,
+) -> None:
+    """Apps in the field keep the push order of before: a push whose seq is at or below the
+    last they processed is a duplicate, and since_seq must be digits. The `balance` state
+    push carries seq 0, so such a client drops it (it reads balances from replies and
+    `state`) and its cursor stays a number it can resume from."""
+    phone = await live.connect("old")
+    cursor = (await phone.call("state"))["push_seq"]
+    await phone.call("sign_in")
+    push = await phone.next_push()
+    assert push["seq"] == 0 and push["seq"] <= cursor  # the old rule: already seen, dropped
+    await phone.close()
+    resumed = await live.connect("old", since_seq=cursor)
+    assert (await resumed.next_push())["data"]["balance"] == 10
+    await resumed.close()
 
 
 async def test_the_first_request_of_a_socket_gets_its_own_push_however_slow_the_subscribe(
@@ -187,7 +206,11 @@ async def test_a_push_published_while_pubsub_was_down_is_replayed_to_the_socket(
     assert first == {"push": "note", "seq": 1, "data": {"n": 1}}
     # Sent after the replay, as the store holds it: the delta of what the socket missed
     # is not known, so 0.
-    assert second == {"push": "balance", "data": {"balance": 15, "delta": 0, "entry_seq": 2}}
+    assert second == {
+        "push": "balance",
+        "seq": 0,
+        "data": {"balance": 15, "delta": 0, "entry_seq": 2},
+    }
     await client.close()
 
 

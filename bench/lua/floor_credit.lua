@@ -9,7 +9,7 @@
 -- Returns: {'ok', balance, ver, pseq, {}, held, debt} as commit.lua does
 
 local seq = redis.call('INCR', KEYS[2])
-redis.call(ARGV[1], KEYS[1], '\130\164push\167balance\164data\131\167balance'
+redis.call(ARGV[1], KEYS[1], '\131\164push\167balance\163seq\000\164data\131\167balance'
   .. cmsgpack.pack(10 * seq) .. '\165delta' .. cmsgpack.pack(10) .. '\169entry_seq'
   .. cmsgpack.pack(seq))
 return {'ok', 10 * seq, seq, 0, {}, 0, 0}

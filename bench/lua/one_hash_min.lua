@@ -41,8 +41,8 @@ if head ~= '' then tag = tonumber(string.sub(head, 1, 8), 16) end
 local entry = cmsgpack.pack({seq, math.floor(tonumber(h[1]) / 1000), t[7], amount, bal,
   {batch, amount}, t[6], tag})
 head = redis.sha1hex(head .. cmsgpack.pack(id) .. entry)
-local push = '\130\164push\167balance\164data\131\167balance' .. cmsgpack.pack(bal) .. '\165delta'
-  .. cmsgpack.pack(amount) .. '\169entry_seq' .. cmsgpack.pack(seq)
+local push = '\131\164push\167balance\163seq\000\164data\131\167balance' .. cmsgpack.pack(bal)
+  .. '\165delta' .. cmsgpack.pack(amount) .. '\169entry_seq' .. cmsgpack.pack(seq)
 redis.call('HINCRBY', KEYS[3], t[4], -amount)
 redis.call('RPUSH', KEYS[2], entry)
 redis.call('HSET', KEYS[1], 'ver', ver, 'vs', h[4], h[7], h[8], 'bal', bal,

@@ -3,13 +3,13 @@
 // the replayed older ones (docs/protocol.md, "Resuming after a reconnect"). PushOrder
 // turns what arrives into each seq once, ascending: duplicates are dropped and a push
 // past a gap waits until the gap fills, or until the caller gives up on it (flush).
-// A state push (`balance`) has no seq: it is never replayed, a resume sends the value as
-// it then is, so it goes out at once unless a newer one (a higher data.entry_seq) already
-// did.
+// A state push (`balance`, seq 0, with data.entry_seq) is outside the sequence: it is
+// never replayed, a resume sends the value as it then is, so it goes out at once unless a
+// newer one (a higher data.entry_seq) already did. (A `balance` push of before, still in
+// an inbox, has a seq and no entry_seq: it is sequenced like the others.)
 
 /**
- * @typedef {{ push: string, seq?: number, data: any }} PushFrame
- * @typedef {{ push: string, seq: number, data: any }} SeqFrame a sequenced push
+ * @typedef {{ push: string, seq: number, data: any }} PushFrame
  */
 
 export const PUSHES_WAITING_MAX = 256;
@@ -24,7 +24,7 @@ export class PushOrder {
     /** @type {number | null} */
     this.cursor = cursor;
     this.waitingMax = waitingMax;
-    /** @type {Map<number, SeqFrame>} */
+    /** @type {Map<number, PushFrame>} */
     this.waiting = new Map();
     /** @type {Map<string, number>} the newest entry_seq of each state push delivered */
     this.states = new Map();
@@ -51,20 +51,12 @@ export class PushOrder {
    * @returns {PushFrame[]}
    */
   accept(push) {
-    if (push.seq === undefined) {
-      const entrySeq = push.data?.entry_seq ?? 0;
+    const entrySeq = push.data?.entry_seq;
+    if (push.push === "balance" && typeof entrySeq === "number") {
       if (entrySeq <= (this.states.get(push.push) ?? -1)) return [];
       this.states.set(push.push, entrySeq);
       return [push];
     }
-    return this.#sequenced(/** @type {SeqFrame} */ (push));
-  }
-
-  /**
-   * @param {SeqFrame} push
-   * @returns {PushFrame[]}
-   */
-  #sequenced(push) {
     if (push.push === "resync") {
       // The server's latest seq: the cursor, even when lower than ours. What waited
       // behind a gap is older than a snapshot the app is about to take, or newer: keep
@@ -90,7 +82,7 @@ export class PushOrder {
 
   /**
    * Gives up on the gap: every waiting push, ascending; the cursor moves to the last.
-   * @returns {SeqFrame[]}
+   * @returns {PushFrame[]}
    */
   flush() {
     const out = [...this.waiting.values()].sort((a, b) => a.seq - b.seq);
@@ -100,7 +92,7 @@ export class PushOrder {
     return out;
   }
 
-  /** @returns {SeqFrame[]} */
+  /** @returns {PushFrame[]} */
   #drain() {
     const out = [];
     for (;;) {

@@ -22,11 +22,11 @@ test("test_sign_in_pays_once_and_pushes_the_balance", async () => {
   const signed = await alice.ops.sign_in();
   assert.deepEqual([signed.coins, signed.streak, signed.already, signed.balance], [10, 1, false, 10]);
   const push = await until(() => pushes.find((p) => p.push === "balance"), "the balance push");
-  assert.deepEqual(push, { push: "balance", data: { balance: 10, delta: 10, entry_seq: 1 } });
+  assert.deepEqual(push, { push: "balance", seq: 0, data: { balance: 10, delta: 10, entry_seq: 1 } });
   const again = await alice.call("sign_in");
   assert.equal(again.already, true);
   const state = await alice.ops.state();
-  // `balance` is a state push: no seq; the snapshot says which balance it is by entry_seq.
+  // `balance` is a state push (seq 0); the snapshot says which balance it is by entry_seq.
   assert.deepEqual(
     [state.balance, state.entry_seq, state.signed_in_today, state.push_seq],
     [10, 1, true, 0],
@@ -127,7 +127,7 @@ test("test_reconnect_with_since_seq_replays_missed_pushes_in_order", async () =>
   for (const plot of [0, 1, 2]) await alice.ops.water({ player: bobName, plot });
   assert.equal(pushes.length, 0, "bob was away");
   bob.resume();
-  const sequenced = () => pushes.filter((p) => p.seq !== undefined);
+  const sequenced = () => pushes.filter((p) => p.seq > 0);
   await until(() => sequenced().length >= 3, "three replayed pushes");
   assert.deepEqual(opens, [{ resumed: true, sinceSeq: cursor }]);
   assert.deepEqual(

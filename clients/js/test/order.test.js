@@ -7,7 +7,7 @@ import { PushOrder } from "../src/order.js";
 
 /** @param {number} seq @param {string} [push] */
 const p = (seq, push = "stolen") => ({ push, seq, data: {} });
-/** @param {{ seq?: number }[]} pushes */
+/** @param {{ seq: number }[]} pushes */
 const seqs = (pushes) => pushes.map((push) => push.seq);
 
 test("test_order_unknown_cursor_takes_the_first_push", () => {
@@ -70,7 +70,7 @@ test("test_order_resync_drops_waiting_pushes_it_covers", () => {
 });
 
 /** @param {number} balance @param {number} entrySeq */
-const balance = (balance, entrySeq) => ({ push: "balance", data: { balance, delta: 0, entry_seq: entrySeq } });
+const balance = (balance, entrySeq) => ({ push: "balance", seq: 0, data: { balance, delta: 0, entry_seq: entrySeq } });
 
 test("test_order_a_state_push_goes_out_at_once_even_behind_a_gap", () => {
   const order = new PushOrder(3);
@@ -95,4 +95,12 @@ test("test_order_a_state_push_at_or_below_a_snapshot_s_is_dropped", () => {
   order.held("balance", 3); // an older snapshot never lowers it
   assert.deepEqual(order.accept(balance(41, 11)), []);
   assert.deepEqual(order.accept(balance(50, 13)), [balance(50, 13)]);
+});
+
+test("test_order_a_balance_push_of_before_without_entry_seq_is_sequenced", () => {
+  const order = new PushOrder(3);
+  const old = { push: "balance", seq: 4, data: { balance: 10, delta: 10 } }; // still in an inbox
+  assert.deepEqual(order.accept(old), [old]);
+  assert.equal(order.cursor, 4);
+  assert.deepEqual(order.accept(old), []); // replayed twice: a duplicate
 });

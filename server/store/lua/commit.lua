@@ -19,7 +19,7 @@
 --   4 sys       hash  system account (bucket-local) -> balance, may be negative
 --   5 inbox     list  the sequenced push frames (msgpack), newest last: past inbox_max entries
 --                     it is trimmed to the newest inbox_keep (a trim every few pushes, not on
---                     each one); the `balance` push is a state push, published only
+--                     each one); the `balance` push is a state push (seq 0), published only
 --   6 players   set   player ids of this bucket that own a wallet
 --   7 reply     string "<balance>:<reply body>": the cached reply of a request id (ignored
 --                     when reply_body == ""), one SET with its expiry
@@ -42,7 +42,7 @@
 --    [2] expected_ver    integer; -1 skips the version check (platform and operator credits)
 --    [3] n_fields       state fields to write
 --    [4] n_transfers
---    [5] n_pushes       the sequenced pushes (the `balance` push is made here, unsequenced)
+--    [5] n_pushes       the sequenced pushes (the `balance` push is made here, with seq 0)
 --    [6] n_orders       outbox orders
 --    [7] reply_body     msgpack reply without `balance`; "" = no request id to remember
 --    [8] reply_ttl_s    seconds
@@ -458,7 +458,7 @@ local function frame(packed_kind, data)
   push_frames[#push_frames + 1] = '\131\164push' .. packed_kind .. '\163seq' .. cmsgpack.pack(pseq)
     .. '\164data' .. data
 end
-local balance_frame = nil  -- the state push: no seq, not in the inbox (the header's n_pushes)
+local balance_frame = nil  -- the state push: seq 0, not in the inbox (the header's n_pushes)
 
 -- The rule's fields and the wallet's share the hash: one HSET writes both.
 local wallet_gone = {}
@@ -503,13 +503,15 @@ if #plan > 0 then
   if first_posting then
     redis.call('SADD', KEYS[6], player_id)
   end
-  -- {push: "balance", data: {balance: bal, delta: the change, entry_seq: seq}} with the
-  -- keys as bytes: cmsgpack packs a table several times slower than the three numbers
-  -- (bench.commit_cost --instructions). A state push: the newest entry_seq wins, a
-  -- resume sends the balance as it then is (server/transport/ws.py), so no inbox entry
-  -- and no seq (a fixmap of 2).
-  balance_frame = '\130\164push\167balance\164data\131\167balance' .. cmsgpack.pack(bal)
-    .. '\165delta' .. cmsgpack.pack(bal - balance_before) .. '\169entry_seq' .. cmsgpack.pack(seq)
+  -- {push: "balance", seq: 0, data: {balance: bal, delta: the change, entry_seq: seq}}
+  -- with the keys as bytes: cmsgpack packs a table several times slower than the three
+  -- numbers (bench.commit_cost --instructions). A state push: the newest entry_seq wins,
+  -- a resume sends the balance as it then is (server/transport/ws.py), so no inbox entry
+  -- and no push seq. Seq 0 rather than none: a client of before drops it as a push it has
+  -- seen, where a missing seq would break its cursor.
+  balance_frame = '\131\164push\167balance\163seq\000\164data\131\167balance'
+    .. cmsgpack.pack(bal) .. '\165delta' .. cmsgpack.pack(bal - balance_before)
+    .. '\169entry_seq' .. cmsgpack.pack(seq)
 end
 if held ~= held_before or reindex then
   wallet_set('held', held)
