@@ -27,7 +27,6 @@ from typing import Any, cast
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
-from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from server.transport.frames import frame_bytes
@@ -153,16 +152,8 @@ class Wire(asyncio.Protocol):
             self.deny(500, "the server is stopping")
             return
         conn = self.conn
-        if (
-            conn is not None
-            and not self.close_sent
-            and self.ended is None
-            and conn.state is State.OPEN
-        ):
-            self._write_corked()
-            conn.send_close(CODE_GOING_AWAY)
-            self.close_sent = True
-            self._flush()
+        if conn is not None and not self.close_sent and self.ended is None:
+            self._send_close(conn, CODE_GOING_AWAY)
         self._end(CODE_GOING_AWAY)
         self._close_transport()
 
@@ -379,14 +370,8 @@ class Wire(asyncio.Protocol):
         conn = self.conn
         if self.close_sent or self.ended is not None or self.transport is None or conn is None:
             return
-        self.close_sent = True
-        self._write_corked()
-        try:
-            conn.send_close(code)
-        except InvalidState:
+        if not self._send_close(conn, code):
             return
-        self._flush()
-        self._end(code)
         if self.read_paused:  # read on: the client's close frame is what ends the socket
             self.read_paused = False
             self.transport.resume_reading()
@@ -436,6 +421,19 @@ class Wire(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    def _send_close(self, conn: ServerProtocol, code: int) -> bool:
+        """Our close frame, after what cork() holds; False when the connection is no longer
+        open (websockets refuses to send it)."""
+        self.close_sent = True
+        self._write_corked()
+        try:
+            conn.send_close(code)
+        except InvalidState:
+            return False
+        self._flush()
+        self._end(code)
+        return True
 
     def _fail(self, code: int, reason: str) -> None:
         """End the socket for the client's fault: our close frame, then the TCP close."""
