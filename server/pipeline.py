@@ -28,7 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from game_rules import RuleViolation
 from server.clock import Clock
-from server.ledger.commit import Commit, CommitResult, apply
+from server.ledger.commit import Commit, CommitResult, apply, reply_body
 from server.protocol import ProtocolError, Request
 from server.rulebook import Rulebook
 from server.settings import Settings
@@ -277,7 +277,7 @@ class RuleRun:
             if done.status == "ok" and seen is not None:
                 return _committed(seen, snapshot, sent, change.result, done)
             if done.status in ("ok", "exists"):
-                return {**change.result, "balance": done.balance}
+                return done.answer(change.result)
             if done.status != "CONFLICT":
                 raise OpError(done.status, f"the ledger refused the change: {done.status}")
         raise OpError("BUSY", "the player's state kept changing; try again")
@@ -311,7 +311,7 @@ async def _commit(
     assert change.commit is not None
     commit = change.commit.guarded(
         expected_ver=snapshot.ver,
-        reply_body=msgpack.packb({"op": request.op, "result": change.result}),
+        reply_body=reply_body(request.op, change.result),
         reply_ttl_s=services.settings.reply_retention_s,
         seen_stamp=stamp_of(snapshot) if remembered else None,
         stamp=new_stamp(),
@@ -328,17 +328,20 @@ def _committed(
         fields = {**fields, **{name.encode(): value for name, value in commit.fields.items()}}
         fields[b"vs"] = commit.stamp.encode()
     seen.snapshot = Snapshot(done.ver, fields, done.balance)
-    return {**result, "balance": done.balance}
+    return done.answer(result)
 
 
 def replay(request: Request, cached: bytes) -> dict[str, Any]:
-    """A stored reply: `<balance>:<msgpack {op, result}>` (commit.lua writes it)."""
+    """A stored reply: `<balance>:<msgpack {op, result, entry_seq}>` (commit.lua writes
+    it; one stored before entry_seq has none, and its reply goes without)."""
     balance, _, packed = cached.partition(b":")
     body = msgpack.unpackb(packed, raw=False)
     if body["op"] != request.op:
         raise OpError("ID_REUSED", f"request id {request.id!r} was used for {body['op']}")
-    result: dict[str, Any] = body["result"]
-    return {**result, "balance": int(balance)}
+    result: dict[str, Any] = {**body["result"], "balance": int(balance)}
+    if "entry_seq" in body:
+        result["entry_seq"] = body["entry_seq"]
+    return result
 
 
 @dataclass

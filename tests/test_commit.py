@@ -9,9 +9,11 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 
-from server.ledger.commit import HOLDS_PENDING_MAX, Commit, HoldOp, apply
+from server.ledger.commit import HOLDS_PENDING_MAX, Commit, HoldOp, apply, reply_body
 from server.ledger.ledger import Entry, Transfer, Wallet, lua_arg
 from server.ledger.verify import live_entries, verify
+from server.pipeline import replay
+from server.protocol import Request
 from server.store.keys import PlayerKeys, players_index
 from server.store.store import Store
 from tests.conftest import Listener, contents
@@ -225,9 +227,31 @@ async def test_commit_caches_reply_with_retention(store: Store, redis: Redis) ->
     keys = PlayerKeys("frank")
     key = keys.reply("req-1")
     commit = Commit(transfers=[credit("t1", 3)], reply_body=b"\x80", reply_ttl_s=120)
-    await apply(store, keys, commit, NOW_MS, reply_key=key)
-    assert await redis.get(key) == b"3:\x80"
+    done = await apply(store, keys, commit, NOW_MS, reply_key=key)
+    assert done.entry_seq == 1
+    assert await redis.get(key) == b"3:\x80\xa9entry_seq\x01"  # entry_seq appended
     assert 0 < await redis.ttl(key) <= 120
+
+
+async def test_a_stored_reply_carries_its_entry_seq_and_reads_as_before(
+    store: Store, redis: Redis
+) -> None:
+    """The reply a rule op stores is `<balance>:` and a msgpack map of op, result and the
+    entry_seq commit.lua appends: replay() gives the reply its entry_seq, and a server of
+    before (which took the map's op and result) reads it as it did. A reply stored before
+    entry_seq replays without one."""
+    keys = PlayerKeys("fern")
+    key = keys.reply("req-1")
+    result = {"coins": 3, "already": False}
+    body = reply_body("sign_in", result)
+    done = await apply(store, keys, Commit(transfers=[credit("t1", 3)], reply_body=body), 1, key)
+    stored = await redis.get(key)
+    request = Request("req-1", "sign_in", {})
+    assert replay(request, stored) == {**result, "balance": 3, "entry_seq": done.entry_seq}
+    balance, _, packed = stored.partition(b":")  # replay() of 2026-12-02
+    assert (int(balance), msgpack.unpackb(packed)["result"]) == (3, result)
+    before = b"3:" + msgpack.packb({"op": "sign_in", "result": result})
+    assert replay(request, before) == {**result, "balance": 3}
 
 
 async def test_a_remembered_commit_whose_request_id_has_a_reply_is_replayed_unwritten(
@@ -252,7 +276,11 @@ async def test_a_remembered_commit_whose_request_id_has_a_reply_is_replayed_unwr
     assert await contents(redis) == before
     other = keys.reply("req-2")  # another request id on the same snapshot commits
     done = await apply(store, keys, again, NOW_MS, other)
-    assert (done.status, done.balance, await redis.get(other)) == ("ok", 7, b"7:\x82")
+    assert (done.status, done.balance, await redis.get(other)) == (
+        "ok",
+        7,
+        b"7:\x82\xa9entry_seq\x02",
+    )
     assert 0 < await redis.ttl(other) <= 86_400
     assert (await verify(redis)).ok
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import msgpack
 
 from server.ledger.ledger import Transfer, lua_arg
 from server.store.keys import PlayerKeys
@@ -97,10 +99,24 @@ class CommitResult(NamedTuple):
     receivers: tuple[int, ...] = ()  # per extra push: subscribers that got it
     held: int = 0  # coins locked by checkout holds after the commit
     debt: int = 0  # coins owed after the commit
+    entry_seq: int = 0  # the wallet's journal seq the balance is as of
 
     @property
     def written(self) -> bool:
         return self.status == "ok"
+
+    def answer(self, result: dict[str, Any]) -> dict[str, Any]:
+        """A rule op's reply: its result with the balance and the entry it is as of. The
+        socket that asked gets no `balance` push for this commit (server/transport/ws.py),
+        so a client orders this balance against pushes by entry_seq."""
+        return {**result, "balance": self.balance, "entry_seq": self.entry_seq}
+
+
+def reply_body(op: str, result: dict[str, Any]) -> bytes:
+    """The stored reply of a request id as a commit takes it: a msgpack map of 3 with op
+    and result; commit.lua appends the third pair, entry_seq, and prefixes the balance."""
+    packed: bytes = msgpack.packb({"op": op, "result": result})
+    return b"\x83" + packed[1:]  # fixmap of 2 -> of 3
 
 
 async def apply(
@@ -165,8 +181,10 @@ async def apply(
     elif commit.orders or commit.counts:
         script_keys += (keys.outbox, keys.stats)
     # Durable as MANOR_STORE_ACK asks: with `replica`, only once a replica has it too.
-    status, balance, ver, pseq, receivers, held, debt = await store.durable_script(
+    status, balance, ver, pseq, receivers, held, debt, entry_seq = await store.durable_script(
         "commit", script_keys, args
     )
     # Lua numbers come back as RESP integers, so hiredis gives ints already.
-    return CommitResult(status.decode(), balance, ver, pseq, tuple(receivers), held, debt)
+    return CommitResult(
+        status.decode(), balance, ver, pseq, tuple(receivers), held, debt, entry_seq
+    )

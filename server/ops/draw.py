@@ -28,7 +28,7 @@ from game_rules.draw import (
 )
 from game_rules.rulefile.catalog import NAME_RE
 from game_rules.rules import PoolRules, Rules
-from server.ledger.commit import Commit, apply
+from server.ledger.commit import Commit, apply, reply_body
 from server.ledger.ledger import Transfer
 from server.ops import draw_stock
 from server.ops.components import pack
@@ -223,7 +223,7 @@ async def draw_op(
             # The reservation made earlier (a retry, another socket): that record is the draw.
             outcome = _as_recorded(held.record, state, frozen, rules, snapshot)
         change = _commit(frozen, outcome)
-        body = msgpack.packb({"op": request.op, "result": change.result})
+        body = reply_body(request.op, change.result)
         assert change.commit is not None
         commit = change.commit._replace(
             expected_ver=snapshot.ver,
@@ -243,7 +243,7 @@ async def draw_op(
                 committed=outcome.record,
                 stock_prize=committed_prize,
             )
-            return {**change.result, "balance": done.balance}
+            return done.answer(change.result)
         if done.status != "CONFLICT":
             await draw_stock.settle(store, frozen.pool.name, period.id, record_id, "release", owner)
             raise OpError(done.status, f"the ledger refused the draw: {done.status}")

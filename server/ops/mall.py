@@ -141,7 +141,7 @@ async def mall_buy(
             return await _close(services, keys, order_id, item.name, done.status, done.balance)
         if order.state == PAID:
             order = await settle_stock(services, keys, order)
-        return {"order": order.to_wire(), "already": False, "balance": done.balance}
+        return done.answer({"order": order.to_wire(), "already": False})
     raise OpError("BUSY", "the player's state kept changing; try again")
 
 

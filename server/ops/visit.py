@@ -16,14 +16,12 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-import msgpack
-
 from game_rules import Credit, Rules, RuleViolation
 from game_rules.farm import Daily, Farm, Friendship, steal, visitor_view, water
 from game_rules.friends import friendship, repaired
 from server.auth import PLAYER_ID_PATTERN
 from server.ledger import outbox
-from server.ledger.commit import Commit, apply
+from server.ledger.commit import Commit, apply, reply_body
 from server.ops.components import daily_of, farm_of, pack
 from server.ops.farm import PLOT_INDEX_MAX, note_theft
 from server.ops.friends import decode_edge
@@ -225,7 +223,7 @@ def raid(kind: str) -> OpRun:
                 await note_theft(services, owner.player_id, me, plan.coins, now_ms)
             # C: credit me (idempotent) and remember the reply for a retried request id.
             result = plan.result
-            body = msgpack.packb({"op": request.op, "result": result})
+            body = reply_body(request.op, result)
             if order is None:
                 done = await apply(
                     store,
@@ -238,7 +236,7 @@ def raid(kind: str) -> OpRun:
                 done = await outbox.complete(
                     store, owner.bucket, order.encode(), now_ms, reply_key=reply, reply_body=body
                 )
-            return {**result, "balance": done.balance}
+            return done.answer(result)
         raise OpError("BUSY", "the farm kept changing; try again")
 
     return run

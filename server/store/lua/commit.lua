@@ -22,7 +22,10 @@
 --                     each one); the `balance` push is a state push (seq 0), published only
 --   6 players   set   player ids of this bucket that own a wallet
 --   7 reply     string "<balance>:<reply body>": the cached reply of a request id (ignored
---                     when reply_body == ""), one SET with its expiry
+--                     when reply_body == ""), one SET with its expiry. The body is a msgpack
+--                     map of 3 whose first two pairs (op, result) the caller packs; this
+--                     script appends the third, entry_seq: the wallet's journal seq the
+--                     balance is as of (a reader of before takes op and result, as it did)
 --   8 channel   pub/sub channel of the player (not a key; declared for the slot check)
 --   9 holds     hash  checkout order id -> "pending|<coins>|<expires_ms>", "posted|<ms>" or
 --                     "voided|<ms>" (tombstones answer repeats; compaction prunes old ones)
@@ -44,7 +47,8 @@
 --    [4] n_transfers
 --    [5] n_pushes       the sequenced pushes (the `balance` push is made here, with seq 0)
 --    [6] n_orders       outbox orders
---    [7] reply_body     msgpack reply without `balance`; "" = no request id to remember
+--    [7] reply_body     msgpack reply without `balance`: a map header of 3, then op and
+--                       result (entry_seq is appended here); "" = no request id to remember
 --    [8] reply_ttl_s    seconds
 --    [9] inbox_max      entries the inbox may hold before a trim
 --   [10] player_id      added to the bucket's players set on the first posting
@@ -79,8 +83,10 @@
 --   then n_records    x (field, expected value or "" for absent, new value; new == expected
 --                     only checks)
 --   then n_counts     x (stats field, integer to add)
--- Returns {status, balance_coins, ver, pseq, receivers, held_coins, debt_coins}; receivers
--- lists, per extra push, how many subscribers got it (0: no socket anywhere).
+-- Returns {status, balance_coins, ver, pseq, receivers, held_coins, debt_coins, entry_seq};
+-- receivers lists, per extra push, how many subscribers got it (0: no socket anywhere);
+-- entry_seq is the wallet's journal seq after the commit (before it, when refused): the
+-- entry the balance is as of, which the `balance` push carries too.
 -- status is "ok", "exists" (every transfer and hold op was already done: nothing written),
 -- "CONFLICT" (version or stamp moved: reload and retry), "REPLAYED" (header [19] true and the
 -- request id has a stored reply: read it), "TRANSFER_MISMATCH" (an id reused with another
@@ -167,7 +173,7 @@ local balance_before, held_before, debt_before = bal, held, debt
 local touched = false  -- whether this commit moves coins of a batch: `bt` is rewritten
 
 local function refuse(status)
-  return {status, balance_before, ver, 0, {}, held_before, debt_before}
+  return {status, balance_before, ver, 0, {}, held_before, debt_before, seq}
 end
 
 if expected_ver >= 0 and ver ~= expected_ver then
@@ -420,7 +426,7 @@ for t = 0, n_timers - 1 do
 end
 
 if (n_transfers > 0 or n_holds > 0) and fresh == 0 and fresh_holds == 0 then
-  return {'exists', balance_before, ver, 0, {}, held_before, debt_before}
+  return {'exists', balance_before, ver, 0, {}, held_before, debt_before, seq}
 end
 
 -- Writes. Nothing below may fail but the first. The version guards the state fields only:
@@ -430,8 +436,12 @@ end
 -- is written). A refusal above needs no such check: it sends the caller to a load, which
 -- finds the reply.
 local reply_stored = false
+local entry_seq = seq + #plan  -- the wallet's seq once the plan is posted
+if reply_body ~= '' then
+  reply_body = bal .. ':' .. reply_body .. '\169entry_seq' .. cmsgpack.pack(entry_seq)
+end
 if seen and reply_body ~= '' then
-  if not redis.call('SET', KEYS[7], bal .. ':' .. reply_body, 'NX', 'EX', reply_ttl_s) then
+  if not redis.call('SET', KEYS[7], reply_body, 'NX', 'EX', reply_ttl_s) then
     return refuse('REPLAYED')
   end
   reply_stored = true
@@ -571,8 +581,8 @@ for t = 0, n_timers - 1 do
 end
 
 if reply_body ~= '' and not reply_stored then
-  redis.call('SET', KEYS[7], bal .. ':' .. reply_body, 'EX', reply_ttl_s)
+  redis.call('SET', KEYS[7], reply_body, 'EX', reply_ttl_s)
 end
 
 if #push_frames == 0 then pseq = 0 end
-return {'ok', bal, ver, pseq, receivers, held, debt}
+return {'ok', bal, ver, pseq, receivers, held, debt, seq}
