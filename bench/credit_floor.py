@@ -5,7 +5,10 @@ A socket on the app's wire (server/transport/wire.py), admitted by its token as 
 admits one, subscribed to its player's push channel through the app's fan-out. Each
 request is decoded, sent to the store as one script call through the app's Store
 (bench/lua/floor_credit.lua publishes a `balance` push and answers in commit.lua's reply
-shape), and answered with the reply a credit gets, corked with the push as the app does.
+shape), and answered with the reply a credit gets, corked as the app corks it. The push
+comes back through the fan-out and, as in the app (server/transport/ws.py), goes only to
+the player's sockets that were not given that balance in a reply: held while the socket's
+request is answered, dropped once the reply's entry_seq covers it.
 What is left out is everything the game adds: the dispatcher and its argument checks, the
 rules' decision, the commit's keys and arguments, the socket's remembered state, metrics.
 So its instructions per request, beside the credit path's, say how much of a credit is the
@@ -26,7 +29,7 @@ from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 
 from server.auth import verify_token
-from server.protocol import SUBPROTOCOL_MSGPACK
+from server.protocol import SUBPROTOCOL_MSGPACK, state_entry_seq
 from server.store.keys import PlayerKeys
 from server.store.store import Store, connect
 from server.transport.admission import bearer_token
@@ -62,7 +65,20 @@ class FloorWire(Wire):
             return
         keys = PlayerKeys(verify_token(floor.jwt_secret, token))
         self.accept(SUBPROTOCOL_MSGPACK)
-        channel, sink = keys.push_channel, self.send_now
+        newest = -1  # the newest balance this socket was given, by entry_seq
+        held: list[bytes] = []  # a push that came while a request was answered
+
+        def sink(frame: bytes) -> None:
+            entry_seq = state_entry_seq(frame)
+            if entry_seq is None or entry_seq <= newest:
+                return
+            if answering:
+                held[:] = [frame]
+            else:
+                self.send_now(frame)
+
+        answering = False
+        channel = keys.push_channel
         confirmed = floor.fanout.subscribe(channel, sink)
         script_keys = (channel, f"{keys.state}:floor")
         publish = floor.store.publish_command
@@ -72,15 +88,22 @@ class FloorWire(Wire):
             for _ in range(FRAMES_PER_SOCKET_MAX):
                 message = msgpack.unpackb(await self.receive())
                 self.cork()
+                answering = True
                 try:
-                    status, balance, *_ = await floor.store.call(
+                    status, balance, *_, entry_seq = await floor.store.call(
                         "EVALSHA", floor.sha, 2, *script_keys, publish, str(message["id"])
                     )
                     result = {"coins": 10, "streak": 1, "day": "2026-12-02", "already": False}
                     result["balance"] = balance
+                    result["entry_seq"] = entry_seq
                     reply = {"id": message["id"], "ok": status == b"ok", "result": result}
                     self.send_now(msgpack.packb(reply))
+                    newest = max(newest, entry_seq)
+                    answering = False
+                    if held:
+                        sink(held.pop())
                 finally:
+                    answering = False
                     self.uncork()
         except Disconnected:
             pass

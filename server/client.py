@@ -38,7 +38,7 @@ class ManorClient:
         self._session = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
         self.last_seq = 0
-        self.balance_entry_seq = 0  # the newest `balance` state push's entry_seq
+        self.balance_entry_seq = 0  # the newest balance's entry_seq (a push's, a reply's)
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -99,6 +99,11 @@ class ManorClient:
                     self.last_seq = max(self.last_seq, message["seq"])
                 self.pushes.put_nowait(message)
                 continue
+            result = message.get("result")
+            if isinstance(result, dict) and isinstance(result.get("entry_seq"), int):
+                # A balance as of that entry (`state`, an op that moved coins): this socket
+                # gets no `balance` push for its own commit, and drops an older one.
+                self.balance_entry_seq = max(self.balance_entry_seq, result["entry_seq"])
             future = self._waiting.pop(message.get("id"), None)
             if future is not None and not future.done():
                 future.set_result(message)

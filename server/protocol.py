@@ -182,6 +182,26 @@ def push_seq(frame: bytes) -> int | None:
     return int(msgpack.unpackb(frame)["seq"]) or None
 
 
+_ENTRY_SEQ_KEY = b"\xa9entry_seq"
+
+
+def state_entry_seq(frame: bytes) -> int | None:
+    """A `balance` state push's entry_seq (the journal entry its balance is as of), or
+    None for a frame that carries none. commit.lua and balance_push() write it last, so it
+    is read from the frame's tail."""
+    at = frame.rfind(_ENTRY_SEQ_KEY)
+    if at > 0:
+        try:
+            value = msgpack.unpackb(frame[at + len(_ENTRY_SEQ_KEY) :])
+        except ValueError:  # not the frame's last pair after all
+            value = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    data = msgpack.unpackb(frame).get("data")
+    value = data.get("entry_seq") if isinstance(data, dict) else None
+    return value if isinstance(value, int) else None
+
+
 def balance_push(balance: int, delta: int, entry_seq: int) -> bytes:
     """The `balance` state push as commit.lua publishes it: seq 0, the newest entry_seq
     wins."""

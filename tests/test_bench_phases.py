@@ -280,37 +280,50 @@ def test_commit_cost_s_one_hash_lower_bound_writes_what_commit_lua_writes(tmp_pa
 
 @pytest.mark.slow
 @STORES
-def test_the_credit_floor_answers_each_request_with_a_reply_and_its_balance_push(
+def test_the_credit_floor_answers_in_the_reply_and_pushes_to_the_players_other_socket(
     tmp_path: Path, store: StoreKind
 ) -> None:
     """bench.instructions' `floor` path is a credit's I/O only if each request gets what a
-    credit gets: its reply and a `balance` push, live through the fan-out."""
+    credit gets: its reply with the balance, and a `balance` push live through the fan-out
+    to the player's other socket, not to its own."""
     port = procs.free_port()
     with (
         started_store(tmp_path / "store", store) as (redis_url, _),
         procs.bench_server("floor", port, ["--redis-url", redis_url]),
     ):
-        got = asyncio.run(floor_frames(port, requests=3))
-    replies = [f for f in got if "id" in f]
-    pushes = [f for f in got if f.get("push") == "balance"]
-    assert [r["id"] for r in replies] == [0, 1, 2] and all(r["ok"] for r in replies)
-    assert [p["data"]["entry_seq"] for p in pushes] == [1, 2, 3] and pushes[0]["seq"] == 0
-    assert [r["result"]["balance"] for r in replies] == [10, 20, 30]
+        got, other = asyncio.run(floor_frames(port, requests=3))
+    # Only replies: a push to the requesting socket would come before the next reply.
+    assert [r.get("id") for r in got] == [0, 1, 2] and all(r["ok"] for r in got)
+    assert [(r["result"]["balance"], r["result"]["entry_seq"]) for r in got] == [
+        (10, 1),
+        (20, 2),
+        (30, 3),
+    ]
+    assert [p["data"]["entry_seq"] for p in other] == [1, 2, 3] and other[0]["seq"] == 0
 
 
-async def floor_frames(port: int, requests: int) -> list[dict[str, Any]]:
+async def floor_frames(
+    port: int, requests: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The frames the requesting socket got until its reply to `requests` requests and one
+    more, less that last reply; and the pushes the player's other socket got."""
     token = issue_token(serve.JWT_SECRET, "floor-player", int(time.time()), 3600)
     frames: list[dict[str, Any]] = []
-    async with connect_ws(
-        f"ws://127.0.0.1:{port}/v1/ws",
-        subprotocols=[SUBPROTOCOL_MSGPACK],  # type: ignore[list-item]
-        additional_headers={"Authorization": f"Bearer {token}"},
-    ) as socket:
-        for rid in range(requests):
+    options: dict[str, Any] = {
+        "subprotocols": [SUBPROTOCOL_MSGPACK],
+        "additional_headers": {"Authorization": f"Bearer {token}"},
+    }
+    url = f"ws://127.0.0.1:{port}/v1/ws"
+    async with connect_ws(url, **options) as other, connect_ws(url, **options) as socket:
+        await asyncio.sleep(0.2)  # the other socket's subscription is confirmed
+        for rid in range(requests + 1):
             await socket.send(msgpack.packb({"id": rid, "op": "sign_in"}))
-            while not any(f.get("id") == rid for f in frames) or len(frames) < 2 * (rid + 1):
+            while not any(f.get("id") == rid for f in frames):
                 frames.append(msgpack.unpackb(await asyncio.wait_for(socket.recv(), 10)))
-    return frames
+        pushes = [
+            msgpack.unpackb(await asyncio.wait_for(other.recv(), 10)) for _ in range(requests)
+        ]
+    return frames[:-1], pushes
 
 
 @pytest.mark.slow

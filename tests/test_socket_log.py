@@ -30,10 +30,14 @@ async def test_a_socket_s_end_is_one_line_with_its_player_code_and_counts(
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
     client = await live.connect("ann")
-    await client.call("sign_in")  # a reply and its balance push
+    tablet = await live.connect("ann")
+    await client.call("state")  # attached
+    await tablet.call("sign_in")  # its `balance` push goes to the client
+    await client.next_push()
     await client.call("state")
     await client.close()
     (line,) = await socket_lines(caplog, 1)
+    await tablet.close()
     assert line.levelno == logging.INFO
     fields = {k: getattr(line, k) for k in ("player", "close_code", "requests", "pushes")}
     assert fields == {"player": "ann", "close_code": 1000, "requests": 2, "pushes": 1}

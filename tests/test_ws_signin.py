@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from server import pipeline as pipeline_module
 from server.clock import FrozenClock
 from server.ledger.verify import verify
 from server.store.embedded import EmbeddedStore
@@ -66,23 +68,66 @@ async def test_sign_in_day_by_day(
         assert report.ok, report.problems
 
 
-async def test_sign_in_pushes_balance_to_every_socket_of_the_player(live: Live) -> None:
+async def test_a_credit_answers_its_socket_in_the_reply_and_pushes_balance_to_the_others(
+    live: Live,
+) -> None:
+    """The socket whose request moved coins reads the balance, and the journal entry it is
+    as of, in its reply: the `balance` push goes to the player's other sockets only."""
     phone = await live.connect("bea")
     tablet = await live.connect("bea", json_mode=True)
     other = await live.connect("cid")
     await phone.call("state")  # both sockets are attached before the credit
     await tablet.call("state")
     result = await phone.call("sign_in")
-    for socket in (phone, tablet):
-        push = await socket.next_push()
-        assert push == {
-            "push": "balance",
-            "seq": 0,
-            "data": {"balance": result["balance"], "delta": 10, "entry_seq": 1},
-        }
-    assert other.pushes.empty()
+    assert (result["balance"], result["entry_seq"]) == (10, 1)
+    assert await tablet.next_push() == {
+        "push": "balance",
+        "seq": 0,
+        "data": {"balance": 10, "delta": 10, "entry_seq": 1},
+    }
+    # The fan-out offered the push to both of bea's sockets at once; a round trip later
+    # anything it sent the phone has arrived.
+    assert (await phone.call("state"))["entry_seq"] == 1
+    assert phone.pushes.empty() and other.pushes.empty()
     for socket in (phone, tablet, other):
         await socket.close()
+
+
+async def test_the_own_balance_push_that_overtakes_the_reply_is_dropped_a_newer_one_sent(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit's push comes back through the fan-out while its request is still being
+    answered (here the reply waits until the push reached the player's other socket): it
+    is held, and dropped once the reply carries its entry_seq. A newer balance that lands
+    meanwhile (a grant: entry 2) goes out after the reply."""
+    from server.ledger.commit import Commit, CommitResult, apply
+    from server.ledger.ledger import Transfer
+    from server.store.keys import PlayerKeys
+
+    phone = await live.connect("eli")
+    tablet = await live.connect("eli")
+    await phone.call("state")  # both attached
+    await tablet.call("state")
+    grant = Transfer("grant:race", "c", 5, "mint:grant", date(2027, 6, 30))
+
+    async def late_reply(*args: Any, **kwargs: Any) -> CommitResult:
+        done = await apply(*args, **kwargs)
+        # The fan-out offers a push to all of eli's sockets on this process at once.
+        assert (await tablet.next_push())["data"]["entry_seq"] == 1
+        await apply(live.manor.store, PlayerKeys("eli"), Commit(transfers=[grant]), 1)
+        assert (await tablet.next_push())["data"]["entry_seq"] == 2
+        return done
+
+    monkeypatch.setattr(pipeline_module, "apply", late_reply)
+    signed = await phone.call("sign_in")
+    monkeypatch.undo()
+    assert (signed["balance"], signed["entry_seq"]) == (10, 1)
+    push = await phone.next_push()
+    assert push["data"] == {"balance": 15, "delta": 5, "entry_seq": 2}
+    assert (await phone.call("state"))["entry_seq"] == 2
+    assert phone.pushes.empty()  # the commit's own push (entry 1) never came
+    await phone.close()
+    await tablet.close()
 
 
 async def test_a_v1_client_from_before_state_pushes_drops_the_balance_push_as_seen(
@@ -93,22 +138,29 @@ async def test_a_v1_client_from_before_state_pushes_drops_the_balance_push_as_se
     push carries seq 0, so such a client drops it (it reads balances from replies and
     `state`) and its cursor stays a number it can resume from."""
     phone = await live.connect("old")
+    tablet = await live.connect("old")
     cursor = (await phone.call("state"))["push_seq"]
-    await phone.call("sign_in")
+    await tablet.call("sign_in")
     push = await phone.next_push()
     assert push["seq"] == 0 and push["seq"] <= cursor  # the old rule: already seen, dropped
     await phone.close()
     resumed = await live.connect("old", since_seq=cursor)
     assert (await resumed.next_push())["data"]["balance"] == 10
     await resumed.close()
+    await tablet.close()
 
 
 async def test_the_first_request_of_a_socket_gets_its_own_push_however_slow_the_subscribe(
-    live: Live, monkeypatch: pytest.MonkeyPatch
+    live: Live, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fresh socket's first request is answered only once its push channel is subscribed:
-    with the pub/sub connection's writes held back 0.3 s, the credit's `balance` push
-    still arrives (it would be published before the SUBSCRIBE reached the store)."""
+    with the pub/sub connection's writes held back 0.3 s, the `task_done` push of the task
+    it claims still arrives (it would be published before the SUBSCRIBE reached the
+    store)."""
+    first = await live.connect("dot")
+    await first.call("task_start", task="browse")
+    await first.close()
+    clock.advance(15_000)
     loop = asyncio.get_running_loop()
     for wire in (fanout_module._Wire, sharded_module._NodeWire):
         original = wire.write
@@ -118,9 +170,9 @@ async def test_the_first_request_of_a_socket_gets_its_own_push_however_slow_the_
             lambda self, packed, original=original: loop.call_later(0.3, original, self, packed),
         )
     phone = await live.connect("dot")
-    result = await phone.call("sign_in")
+    claimed = await phone.call("task_claim", task="browse")
     push = await phone.next_push(timeout_s=5)
-    assert (push["push"], push["data"]["balance"]) == ("balance", result["balance"])
+    assert (push["push"], push["data"]["coins"]) == ("task_done", claimed["coins"])
     await phone.close()
 
 
@@ -191,8 +243,7 @@ async def test_a_push_published_while_pubsub_was_down_is_replayed_to_the_socket(
     from server.store.keys import PlayerKeys
 
     client = await live.connect("gus")
-    await client.call("sign_in")
-    assert (await client.next_push())["data"]["entry_seq"] == 1
+    assert (await client.call("sign_in"))["entry_seq"] == 1  # and no `balance` push to it
     if isinstance(redis, RedisCluster):
         await redis.client_kill_filter(_type="pubsub", target_nodes=RedisCluster.ALL_NODES)
     else:

@@ -27,6 +27,7 @@ from server.protocol import (
     push_seq,
     reply_error,
     reply_ok,
+    state_entry_seq,
 )
 from server.settings import Settings
 from server.store.keys import PlayerKeys
@@ -121,6 +122,14 @@ class Connection:
         self.end_code: int | None = None  # how the socket ended, when not by our close
         self.metrics = metrics
         self.last_push_seq: int | None = None  # the newest push this socket was offered
+        # The newest balance this socket was given (a reply, a push, `state`), by the
+        # journal entry it is as of: an older or equal `balance` push is not sent.
+        self.entry_seq = -1
+        # While a request is answered, a `balance` push waits here (the newest one) until
+        # the reply shows whether it tells the client anything new: the commit's own push
+        # often comes back through the fan-out before its reply.
+        self.answering = False
+        self.held_balance: bytes | None = None
         self.catching_up: set[asyncio.Task[None]] | None = None  # made by the first catch-up
         self.task: asyncio.Task[Any] | None = None  # the task serving the socket
         self.cut_off = False  # set when the grace after our close ran out
@@ -142,10 +151,35 @@ class Connection:
     def offer_push(self, frame: bytes) -> None:
         """From the fan-out: a client too slow to drain its queue is disconnected."""
         seq = push_seq(frame)
-        if seq is not None:  # a state push (`balance`) leaves the cursor where it was
+        if seq is not None:
             self.last_push_seq = seq
+        else:  # a state push (`balance`): the cursor stays; sent only when it is news
+            entry_seq = state_entry_seq(frame)
+            if entry_seq is not None:
+                if entry_seq <= self.entry_seq:
+                    return
+                if self.answering:
+                    held = self.held_balance
+                    if held is None or entry_seq > (state_entry_seq(held) or -1):
+                        self.held_balance = frame
+                    return
+                self.entry_seq = entry_seq
         self.pushes += 1
         self.sender.offer(self.codec.push(frame), CLOSE_SLOW_CONSUMER)
+
+    def answered(self, reply: dict[str, Any]) -> None:
+        """A reply is on its way: the balance it carries (a commit's, `state`'s) is the
+        socket's; a `balance` push that waited for it goes out if it is newer."""
+        self.answering = False
+        result = reply.get("result")
+        if result.__class__ is dict:
+            entry_seq = result.get("entry_seq")
+            if entry_seq.__class__ is int and entry_seq > self.entry_seq:
+                self.entry_seq = entry_seq
+        held = self.held_balance
+        if held is not None:
+            self.held_balance = None
+            self.offer_push(held)
 
     def catch_up(self) -> None:
         """From the fan-out, once the player's channel is subscribed again after a lost
@@ -280,11 +314,16 @@ class Connection:
                 continue
             if self.subscribed is not None:
                 await self.confirmed()
-            # The pushes its answer causes (a credit's `balance`) leave with the reply.
+            # The pushes its answer causes leave with the reply (one write); its own
+            # `balance` push does not (answered()).
             cork()
+            self.answering = True
             try:
-                await send(encode(await self.answer(data)), CLOSE_SLOW_CONSUMER)  # = self.reply
+                reply = await self.answer(data)
+                await send(encode(reply), CLOSE_SLOW_CONSUMER)  # = self.reply
+                self.answered(reply)
             finally:
+                self.answering = False
                 uncork()
 
     async def answer(self, data: bytes | str) -> dict[str, Any]:

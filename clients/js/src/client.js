@@ -112,11 +112,15 @@ export class ManorClient extends Emitter {
         send: (frame) => this.socket?.send(/** @type {string | Uint8Array} */ (frame)),
         backoffMs: (attempt) => this.#backoff(attempt),
         answered: (op, result) => {
-          // The first snapshot's push_seq is where a resume will start from; its balance
-          // is as new as its entry_seq, so an older `balance` push is not delivered.
-          if (op !== "state") return;
-          if (this.order.cursor === null) this.order.cursor = result.push_seq;
-          this.order.held("balance", result.entry_seq ?? 0);
+          // A balance in a result is as new as its entry_seq (`state`, and every op that
+          // committed: the socket that asked gets no `balance` push for it), so an older
+          // `balance` push is not delivered; one newer than the app had is a `wallet`
+          // event. The first snapshot's push_seq is where a resume will start from.
+          const entrySeq = result?.entry_seq;
+          if (typeof entrySeq === "number" && this.order.held("balance", entrySeq) && op !== "state") {
+            this.emit("wallet", { balance: result.balance, entry_seq: entrySeq, delta: null });
+          }
+          if (op === "state" && this.order.cursor === null) this.order.cursor = result.push_seq;
         },
       },
       this.stats,
@@ -346,6 +350,10 @@ export class ManorClient extends Emitter {
     const typed = /** @type {any} */ (push); // a type the server added is delivered too
     this.emit("push", typed);
     this.emit(/** @type {PushName} */ (push.push), typed.data, typed);
+    const data = typed.data;
+    if (push.push === "balance" && typeof data?.entry_seq === "number") {
+      this.emit("wallet", { balance: data.balance, entry_seq: data.entry_seq, delta: data.delta });
+    }
   }
 
   /** @param {Status} status */

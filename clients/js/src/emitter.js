@@ -11,7 +11,11 @@
 
 /**
  * The client's events and their listeners' arguments. Each push type is an event of its
- * own name (`stolen`, `balance`, ...) with (data, push); `push` gets every push.
+ * own name (`stolen`, `balance`, ...) with (data, push); `push` gets every push. `wallet`
+ * comes once for each balance newer than the app had, whichever way it came: a `balance`
+ * push (another socket's commit, a resume; `delta` set) or the result of an op of this
+ * client's that moved coins (the server pushes that one to its other sockets only;
+ * `delta` null).
  * @typedef {{ [K in PushName]: [data: PushMap[K], push: Push<K>] } & {
  *   push: [push: AnyPush],
  *   open: [info: { resumed: boolean, sinceSeq: number | null }],
@@ -19,6 +23,7 @@
  *   status: [status: import("./client.js").Status],
  *   gap: [info: { seq: number }],
  *   unmatched: [message: unknown],
+ *   wallet: [info: { balance: number, entry_seq: number, delta: number | null }],
  * }} ClientEvents
  */
 

@@ -27,21 +27,24 @@
  */
 
 /**
+ * A result of an op that committed carries `entry_seq`, the journal entry its balance is
+ * as of: the socket that asked gets no `balance` push for it (docs/protocol.md).
  * @typedef {{ player: string, balance: number, entry_seq: number, batches: Batch[],
  *   streak: number, signed_in_today: boolean, next_sign_in_coins: number, day: string,
  *   push_seq: number, rules_version: string }} StateResult
  * @typedef {{ coins: number, streak: number, day: string, already: boolean,
- *   balance: number }} SignInResult
+ *   balance: number, entry_seq?: number }} SignInResult
  * @typedef {{ limit?: number, before_seq?: number }} LedgerArgs
  * @typedef {{ entries: LedgerEntry[], next_before_seq: number | null,
  *   archived_through_seq: number }} LedgerResult
  * @typedef {{ now_ms: number, balance: number, plots: OwnerPlot[] }} FarmResult
- * @typedef {{ plot: number, crop: Crop, balance: number }} PlantResult
- * @typedef {{ plot: number, coins: number, balance: number }} HarvestResult
+ * @typedef {{ plot: number, crop: Crop, balance: number, entry_seq?: number }} PlantResult
+ * @typedef {{ plot: number, coins: number, balance: number, entry_seq?: number }} HarvestResult
  * @typedef {{ player: string, now_ms: number, plots: VisitorPlot[] }} VisitResult
  * @typedef {{ player: string, plot: number, coins: number, advanced_ms: number,
- *   ripe_at_ms: number, balance: number }} WaterResult
- * @typedef {{ player: string, plot: number, coins: number, balance: number }} StealResult
+ *   ripe_at_ms: number, balance: number, entry_seq?: number }} WaterResult
+ * @typedef {{ player: string, plot: number, coins: number, balance: number,
+ *   entry_seq?: number }} StealResult
  * @typedef {{ friends: Friend[], incoming: string[], outgoing: string[], blocked: string[],
  *   friends_max: number, blocks_max: number }} FriendsResult
  */

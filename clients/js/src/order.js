@@ -31,13 +31,16 @@ export class PushOrder {
   }
 
   /**
-   * A state the app already holds, as a snapshot gave it (`state`'s balance and its
-   * entry_seq): an older state push is dropped.
+   * A state the app already holds, as a result gave it (`state`'s balance, or the balance
+   * of an op that moved coins, with its entry_seq): an older state push is dropped.
    * @param {string} kind
    * @param {number} entrySeq
+   * @returns {boolean} whether it is newer than what the app held
    */
   held(kind, entrySeq) {
-    if (entrySeq > (this.states.get(kind) ?? -1)) this.states.set(kind, entrySeq);
+    if (entrySeq <= (this.states.get(kind) ?? -1)) return false;
+    this.states.set(kind, entrySeq);
+    return true;
   }
 
   /** True while pushes wait behind a gap. */

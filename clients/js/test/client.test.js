@@ -16,12 +16,23 @@ const server = await liveServer(after);
 const manor = players(server);
 afterEach(() => manor.closeAll());
 
-test("test_sign_in_pays_once_and_pushes_the_balance", async () => {
-  const alice = await manor.open(manor.name("alice"));
+test("test_sign_in_pays_once_and_pushes_the_balance_to_the_other_sockets", async () => {
+  const name = manor.name("alice");
+  const alice = await manor.open(name);
+  const tablet = await manor.open(name);
   const pushes = record(alice);
+  const tabletPushes = record(tablet);
+  /** @type {unknown[][]} */
+  const wallets = [[], []];
+  alice.on("wallet", (info) => wallets[0].push(info));
+  tablet.on("wallet", (info) => wallets[1].push(info));
+  await tablet.ops.state(); // attached before the credit
   const signed = await alice.ops.sign_in();
-  assert.deepEqual([signed.coins, signed.streak, signed.already, signed.balance], [10, 1, false, 10]);
-  const push = await until(() => pushes.find((p) => p.push === "balance"), "the balance push");
+  assert.deepEqual(
+    [signed.coins, signed.streak, signed.already, signed.balance, signed.entry_seq],
+    [10, 1, false, 10, 1],
+  );
+  const push = await until(() => tabletPushes.find((p) => p.push === "balance"), "the balance push");
   assert.deepEqual(push, { push: "balance", seq: 0, data: { balance: 10, delta: 10, entry_seq: 1 } });
   const again = await alice.call("sign_in");
   assert.equal(again.already, true);
@@ -32,6 +43,13 @@ test("test_sign_in_pays_once_and_pushes_the_balance", async () => {
     [10, 1, true, 0],
   );
   assert.deepEqual(state.batches.map((b) => b.coins), [10]);
+  // The reply carried alice's balance: the push went to the tablet only. Each client's
+  // `wallet` event said it once, whichever way it came.
+  assert.deepEqual(pushes.filter((p) => p.push === "balance"), []);
+  assert.deepEqual(wallets, [
+    [{ balance: 10, entry_seq: 1, delta: null }],
+    [{ balance: 10, entry_seq: 1, delta: 10 }],
+  ]);
 });
 
 test("test_plant_and_harvest_on_the_dev_clock", async () => {
@@ -146,25 +164,30 @@ test("test_resync_moves_the_cursor_back_to_the_servers", async () => {
   const resyncs = [];
   /** @type {number[]} */
   const balances = [];
-  const erin = await manor.open(manor.name("erin"), { sinceSeq: 1000 }, (client) => {
+  const name = manor.name("erin");
+  const erin = await manor.open(name, { sinceSeq: 1000 }, (client) => {
     client.on("resync", (data, push) => resyncs.push([data, push.seq]));
     client.on("balance", (data) => balances.push(data.balance));
   });
   await until(() => resyncs.length > 0, "the resync push");
   assert.deepEqual(resyncs, [[{ snapshot_needed: true }, 0]]);
   assert.equal(erin.lastSeq, 0);
-  await erin.ops.sign_in();
+  const phone = await manor.open(name);
+  await phone.ops.sign_in(); // the balance push goes to erin's other socket
   await until(() => balances.length > 0, "the balance push after the resync");
   assert.deepEqual(balances, [10]);
   assert.equal(erin.lastSeq, 0); // a state push moves no cursor
 });
 
 test("test_msgpack_codec_speaks_binary_frames", async () => {
-  const frank = await manor.open(manor.name("frank"), { codec: msgpack });
+  const name = manor.name("frank");
+  const frank = await manor.open(name, { codec: msgpack });
   assert.equal(frank.subprotocol, "manor.v1.msgpack");
   assert.equal(/** @type {any} */ (frank.socket).protocol, "manor.v1.msgpack");
   const pushes = record(frank);
-  const signed = await frank.ops.sign_in();
+  assert.equal((await frank.ops.state()).balance, 0);
+  const phone = await manor.open(name); // JSON: its credit pushes to frank's msgpack socket
+  const signed = await phone.ops.sign_in();
   assert.equal(signed.coins, 10);
   const push = await until(() => pushes.find((p) => p.push === "balance"), "a msgpack push");
   assert.deepEqual(push.data, { balance: 10, delta: 10, entry_seq: 1 });

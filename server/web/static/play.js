@@ -20,6 +20,7 @@ class Play {
   constructor(token) {
     this.token = token;
     this.client = null;
+    this.balance = null; // as the page shows it
     this.clock = new ServerClock();
     this.grow = null;
     this.unread = 0;
@@ -32,6 +33,7 @@ class Play {
       $("conn").title = status;
     });
     this.client.on("push", (push) => this.onPush(push));
+    this.client.on("wallet", (info) => this.onWallet(info));
     this.client.on("open", ({ resumed }) => {
       if (resumed && this.wallet) this.reload().catch(() => {}); // the view may be older than the pushes
     });
@@ -68,7 +70,21 @@ class Play {
   }
 
   setBalance(balance) {
+    this.balance = balance;
     $("balance").textContent = String(balance);
+  }
+
+  /**
+   * A newer balance: pushed (another device, a friend, a resume) or in the reply of an op
+   * of ours, which the server pushes to our other sockets only. A reply says no delta: the
+   * feed shows the change from the balance on the page.
+   */
+  onWallet({ balance, delta }) {
+    const change = delta ?? (this.balance === null ? 0 : balance - this.balance);
+    // change 0: the balance as it is, sent after a resume (docs/protocol.md, Pushes)
+    this.feed("balance", change === 0 ? `Balance: ${balance} coins` : `${change > 0 ? "+" : ""}${change} coins → ${balance}`);
+    this.setBalance(balance);
+    if (this.wallet) this.wallet.loadState().then(() => this.wallet.loadLedger()).catch(() => {});
   }
 
   /** Runs a button's action; a refusal is shown in `errorId`, never thrown. */
@@ -84,10 +100,9 @@ class Play {
   }
 
   onPush(push) {
+    if (push.push === "balance") return; // onWallet shows it
     const data = push.data;
     const says = {
-      // delta 0: the balance as it is, sent after a resume (docs/protocol.md, Pushes)
-      balance: () => (data.delta === 0 ? `Balance: ${data.balance} coins` : `${data.delta > 0 ? "+" : ""}${data.delta} coins → ${data.balance}`),
       stolen: () => `${data.by} stole ${data.coins} coins from plot ${data.plot + 1}!`,
       watered: () => `${data.by} watered plot ${data.plot + 1}`,
       crop_ripe: () => `Plot ${data.plot + 1} is ripe: harvest it`,
@@ -98,11 +113,8 @@ class Play {
     }[push.push];
     const text = says ? says() : push.push;
     this.feed(push.push, text);
-    if (push.push !== "balance" && push.push !== "resync") toast(text, push.push);
-    if (push.push === "balance") {
-      this.setBalance(data.balance);
-      this.wallet.loadState().then(() => this.wallet.loadLedger()).catch(() => {});
-    } else if (push.push === "resync") {
+    if (push.push !== "resync") toast(text, push.push);
+    if (push.push === "resync") {
       this.reload().catch(() => {});
     } else if (push.push === "friend_request") {
       this.friends.load().catch(() => {});
