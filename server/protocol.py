@@ -183,23 +183,25 @@ def push_seq(frame: bytes) -> int | None:
 
 
 _ENTRY_SEQ_KEY = b"\xa9entry_seq"
+_UINT_TAILS = ((0xCC, 1), (0xCD, 2), (0xCE, 4), (0xCF, 8))  # msgpack marker, width
 
 
 def state_entry_seq(frame: bytes) -> int | None:
     """A `balance` state push's entry_seq (the journal entry its balance is as of), or
     None for a frame that carries none. commit.lua and balance_push() write it last, so it
-    is read from the frame's tail."""
-    at = frame.rfind(_ENTRY_SEQ_KEY)
-    if at > 0:
-        try:
-            value = msgpack.unpackb(frame[at + len(_ENTRY_SEQ_KEY) :])
-        except ValueError:  # not the frame's last pair after all
-            value = None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    is read from the frame's tail without unpacking (a fan-out reads one per credit)."""
+    end = len(frame) - 1
+    if end > len(_ENTRY_SEQ_KEY):
+        last = frame[end]
+        if last < 0x80 and frame.endswith(_ENTRY_SEQ_KEY, 0, end):
+            return last
+        for marker, width in _UINT_TAILS:
+            at = end - width
+            if at > 0 and frame[at] == marker and frame.endswith(_ENTRY_SEQ_KEY, 0, at):
+                return int.from_bytes(frame[at + 1 :], "big")
     data = msgpack.unpackb(frame).get("data")
     value = data.get("entry_seq") if isinstance(data, dict) else None
-    return value if isinstance(value, int) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def balance_push(balance: int, delta: int, entry_seq: int) -> bytes:

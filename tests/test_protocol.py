@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from server.ledger.commit import Commit, apply
 from server.ledger.ledger import Transfer
-from server.protocol import balance_push, push_seq
+from server.protocol import balance_push, push_seq, state_entry_seq
 from server.store.keys import PlayerKeys
 from server.store.store import Store
 from tests.conftest import Listener
@@ -56,6 +56,20 @@ def test_a_balance_push_is_a_state_push_with_seq_0(
     assert push_seq(frame) is None
     data = {"balance": balance, "delta": delta, "entry_seq": entry_seq}
     assert msgpack.unpackb(frame) == {"push": "balance", "seq": 0, "data": data}
+
+
+@given(st.integers(0, 2**64 - 1), st.integers(-(2**53), 2**53), st.permutations([0, 1, 2]))
+def test_state_entry_seq_reads_the_entry_seq_of_any_balance_frame(
+    entry_seq: int, delta: int, order: list[int]
+) -> None:
+    """Read from the tail where the frame is balance_push's (and commit.lua's, below), by
+    the unpacker where entry_seq is not its last key; None for a push without one."""
+    assert state_entry_seq(balance_push(7, delta, entry_seq)) == entry_seq
+    pairs = [("balance", 7), ("delta", delta), ("entry_seq", entry_seq)]
+    data = dict(pairs[i] for i in order)
+    frame = msgpack.packb({"push": "balance", "seq": 0, "data": data})
+    assert state_entry_seq(frame) == entry_seq
+    assert state_entry_seq(msgpack.packb({"push": "note", "seq": 0, "data": {}})) is None
 
 
 async def test_the_balance_push_commit_lua_publishes_is_balance_push_s(

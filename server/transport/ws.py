@@ -130,6 +130,7 @@ class Connection:
         # often comes back through the fan-out before its reply.
         self.answering = False
         self.held_balance: bytes | None = None
+        self.held_entry_seq = -1
         self.catching_up: set[asyncio.Task[None]] | None = None  # made by the first catch-up
         self.task: asyncio.Task[Any] | None = None  # the task serving the socket
         self.cut_off = False  # set when the grace after our close ran out
@@ -159,9 +160,8 @@ class Connection:
                 if entry_seq <= self.entry_seq:
                     return
                 if self.answering:
-                    held = self.held_balance
-                    if held is None or entry_seq > (state_entry_seq(held) or -1):
-                        self.held_balance = frame
+                    if entry_seq > self.held_entry_seq:
+                        self.held_balance, self.held_entry_seq = frame, entry_seq
                     return
                 self.entry_seq = entry_seq
         self.pushes += 1
@@ -178,8 +178,10 @@ class Connection:
                 self.entry_seq = entry_seq
         held = self.held_balance
         if held is not None:
-            self.held_balance = None
-            self.offer_push(held)
+            newer = self.held_entry_seq > self.entry_seq
+            self.held_balance, self.held_entry_seq = None, -1
+            if newer:
+                self.offer_push(held)
 
     def catch_up(self) -> None:
         """From the fan-out, once the player's channel is subscribed again after a lost
