@@ -47,7 +47,7 @@ from bench.procs import (
     run_loadgen,
 )
 from bench.stores import CLUSTER_SHARDS, started_store
-from bench.verdict import line, rate_ratio, signin_verdicts
+from bench.verdict import line, over_echo, rate_ratio, signin_verdicts
 from server.settings import STORE_MALLOC_CHOICES
 from server.store.embedded import allocator_of, find_server_binary
 
@@ -76,6 +76,8 @@ SIGNIN_PHASES = {
 }
 PHASES = ("echo", *SIGNIN_PHASES, *extra_phases.PHASES)
 # Ratios printed besides `<phase>_over_echo`: each cluster phase over its single-store path.
+# The paths a target compares with echo: each round runs echo again right before each.
+ECHO_PAIRED = ("signin_always", "signin_steady", "cluster_always", "cluster_steady")
 BASELINES = {
     "cluster_always": "signin_always",
     "cluster_always_2p": "cluster_always",
@@ -240,12 +242,15 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
 
 
 def ratios_of(phases: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """rt/s of each phase over echo's, and of each cluster phase over its baseline's (with
-    rounds, the median of the rounds' ratios)."""
+    """rt/s of each phase over echo's (over the echo run just before it: over_echo), and of
+    each cluster phase over its baseline's (with rounds, the median of the rounds'
+    ratios)."""
     pairs = [(name, "echo") for name in phases if name in SIGNIN_PHASES]
     pairs += [(name, base) for name, base in BASELINES.items() if name in phases]
     return {
-        f"{name}_over_{base}": rate_ratio(phases[name], phases[base])
+        f"{name}_over_{base}": (over_echo if base == "echo" else rate_ratio)(
+            phases[name], phases[base]
+        )
         for name, base in pairs
         if base in phases and phases[base]["round_trips_per_s"]
     }
@@ -260,14 +265,29 @@ def in_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {**middle, "rounds": runs}
 
 
+def round_order(round_trips: list[str]) -> list[str]:
+    """One round of the round-trip phases: echo again right before each path a target
+    compares with echo (ECHO_PAIRED), so that each ratio is over an echo run seconds away,
+    not minutes: this VM switches speed at about that scale (docs/benchmark.md)."""
+    if "echo" not in round_trips:
+        return round_trips
+    order: list[str] = []
+    for name in round_trips:
+        if name in ECHO_PAIRED and order and order[-1] != "echo":
+            order.append("echo")
+        order.append(name)
+    return order
+
+
 def run_phases(args: argparse.Namespace, wanted: list[str]) -> dict[str, dict[str, Any]]:
     """Each wanted phase, printed as it ends. The round-trip phases run `--rounds` times
-    over, all of them in each round, before the others: a ratio is then taken within each
-    round (bench/verdict.py)."""
+    over, all of them in each round (round_order), before the others: a ratio is then taken
+    within each round, each path over the echo run last before it (bench/verdict.py)."""
     phases: dict[str, dict[str, Any]] = {}
     round_trips = [name for name in ("echo", *SIGNIN_PHASES) if name in wanted]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in round_trips}
-    order = [*(round_trips * args.rounds), *(n for n in PHASES if n not in round_trips)]
+    order = [*(round_order(round_trips) * args.rounds)]
+    order += [n for n in PHASES if n not in round_trips]
     for name in order:
         if name in wanted:
             phase_started_s = time.monotonic()
@@ -279,14 +299,18 @@ def run_phases(args: argparse.Namespace, wanted: list[str]) -> dict[str, dict[st
                 if name == "echo":
                     runs[name].append(run_echo(args))
                 else:
-                    runs[name].append(run_signin(args, name, SIGNIN_PHASES[name]))
+                    run = run_signin(args, name, SIGNIN_PHASES[name])
+                    if runs.get("echo"):  # the echo run last before it: its pair
+                        run["echo_round_trips_per_s"] = runs["echo"][-1]["round_trips_per_s"]
+                    runs[name].append(run)
                 phases[name] = runs[name][-1]
             phases[name]["phase_wall_s"] = time.monotonic() - phase_started_s  # setup included
             phases[name]["calibration_ms"] = [speed_before_ms, probe.calibration_ms()]
             if name in extra_phases.PHASES:
                 print("\n".join(extra_phases.lines(name, phases[name])), flush=True)
             else:
-                label = f"{name} {len(runs[name])}/{args.rounds}" if args.rounds > 1 else name
+                runs_of_name = order.count(name)
+                label = f"{name} {len(runs[name])}/{runs_of_name}" if runs_of_name > 1 else name
                 print_phase(label, phases[name])
             before_ms, after_ms = phases[name]["calibration_ms"]
             print(

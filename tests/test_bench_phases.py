@@ -366,3 +366,25 @@ def test_signin_verdicts_in_rounds_take_the_median_of_each_rounds_ratio() -> Non
     assert got["credit path / echo (rt/s)"] == pytest.approx(0.3)
     assert got["credit path server CPU per sign-in"] == 80.0
     assert ws_signin.ratios_of(run) == {"signin_always_over_echo": pytest.approx(0.3)}
+
+
+def test_each_path_a_target_compares_with_echo_runs_right_after_an_echo() -> None:
+    order = ws_signin.round_order(["echo", *ws_signin.SIGNIN_PHASES])
+    for path in ws_signin.ECHO_PAIRED:
+        assert order[order.index(path) - 1] == "echo"
+    assert order.count("signin_everysec") == 1 and order[0] == "echo"
+
+
+def test_a_ratio_over_echo_takes_each_run_over_the_echo_run_just_before_it() -> None:
+    """The echo phase's own rounds (here one round as fast as the others are slow) do not
+    enter a paired path's ratio: per run 0.5, 0.25, 0.25."""
+    echo = {"round_trips_per_s": 1000.0, "rounds": [{"round_trips_per_s": r} for r in (1e3, 4e3)]}
+    runs = [
+        {"round_trips_per_s": 500.0, "echo_round_trips_per_s": 1000.0},
+        {"round_trips_per_s": 500.0, "echo_round_trips_per_s": 2000.0},
+        {"round_trips_per_s": 250.0, "echo_round_trips_per_s": 1000.0},
+    ]
+    run = {"echo": echo, "signin_steady": {**runs[0], "rounds": runs}}
+    got = {v["figure"]: v["value"] for v in signin_verdicts(run)}
+    assert got["steady path / echo (rt/s)"] == pytest.approx(0.25)
+    assert ws_signin.ratios_of(run) == {"signin_steady_over_echo": pytest.approx(0.25)}
