@@ -33,6 +33,7 @@ from server.settings import Settings
 from server.store.keys import PlayerKeys
 from server.store.store import StoreBusy
 from server.transport.admission import Admission, admit
+from server.transport.balance_gate import BalanceGate
 from server.transport.fanout import Pushes
 from server.transport.sender import Sender
 from server.transport.sockets import CODE_ABNORMAL, Disconnected, Socket
@@ -122,15 +123,7 @@ class Connection:
         self.end_code: int | None = None  # how the socket ended, when not by our close
         self.metrics = metrics
         self.last_push_seq: int | None = None  # the newest push this socket was offered
-        # The newest balance this socket was given (a reply, a push, `state`), by the
-        # journal entry it is as of: an older or equal `balance` push is not sent.
-        self.entry_seq = -1
-        # While a request is answered, a `balance` push waits here (the newest one) until
-        # the reply shows whether it tells the client anything new: the commit's own push
-        # often comes back through the fan-out before its reply.
-        self.answering = False
-        self.held_balance: bytes | None = None
-        self.held_entry_seq = -1
+        self.balances = BalanceGate()  # which `balance` pushes are news to this socket
         self.catching_up: set[asyncio.Task[None]] | None = None  # made by the first catch-up
         self.task: asyncio.Task[Any] | None = None  # the task serving the socket
         self.cut_off = False  # set when the grace after our close ran out
@@ -156,32 +149,13 @@ class Connection:
             self.last_push_seq = seq
         else:  # a state push (`balance`): the cursor stays; sent only when it is news
             entry_seq = state_entry_seq(frame)
-            if entry_seq is not None:
-                if entry_seq <= self.entry_seq:
-                    return
-                if self.answering:
-                    if entry_seq > self.held_entry_seq:
-                        self.held_balance, self.held_entry_seq = frame, entry_seq
-                    return
-                self.entry_seq = entry_seq
+            if entry_seq is not None and not self.balances.admit(frame, entry_seq):
+                return
+        self._send_push(frame)
+
+    def _send_push(self, frame: bytes) -> None:
         self.pushes += 1
         self.sender.offer(self.codec.push(frame), CLOSE_SLOW_CONSUMER)
-
-    def answered(self, reply: dict[str, Any]) -> None:
-        """A reply is on its way: the balance it carries (a commit's, `state`'s) is the
-        socket's; a `balance` push that waited for it goes out if it is newer."""
-        self.answering = False
-        result = reply.get("result")
-        if result.__class__ is dict:
-            entry_seq = result.get("entry_seq")
-            if entry_seq.__class__ is int and entry_seq > self.entry_seq:
-                self.entry_seq = entry_seq
-        held = self.held_balance
-        if held is not None:
-            newer = self.held_entry_seq > self.entry_seq
-            self.held_balance, self.held_entry_seq = None, -1
-            if newer:
-                self.offer_push(held)
 
     def catch_up(self) -> None:
         """From the fan-out, once the player's channel is subscribed again after a lost
@@ -295,6 +269,7 @@ class Connection:
         # Looked up once per socket, not per frame (this loop runs for every request).
         receive, send, encode = self.wire.receive, self.sender.send, self.codec.encode
         cork, uncork = self.wire.cork, self.wire.uncork
+        balances = self.balances
         while self.close_code is None:
             data = await receive()
             self.requests += 1
@@ -317,15 +292,17 @@ class Connection:
             if self.subscribed is not None:
                 await self.confirmed()
             # The pushes its answer causes leave with the reply (one write); its own
-            # `balance` push does not (answered()).
+            # `balance` push does not (balance_gate.py).
             cork()
-            self.answering = True
+            balances.answering = True
             try:
                 reply = await self.answer(data)
                 await send(encode(reply), CLOSE_SLOW_CONSUMER)  # = self.reply
-                self.answered(reply)
+                newer = balances.answered(reply)
+                if newer is not None:
+                    self._send_push(newer)
             finally:
-                self.answering = False
+                balances.answering = False
                 uncork()
 
     async def answer(self, data: bytes | str) -> dict[str, Any]:
