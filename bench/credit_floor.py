@@ -6,9 +6,9 @@ admits one, subscribed to its player's push channel through the app's fan-out. E
 request is decoded, sent to the store as one script call through the app's Store
 (bench/lua/floor_credit.lua publishes a `balance` push and answers in commit.lua's reply
 shape), and answered with the reply a credit gets, corked as the app corks it. The push
-comes back through the fan-out and, as in the app (server/transport/ws.py), goes only to
-the player's sockets that were not given that balance in a reply: held while the socket's
-request is answered, dropped once the reply's entry_seq covers it.
+comes back through the fan-out and, through the app's own BalanceGate
+(server/transport/balance_gate.py), goes only to the player's sockets that were not given
+that balance in a reply.
 What is left out is everything the game adds: the dispatcher and its argument checks, the
 rules' decision, the commit's keys and arguments, the socket's remembered state, metrics.
 So its instructions per request, beside the credit path's, say how much of a credit is the
@@ -33,6 +33,7 @@ from server.protocol import SUBPROTOCOL_MSGPACK, state_entry_seq
 from server.store.keys import PlayerKeys
 from server.store.store import Store, connect
 from server.transport.admission import bearer_token
+from server.transport.balance_gate import BalanceGate
 from server.transport.fanout import Pushes
 from server.transport.sharded import fanout_for
 from server.transport.sockets import Disconnected
@@ -65,19 +66,13 @@ class FloorWire(Wire):
             return
         keys = PlayerKeys(verify_token(floor.jwt_secret, token))
         self.accept(SUBPROTOCOL_MSGPACK)
-        newest = -1  # the newest balance this socket was given, by entry_seq
-        held: list[bytes] = []  # a push that came while a request was answered
+        balances = BalanceGate()
 
         def sink(frame: bytes) -> None:
             entry_seq = state_entry_seq(frame)
-            if entry_seq is None or entry_seq <= newest:
-                return
-            if answering:
-                held[:] = [frame]
-            else:
+            if entry_seq is not None and balances.admit(frame, entry_seq):
                 self.send_now(frame)
 
-        answering = False
         channel = keys.push_channel
         confirmed = floor.fanout.subscribe(channel, sink)
         script_keys = (channel, f"{keys.state}:floor")
@@ -88,7 +83,7 @@ class FloorWire(Wire):
             for _ in range(FRAMES_PER_SOCKET_MAX):
                 message = msgpack.unpackb(await self.receive())
                 self.cork()
-                answering = True
+                balances.answering = True
                 try:
                     status, balance, *_, entry_seq = await floor.store.call(
                         "EVALSHA", floor.sha, 2, *script_keys, publish, str(message["id"])
@@ -98,12 +93,11 @@ class FloorWire(Wire):
                     result["entry_seq"] = entry_seq
                     reply = {"id": message["id"], "ok": status == b"ok", "result": result}
                     self.send_now(msgpack.packb(reply))
-                    newest = max(newest, entry_seq)
-                    answering = False
-                    if held:
-                        sink(held.pop())
+                    newer = balances.answered(reply)
+                    if newer is not None:
+                        self.send_now(newer)
                 finally:
-                    answering = False
+                    balances.answering = False
                     self.uncork()
         except Disconnected:
             pass
