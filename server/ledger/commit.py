@@ -107,8 +107,9 @@ class CommitResult(NamedTuple):
 
     def answer(self, result: dict[str, Any]) -> dict[str, Any]:
         """A rule op's reply: its result with the balance and the entry it is as of. The
-        socket that asked gets no `balance` push for this commit (server/transport/ws.py),
-        so a client orders this balance against pushes by entry_seq."""
+        socket that asked gets no `balance` push for this commit
+        (server/transport/balance_gate.py), so a client orders this balance against pushes
+        by entry_seq."""
         return {**result, "balance": self.balance, "entry_seq": self.entry_seq}
 
 
