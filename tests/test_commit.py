@@ -140,6 +140,12 @@ async def test_commit_same_transfer_id_again_is_exists_and_writes_nothing(
         (Commit(transfers=[debit("d1", 11)]), "INSUFFICIENT_FUNDS"),
         (Commit(transfers=[credit("t3", 5), debit("d1", 16)]), "INSUFFICIENT_FUNDS"),
         (Commit(transfers=[credit("t4", 5), credit("t4", 5)]), "BAD_TRANSFER"),
+        # A rule field never takes a name the books use (commit.lua's BOOK_FIELDS, ck_*).
+        (Commit(fields={"bal": b"99"}), "BAD_TRANSFER"),
+        (Commit(fields={"signin": b"y", "hx": b""}), "BAD_TRANSFER"),
+        (Commit(fields={"vs": b"s"}), "BAD_TRANSFER"),
+        (Commit(fields={"pseq": b"1"}), "BAD_TRANSFER"),
+        (Commit(fields={"ck_seq": b"0"}), "BAD_TRANSFER"),
     ],
 )
 async def test_commit_rejection_leaves_no_write(

@@ -113,9 +113,10 @@ local ID_BYTES_MAX = 200  -- TRANSFER_ID_BYTES_MAX in server/ledger/ledger.py
 local HOLDS_PENDING_MAX = 64  -- HOLDS_PENDING_MAX in server/ledger/commit.py
 -- The codes of the accounts this script posts to by itself (server/ledger/accounts.py).
 local SCRIPT_ACCOUNTS = {['sink:expire'] = 14, clawback = 15}
--- The hash's fields that are not the rule's (besides the ck_ prefix).
-local BOOK_FIELDS = {ver = true, pseq = true, vs = true, bal = true, seq = true, head = true,
-  held = true, debt = true, bt = true, hx = true}
+-- The hash's fields that are not the rule's (besides the ck_ prefix), none longer than 4
+-- bytes: a string searched only for a name that short, where a table would be built on
+-- every call.
+local BOOK_FIELDS = ',ver,pseq,vs,bal,seq,head,held,debt,bt,hx,'
 -- One msgpack array (see the header): numbers arrive as numbers, and one argument costs
 -- Redis far less than twenty-one (each is parsed, copied into a Lua string and collected).
 local h = cmsgpack.unpack(ARGV[1])
@@ -155,9 +156,11 @@ local counts_at = records_at + 3 * n_records
 -- are one field each so that a commit can name every field it needs).
 local got = redis.call('HMGET', KEYS[1], 'ver', 'pseq', 'vs', 'bal', 'seq', 'head', 'held',
   'debt', 'ck_seq', 'bt', 'hx')
-local ver, pseq, vs = tonumber(got[1] or '0'), tonumber(got[2] or '0'), got[3] or ''
-local bal, seq, head = tonumber(got[4] or '0'), tonumber(got[5] or '0'), got[6] or ''
-local held, debt, ck_seq = tonumber(got[7] or '0'), tonumber(got[8] or '0'), tonumber(got[9] or '0')
+-- An absent field is 0 without a tonumber (a strtod each: most wallets hold no debt or holds).
+local ver, pseq, vs = got[1] and tonumber(got[1]) or 0, got[2] and tonumber(got[2]) or 0, got[3] or ''
+local bal, seq, head = got[4] and tonumber(got[4]) or 0, got[5] and tonumber(got[5]) or 0, got[6] or ''
+local held, debt = got[7] and tonumber(got[7]) or 0, got[8] and tonumber(got[8]) or 0
+local ck_seq = got[9] and tonumber(got[9]) or 0
 local batches = {}  -- {day, coins}, oldest first, as `bt` keeps them
 for day, coins in string.gmatch(got[10] or '', '(%d+)=(%d+)') do
   batches[#batches + 1] = {tonumber(day), tonumber(coins)}
@@ -199,7 +202,8 @@ end
 for i = 0, n_fields - 1 do
   local f = ARGV[fields_at + 1 + 2 * i]
   local c1, c2, c3 = string.byte(f, 1, 3)
-  if BOOK_FIELDS[f] or (c1 == 99 and c2 == 107 and c3 == 95) then
+  if (#f <= 4 and string.find(BOOK_FIELDS, ',' .. f .. ',', 1, true))
+      or (c1 == 99 and c2 == 107 and c3 == 95) then
     return refuse('BAD_TRANSFER')
   end
 end
@@ -238,9 +242,10 @@ local plan = {}
 -- Whether a transfer id already in txids was posted with this kind, amount and account.
 -- Format 2 keeps only the entry's seq: the entry is in the journal, since compaction writes
 -- the format-1 value of every id whose entry it archives (the account by its code there).
-local function same_posting(stored, kind_amount, signed, account, stored_account)
+local function same_posting(stored, kind, amount, signed, account, stored_account)
   local at = tonumber(stored)
   if not at then
+    local kind_amount = kind .. '|' .. amount .. '|'
     local posted = string.match(stored, '^[cd]|%d+|(.*)|%d+$')
     return string.sub(stored, 1, #kind_amount) == kind_amount
       and (posted == account or posted == tostring(stored_account))
@@ -349,8 +354,9 @@ for h = 0, n_holds - 1 do
 end
 
 local fresh = 0
-local in_call = {}
-local credits = {}
+-- Built only when needed: a sign-in (one transfer, no debt) allocates neither.
+local in_call = n_transfers > 1 and {} or nil  -- the ids of this call, against repeats
+local credits = debt > 0 and {} or nil  -- {id, coins} of each new credit: they repay the debt
 for t = 1, n_transfers do
   -- One argument per transfer, its numbers as numbers (see the header).
   local transfer = cmsgpack.unpack(ARGV[transfers_at + t])
@@ -359,18 +365,17 @@ for t = 1, n_transfers do
     return refuse('BAD_TRANSFER')
   end
   local stored_account = tonumber(code) or account
-  local kind_amount = kind .. '|' .. amount .. '|'
   local made_here = string.sub(id, 1, 5) == 'debt:' or string.sub(id, 1, 5) == 'debt#'
     or string.sub(id, 1, 7) == 'expire:'
-  if in_call[id] or made_here or amount <= 0 or amount % 1 ~= 0
+  if (in_call and in_call[id]) or made_here or amount <= 0 or amount % 1 ~= 0
       or (kind ~= 'c' and kind ~= 'd') or (kind == 'c' and not tonumber(batch)) then
     return refuse('BAD_TRANSFER')
   end
-  in_call[id] = true
+  if in_call then in_call[id] = true end
   local stored = redis.call('HGET', KEYS[3], id)
   if stored then
     local signed = kind == 'c' and amount or -amount
-    if not same_posting(stored, kind_amount, signed, account, stored_account) then
+    if not same_posting(stored, kind, amount, signed, account, stored_account) then
       return refuse('TRANSFER_MISMATCH')
     end
   else
@@ -387,7 +392,7 @@ for t = 1, n_transfers do
         table.sort(batches, function(a, b) return a[1] < b[1] end)
       end
       plan[#plan + 1] = {id, amount, account, amount, {tonumber(batch), amount}, ref, stored_account}
-      credits[#credits + 1] = {id, amount}
+      if credits then credits[#credits + 1] = {id, amount} end
     else
       if amount > bal - held then
         return refuse('INSUFFICIENT_FUNDS')
@@ -399,7 +404,8 @@ for t = 1, n_transfers do
 end
 
 -- Debt: new credits repay it first (a refund could not take back coins already spent).
-for _, c in ipairs(credits) do
+for c_at = 1, credits and #credits or 0 do
+  local c = credits[c_at]
   local repay = math.min(debt, c[2])
   if repay > 0 then
     debt = debt - repay
@@ -504,11 +510,14 @@ if #plan > 0 then
   wallet_set('seq', seq)
   wallet_set('head', head)
   if touched then
-    local kept = {}
+    local kept = nil  -- the `bt` text; a wallet holds a batch or two, so no table to concat
     for _, b in ipairs(batches) do
-      if b[2] > 0 then kept[#kept + 1] = b[1] .. '=' .. b[2] end
+      if b[2] > 0 then
+        local batch_text = b[1] .. '=' .. b[2]
+        kept = kept and (kept .. ',' .. batch_text) or batch_text
+      end
     end
-    if #kept > 0 then wallet_set('bt', table.concat(kept, ',')) else wallet_gone[#wallet_gone + 1] = 'bt' end
+    if kept then wallet_set('bt', kept) else wallet_gone[#wallet_gone + 1] = 'bt' end
   end
   if first_posting then
     redis.call('SADD', KEYS[6], player_id)
