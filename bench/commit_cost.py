@@ -49,7 +49,7 @@ import msgpack
 
 from bench.instructions import TOTALS
 from server.ledger.commit import Commit, apply
-from server.ledger.ledger import Transfer, lua_arg
+from server.ledger.ledger import Transfer
 from server.protocol import balance_push
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
@@ -140,8 +140,16 @@ def one_hash_min_args(n: int) -> tuple[list[str], list[bytes | str | int]]:
         "x" * 20,
         "PUBLISH",
     ]
-    credit = Transfer(f"signin:{player}:{n}", "c", 10, "mint:signin", BATCH)
-    return script_keys, [lua_arg(header), credit.packed()]
+    # Its transfer as commit.lua read one before 2026-12-03 (a msgpack array, not a struct).
+    credit = [f"signin:{player}:{n}", "c", 10, "mint:signin", BATCH_INT, "", 1]
+    return script_keys, [lua_arg(header), lua_arg(credit)]
+
+
+def lua_arg(value: object) -> bytes:
+    """`value` as one msgpack argument of a bench script: no bin type, which Redis's
+    cmsgpack cannot read (bytes go as str)."""
+    packed: bytes = msgpack.packb(value, use_bin_type=False)
+    return packed
 
 
 async def caller(store: Store, shape: str) -> Call:

@@ -9,8 +9,15 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 
-from server.ledger.commit import HOLDS_PENDING_MAX, Commit, HoldOp, apply, reply_body
-from server.ledger.ledger import Entry, Transfer, Wallet, lua_arg
+from server.ledger.commit import (
+    HOLDS_PENDING_MAX,
+    Commit,
+    HoldOp,
+    apply,
+    commit_header,
+    reply_body,
+)
+from server.ledger.ledger import Entry, Transfer, Wallet
 from server.ledger.verify import live_entries, verify
 from server.pipeline import replay
 from server.protocol import Request
@@ -171,30 +178,12 @@ async def test_a_commit_naming_fewer_keys_than_its_parts_use_is_refused_unwritte
     """commit.lua's KEYS 10-13 come only up to the last one a commit uses: one sent short
     of a key it needs is BAD_TRANSFER before any write, never a Lua error halfway."""
     keys = PlayerKeys("alice")
-    counts = {"orders": 0, "counts": 0, "timers": 0, "records": 0, part: 1}
-    header = [
-        str(NOW_MS),
-        -1,
-        1,
-        0,
-        0,
-        counts["orders"],
-        b"",
-        60,
-        120,
-        "alice",
-        "PUBLISH",
-        counts["timers"],
-        0,
-        0,
-        0,
-        counts["records"],
-        counts["counts"],
-        100,
-        False,
-        "",
-        "s",
-    ]
+    commit = {
+        "orders": Commit(orders=[("steal", 2, b"o")]),
+        "counts": Commit(counts=[("steal:ordered", 2)]),
+        "timers": Commit(timers=[("ripe:1", NOW_MS)]),
+        "records": Commit(records=[("r", b"", b"x")]),
+    }[part]._replace(fields={"f": b"v"}, stamp="s")
     extra = {
         "orders": ["steal", 2, b"o"],
         "counts": ["steal:ordered", 2],
@@ -204,7 +193,7 @@ async def test_a_commit_naming_fewer_keys_than_its_parts_use_is_refused_unwritte
     all_keys = [keys.state, keys.journal, keys.txids, keys.sys, keys.inbox,
                 keys.players, keys.reply("-"), keys.push_channel, keys.holds, keys.outbox,
                 keys.stats, keys.timers, keys.records]  # fmt: skip
-    args = [lua_arg(header), "f", b"v", *extra]
+    args = [commit_header(store, keys, commit, NOW_MS, None), "f", b"v", *extra]
     before = await contents(redis)
     short = await store.script("commit", all_keys[: keys_needed - 1], args)
     assert short[0] == b"BAD_TRANSFER"

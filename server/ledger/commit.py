@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -9,7 +10,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from server.ledger.ledger import Transfer, lua_arg
+from server.ledger.ledger import LUA_LENGTH, Transfer
 from server.store.keys import PlayerKeys
 from server.store.store import Arg, Store
 
@@ -22,6 +23,8 @@ NO_FIELDS: Mapping[str, bytes] = MappingProxyType({})  # a default no commit can
 # (the hash's `hx`) is one field, rewritten whole when a hold moves. A reserve past it is
 # HOLDS_FULL (commit.lua's HOLDS_PENDING_MAX).
 HOLDS_PENDING_MAX = 64
+# The header's fifteen integers in commit.lua's HEADER struct (its six strings follow).
+HEADER_NUMBERS = struct.Struct("<15q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,21 +123,18 @@ def reply_body(op: str, result: dict[str, Any]) -> bytes:
     return b"\x83" + packed[1:]  # fixmap of 2 -> of 3
 
 
-async def apply(
-    store: Store, keys: PlayerKeys, commit: Commit, now_ms: int, reply_key: str | None = None
-) -> CommitResult:
-    header = [
-        str(now_ms),
+def commit_header(
+    store: Store, keys: PlayerKeys, commit: Commit, now_ms: int, reply_key: str | None
+) -> bytes:
+    """commit.lua's first argument (its HEADER struct, see its header)."""
+    numbers = HEADER_NUMBERS.pack(
         commit.expected_ver,
         len(commit.fields),
         len(commit.transfers),
         len(commit.pushes),
         len(commit.orders),
-        commit.reply_body if reply_key else b"",
         commit.reply_ttl_s,
         INBOX_MAX,
-        keys.player_id,
-        store.publish_command,
         len(commit.timers),
         len(commit.holds),
         store.today_of(now_ms),
@@ -143,10 +143,37 @@ async def apply(
         len(commit.counts),
         INBOX_KEEP,
         commit.seen_stamp is not None,
-        commit.seen_stamp or "",
-        commit.stamp,
-    ]
-    args: list[Arg] = [lua_arg(header)]
+    )
+    now_text = b"%d" % now_ms
+    body = commit.reply_body if reply_key else b""
+    player = keys.player_id.encode()
+    publish = store.publish_command.encode()
+    seen_stamp = (commit.seen_stamp or "").encode()
+    stamp = commit.stamp.encode()
+    length = LUA_LENGTH.pack
+    return b"".join(
+        (
+            numbers,
+            length(len(now_text)),
+            now_text,
+            length(len(body)),
+            body,
+            length(len(player)),
+            player,
+            length(len(publish)),
+            publish,
+            length(len(seen_stamp)),
+            seen_stamp,
+            length(len(stamp)),
+            stamp,
+        )
+    )
+
+
+async def apply(
+    store: Store, keys: PlayerKeys, commit: Commit, now_ms: int, reply_key: str | None = None
+) -> CommitResult:
+    args: list[Arg] = [commit_header(store, keys, commit, now_ms, reply_key)]
     for name, value in commit.fields.items():
         args += (name, value)
     for transfer in commit.transfers:

@@ -38,44 +38,50 @@
 -- 12, records: 13; apply in server/ledger/commit.py): each key is an argument Redis parses
 -- and the server packs, and a credited sign-in uses none of them.
 -- ARGV:
---   1 the header: one msgpack array (str, not bin: cmsgpack reads no bin) of
---    [1] now_ms         epoch milliseconds as a decimal string: the ts of every journal
---                       entry; pending holds whose expires_ms <= now_ms are void from this
---                       commit on
---    [2] expected_ver    integer; -1 skips the version check (platform and operator credits)
---    [3] n_fields       state fields to write
---    [4] n_transfers
---    [5] n_pushes       the sequenced pushes (the `balance` push is made here, with seq 0)
---    [6] n_orders       outbox orders
---    [7] reply_body     msgpack reply without `balance`: a map header of 3, then op and
---                       result (entry_seq is appended here); "" = no request id to remember
---    [8] reply_ttl_s    seconds
---    [9] inbox_max      entries the inbox may hold before a trim
---   [10] player_id      added to the bucket's players set on the first posting
---   [11] publish        "PUBLISH", or "SPUBLISH" on Redis Cluster (sharded pub/sub)
---   [12] n_timers       timers to arm (or move: the member names the timer)
---   [13] n_holds        checkout hold operations
---   [14] today          YYYYMMDD, the business day: batches whose last valid day is before
+--   1 the header, read by one struct.unpack (HEADER below; packed by commit_header in
+--     server/ledger/commit.py): fifteen little-endian 64-bit integers, then six strings,
+--     each after its length as a 32-bit integer (a string arrives as one argument, its
+--     numbers as numbers, and no table is built: one argument costs Redis far less than
+--     twenty-one, and a struct far less than a msgpack array, docs/benchmark.md):
+--    expected_ver       -1 skips the version check (platform and operator credits)
+--    n_fields           state fields to write
+--    n_transfers
+--    n_pushes           the sequenced pushes (the `balance` push is made here, with seq 0)
+--    n_orders           outbox orders
+--    reply_ttl_s        seconds
+--    inbox_max          entries the inbox may hold before a trim
+--    n_timers           timers to arm (or move: the member names the timer)
+--    n_holds            checkout hold operations
+--    today              YYYYMMDD, the business day: batches whose last valid day is before
 --                       it expire to sink:expire in this commit; 0 = no expiry check
---   [15] debt_add       coins a refund could not take back, owed from the next credits
---   [16] n_records      records to compare-and-set
---   [17] n_counts       stats counters to add to
---   [18] inbox_keep     entries a trim keeps (<= inbox_max): every push after inbox_keep
+--    debt_add           coins a refund could not take back, owed from the next credits
+--    n_records          records to compare-and-set
+--    n_counts           stats counters to add to
+--    inbox_keep         entries a trim keeps (<= inbox_max): every push after inbox_keep
 --                       ones is replayable
---   [19] seen           true: the caller decided on a snapshot it remembered, not one it
---                       just read (server/pipeline.py, Seen): the state must still carry the
---                       stamp [20] (else CONFLICT) and the request id no reply (else
+--    seen               1: the caller decided on a snapshot it remembered, not one it
+--                       just read (server/pipeline.py, Seen): the state must still carry
+--                       seen_stamp (else CONFLICT) and the request id no reply (else
 --                       REPLAYED, found by the SET NX that stores this commit's reply);
---                       false: expected_ver alone, as after a fresh load
---   [20] seen_stamp     the state's `vs` the caller remembered ("" = none)
---   [21] stamp          written as the state's `vs` with the fields ("" = leave it): who
+--                       0: expected_ver alone, as after a fresh load
+--    then the strings:
+--    now_ms             epoch milliseconds in decimal: the ts of every journal entry;
+--                       pending holds whose expires_ms <= now_ms are void from this commit on
+--    reply_body         msgpack reply without `balance`: a map header of 3, then op and
+--                       result (entry_seq is appended here); "" = no request id to remember
+--    player_id          added to the bucket's players set on the first posting
+--    publish            "PUBLISH", or "SPUBLISH" on Redis Cluster (sharded pub/sub)
+--    seen_stamp         the state's `vs` the caller remembered ("" = none)
+--    stamp              written as the state's `vs` with the fields ("" = leave it): who
 --                       wrote this version, so a write the store lost never passes for the
 --                       next one
 --   then n_fields     x (field, value)
---   then n_transfers  x one msgpack array (str, not bin) [id, kind "c"|"d", amount coins > 0,
---                        account, batch YYYYMMDD or "", ref as the entry stores it (false:
---                        the id's last `:` field, stored_ref in server/ledger/ledger.py),
---                        account code or "" (server/ledger/accounts.py, stored in the entry)]
+--   then n_transfers  x one struct (TRANSFER below; Transfer.packed in
+--                        server/ledger/ledger.py): kind "c"|"d" (one byte), amount coins > 0,
+--                        batch YYYYMMDD or 0, 1 if the entry stores a ref (0: the id's last
+--                        `:` field is its ref, stored_ref in server/ledger/ledger.py), the
+--                        account code or -1 (server/ledger/accounts.py, stored in the
+--                        entry), then the id, the account and the ref as the header's strings
 --   then n_pushes     x (type, data as a msgpack map)
 --   then n_orders     x (source, amount coins > 0, order as msgpack)
 --   then n_timers     x (member, due_ms)
@@ -117,31 +123,14 @@ local SCRIPT_ACCOUNTS = {['sink:expire'] = 14, clawback = 15}
 -- bytes: a string searched only for a name that short, where a table would be built on
 -- every call.
 local BOOK_FIELDS = ',ver,pseq,vs,bal,seq,head,held,debt,bt,hx,'
--- One msgpack array (see the header): numbers arrive as numbers, and one argument costs
--- Redis far less than twenty-one (each is parsed, copied into a Lua string and collected).
-local h = cmsgpack.unpack(ARGV[1])
-local now_ms = h[1]
+-- The header's and a transfer's layout (see the header), as struct formats.
+local HEADER = '<i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i4c0i4c0i4c0i4c0i4c0i4c0'
+local TRANSFER = '<c1i8i8Bi8i4c0i4c0i4c0'
+local expected_ver, n_fields, n_transfers, n_pushes, n_orders, reply_ttl_s, inbox_max,
+  n_timers, n_holds, today, debt_add, n_records, n_counts, inbox_keep, seen_flag,
+  now_ms, reply_body, player_id, publish, seen_stamp, stamp = struct.unpack(HEADER, ARGV[1])
 local now = tonumber(now_ms)
-local expected_ver = h[2]
-local n_fields = h[3]
-local n_transfers = h[4]
-local n_pushes = h[5]
-local n_orders = h[6]
-local reply_body = h[7]
-local reply_ttl_s = h[8]
-local inbox_max = h[9]
-local player_id = h[10]
-local publish = h[11]
-local n_timers = h[12]
-local n_holds = h[13]
-local today = h[14]
-local debt_add = h[15]
-local n_records = h[16]
-local n_counts = h[17]
-local inbox_keep = h[18]
-local seen = h[19] == true
-local seen_stamp = h[20]
-local stamp = h[21]
+local seen = seen_flag == 1
 
 local fields_at = 1
 local transfers_at = fields_at + 2 * n_fields
@@ -359,16 +348,15 @@ local in_call = n_transfers > 1 and {} or nil  -- the ids of this call, against 
 local credits = debt > 0 and {} or nil  -- {id, coins} of each new credit: they repay the debt
 for t = 1, n_transfers do
   -- One argument per transfer, its numbers as numbers (see the header).
-  local transfer = cmsgpack.unpack(ARGV[transfers_at + t])
-  local id, kind, amount, account, batch, ref, code = unpack(transfer)
-  if type(id) ~= 'string' or type(amount) ~= 'number' or type(account) ~= 'string' then
-    return refuse('BAD_TRANSFER')
-  end
-  local stored_account = tonumber(code) or account
+  local kind, amount, batch, has_ref, code, id, account, ref =
+    struct.unpack(TRANSFER, ARGV[transfers_at + t])
+  if has_ref == 0 then ref = false end
+  if id == '' or account == '' then return refuse('BAD_TRANSFER') end
+  local stored_account = code >= 0 and code or account
   local made_here = string.sub(id, 1, 5) == 'debt:' or string.sub(id, 1, 5) == 'debt#'
     or string.sub(id, 1, 7) == 'expire:'
   if (in_call and in_call[id]) or made_here or amount <= 0 or amount % 1 ~= 0
-      or (kind ~= 'c' and kind ~= 'd') or (kind == 'c' and not tonumber(batch)) then
+      or (kind ~= 'c' and kind ~= 'd') or (kind == 'c' and batch <= 0) then
     return refuse('BAD_TRANSFER')
   end
   if in_call then in_call[id] = true end
@@ -385,13 +373,13 @@ for t = 1, n_transfers do
       local found = false
       touched = true
       for _, b in ipairs(batches) do
-        if b[1] == tonumber(batch) then b[2] = b[2] + amount; found = true end
+        if b[1] == batch then b[2] = b[2] + amount; found = true end
       end
       if not found then
-        batches[#batches + 1] = {tonumber(batch), amount}
+        batches[#batches + 1] = {batch, amount}
         table.sort(batches, function(a, b) return a[1] < b[1] end)
       end
-      plan[#plan + 1] = {id, amount, account, amount, {tonumber(batch), amount}, ref, stored_account}
+      plan[#plan + 1] = {id, amount, account, amount, {batch, amount}, ref, stored_account}
       if credits then credits[#credits + 1] = {id, amount} end
     else
       if amount > bal - held then
