@@ -14,6 +14,7 @@ from server.ledger.commit import (
     Commit,
     HoldOp,
     apply,
+    commit_answer,
     commit_header,
     reply_body,
 )
@@ -196,10 +197,10 @@ async def test_a_commit_naming_fewer_keys_than_its_parts_use_is_refused_unwritte
     args = [commit_header(store, keys, commit, NOW_MS, None), "f", b"v", *extra]
     before = await contents(redis)
     short = await store.script("commit", all_keys[: keys_needed - 1], args)
-    assert short[0] == b"BAD_TRANSFER"
+    assert commit_answer(short).status == "BAD_TRANSFER"
     assert await contents(redis) == before
     done = await store.script("commit", all_keys[:keys_needed], args)
-    assert done[0] == b"ok"
+    assert commit_answer(done).status == "ok"
 
 
 async def test_commit_debit_spends_the_batch_that_expires_first(store: Store, redis: Redis) -> None:

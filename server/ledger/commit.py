@@ -25,6 +25,8 @@ NO_FIELDS: Mapping[str, bytes] = MappingProxyType({})  # a default no commit can
 HOLDS_PENDING_MAX = 64
 # The header's fifteen integers in commit.lua's HEADER struct (its six strings follow).
 HEADER_NUMBERS = struct.Struct("<15q")
+# commit.lua's answer up to its status (ANSWER): six integers and the status's length.
+ANSWER_NUMBERS = struct.Struct("<6qI")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +211,13 @@ async def apply(
     elif commit.orders or commit.counts:
         script_keys += (keys.outbox, keys.stats)
     # Durable as MANOR_STORE_ACK asks: with `replica`, only once a replica has it too.
-    status, balance, ver, pseq, receivers, held, debt, entry_seq = await store.durable_script(
-        "commit", script_keys, args
-    )
-    # Lua numbers come back as RESP integers, so hiredis gives ints already.
-    return CommitResult(
-        status.decode(), balance, ver, pseq, tuple(receivers), held, debt, entry_seq
-    )
+    return commit_answer(await store.durable_script("commit", script_keys, args))
+
+
+def commit_answer(raw: bytes) -> CommitResult:
+    """commit.lua's answer (its ANSWER struct, see its header) as a CommitResult."""
+    balance, ver, pseq, held, debt, entry_seq, status_bytes = ANSWER_NUMBERS.unpack_from(raw)
+    at = ANSWER_NUMBERS.size + status_bytes
+    receivers = struct.unpack_from(f"<{(len(raw) - at) // 8}q", raw, at) if len(raw) > at else ()
+    status = raw[ANSWER_NUMBERS.size : at].decode()
+    return CommitResult(status, balance, ver, pseq, receivers, held, debt, entry_seq)

@@ -89,8 +89,12 @@
 --   then n_records    x (field, expected value or "" for absent, new value; new == expected
 --                     only checks)
 --   then n_counts     x (stats field, integer to add)
--- Returns {status, balance_coins, ver, pseq, receivers, held_coins, debt_coins, entry_seq};
--- receivers lists, per extra push, how many subscribers got it (0: no socket anywhere);
+-- Returns one string, packed by struct (ANSWER below; commit_answer in
+-- server/ledger/commit.py reads it): balance_coins, ver, pseq, held_coins, debt_coins and
+-- entry_seq as little-endian 64-bit integers, the status after its length (a 32-bit
+-- integer), then per extra push how many subscribers got it (0: no socket anywhere), a
+-- 64-bit integer each. Not a table: Redis converts a table's reply field by field, looking
+-- each table up for `err`, `ok` and five more names first (a fifth of a credit's logic).
 -- entry_seq is the wallet's journal seq after the commit (before it, when refused): the
 -- entry the balance is as of, which the `balance` push carries too.
 -- status is "ok", "exists" (every transfer and hold op was already done: nothing written),
@@ -126,6 +130,7 @@ local BOOK_FIELDS = ',ver,pseq,vs,bal,seq,head,held,debt,bt,hx,'
 -- The header's and a transfer's layout (see the header), as struct formats.
 local HEADER = '<i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i4c0i4c0i4c0i4c0i4c0i4c0'
 local TRANSFER = '<c1i8i8Bi8i4c0i4c0i4c0'
+local ANSWER = '<i8i8i8i8i8i8i4c0'
 local expected_ver, n_fields, n_transfers, n_pushes, n_orders, reply_ttl_s, inbox_max,
   n_timers, n_holds, today, debt_add, n_records, n_counts, inbox_keep, seen_flag,
   now_ms, reply_body, player_id, publish, seen_stamp, stamp = struct.unpack(HEADER, ARGV[1])
@@ -164,8 +169,19 @@ end
 local balance_before, held_before, debt_before = bal, held, debt
 local touched = false  -- whether this commit moves coins of a batch: `bt` is rewritten
 
+-- The answer (see the header); `receivers` nil or a list, one count per extra push.
+local function answer(status, balance, version, push_seq, held_coins, debt_coins, entry_seq,
+    receivers)
+  if not receivers then
+    return struct.pack(ANSWER, balance, version, push_seq, held_coins, debt_coins, entry_seq,
+      #status, status)
+  end
+  return struct.pack(ANSWER .. string.rep('i8', #receivers), balance, version, push_seq,
+    held_coins, debt_coins, entry_seq, #status, status, unpack(receivers))
+end
+
 local function refuse(status)
-  return {status, balance_before, ver, 0, {}, held_before, debt_before, seq}
+  return answer(status, balance_before, ver, 0, held_before, debt_before, seq)
 end
 
 if expected_ver >= 0 and ver ~= expected_ver then
@@ -420,7 +436,7 @@ for t = 0, n_timers - 1 do
 end
 
 if (n_transfers > 0 or n_holds > 0) and fresh == 0 and fresh_holds == 0 then
-  return {'exists', balance_before, ver, 0, {}, held_before, debt_before, seq}
+  return answer('exists', balance_before, ver, 0, held_before, debt_before, seq)
 end
 
 -- Writes. Nothing below may fail but the first. The version guards the state fields only:
@@ -550,8 +566,9 @@ end
 if balance_frame then
   redis.call(publish, KEYS[8], balance_frame)
 end
-local receivers = {}
+local receivers = nil
 if #push_frames > 0 then
+  receivers = {}
   for i, f in ipairs(push_frames) do
     receivers[i] = redis.call(publish, KEYS[8], f)
   end
@@ -582,4 +599,4 @@ if reply_body ~= '' and not reply_stored then
 end
 
 if #push_frames == 0 then pseq = 0 end
-return {'ok', bal, ver, pseq, receivers, held, debt, seq}
+return answer('ok', bal, ver, pseq, held, debt, seq, receivers)
