@@ -49,12 +49,17 @@ class ManorClient:
         *,
         json_mode: bool = False,
         since_seq: int | None = None,
+        entry_seq: int | None = None,
         header_auth: bool = True,
     ) -> ManorClient:
+        """A socket; `since_seq` resumes the pushes after it, `entry_seq` names the balance
+        this app holds (the resume then sends the balance only when it is newer)."""
         url = base_url.rstrip("/") + "/v1/ws"
         query = [] if header_auth else [f"token={token}"]
         if since_seq is not None:
             query.append(f"since_seq={since_seq}")
+        if entry_seq is not None:
+            query.append(f"entry_seq={entry_seq}")
         if query:
             url += "?" + "&".join(query)
         headers = {"Authorization": f"Bearer {token}"} if header_auth else None
@@ -67,6 +72,7 @@ class ManorClient:
         )
         client = cls(socket, json_mode)
         client.last_seq = since_seq or 0
+        client.balance_entry_seq = entry_seq or 0
         return client
 
     async def _read(self) -> None:

@@ -11,10 +11,13 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from server import pipeline as pipeline_module
 from server.clock import FrozenClock
 from server.ledger.verify import verify
+from server.protocol import SUBPROTOCOL_MSGPACK
 from server.store.embedded import EmbeddedStore
 from server.transport import fanout as fanout_module
 from server.transport import sharded as sharded_module
@@ -148,6 +151,46 @@ async def test_a_v1_client_from_before_state_pushes_drops_the_balance_push_as_se
     assert (await resumed.next_push())["data"]["balance"] == 10
     await resumed.close()
     await tablet.close()
+
+
+async def frames_until_reply(live: Live, player: str, query: str) -> list[dict[str, Any]]:
+    """What a socket opened with `query` is sent up to the reply to its first request
+    (`state`), read off the wire: the resume's frames all come before that reply."""
+    url = f"{live.url}/v1/ws?{query}"
+    headers = {"Authorization": f"Bearer {live.token(player)}"}
+    async with connect(url, subprotocols=[SUBPROTOCOL_MSGPACK], additional_headers=headers) as ws:  # type: ignore[list-item]
+        await ws.send(msgpack.packb({"id": 1, "op": "state"}))
+        frames = []
+        while not frames or frames[-1].get("id") != 1:
+            frames.append(msgpack.unpackb(await ws.recv()))
+        return frames
+
+
+async def test_a_resume_naming_the_balance_it_holds_is_sent_the_balance_only_when_newer(
+    live: Live,
+) -> None:
+    """`entry_seq` on the socket's URL is the balance the app holds: the resume sends no
+    `balance` frame at or below it (nothing moved while it was away), and the balance as it
+    is when it is newer."""
+    phone = await live.connect("rae")
+    signed = await phone.call("sign_in")
+    cursor = (await phone.call("state"))["push_seq"]
+    await phone.close()
+    held = signed["entry_seq"]
+    same = await frames_until_reply(live, "rae", f"since_seq={cursor}&entry_seq={held}")
+    assert [frame.get("push") for frame in same] == [None]  # the reply alone
+    older = await frames_until_reply(live, "rae", f"since_seq={cursor}&entry_seq={held - 1}")
+    assert [frame.get("push") for frame in older] == ["balance", None]
+    assert older[0]["data"] == {"balance": signed["balance"], "delta": 0, "entry_seq": held}
+    bare = await frames_until_reply(live, "rae", f"since_seq={cursor}")
+    assert [frame.get("push") for frame in bare] == ["balance", None]  # as before
+
+
+async def test_an_entry_seq_that_is_not_a_count_is_refused_before_the_upgrade(live: Live) -> None:
+    for bad in ("-1", "x", "1.5", ""):
+        with pytest.raises(InvalidStatus) as refused:
+            await frames_until_reply(live, "rae", f"since_seq=0&entry_seq={bad}")
+        assert refused.value.response.status_code == 400
 
 
 async def test_the_first_request_of_a_socket_gets_its_own_push_however_slow_the_subscribe(

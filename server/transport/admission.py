@@ -41,6 +41,7 @@ class Admission(NamedTuple):
     subprotocol: str
     offered: bool  # the client named subprotocols: the answer names the one we took
     since_seq: int | None
+    entry_seq: int | None  # the balance the app holds: none at or below it is sent
 
 
 def admit(manor: Any, wire: Socket) -> Admission | None:
@@ -71,8 +72,12 @@ def admit(manor: Any, wire: Socket) -> Admission | None:
     except AuthError as exc:
         wire.deny(403, str(exc))
         return None
-    since = query.get("since_seq")
-    if since is not None and not SEQ_PATTERN.fullmatch(since):
-        wire.deny(400, "since_seq must be a non-negative integer")
-        return None
-    return Admission(player_id, subprotocol, bool(offered), None if since is None else int(since))
+    counts: list[int | None] = []
+    for name in ("since_seq", "entry_seq"):
+        value = query.get(name)
+        if value is not None and not SEQ_PATTERN.fullmatch(value):
+            wire.deny(400, f"{name} must be a non-negative integer")
+            return None
+        counts.append(None if value is None else int(value))
+    since_seq, entry_seq = counts
+    return Admission(player_id, subprotocol, bool(offered), since_seq, entry_seq)

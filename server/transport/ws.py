@@ -223,15 +223,19 @@ class Connection:
         if entry_seq is not None:  # the player has a wallet
             self.offer_push(balance_push(int(balance or 0), 0, int(entry_seq)))
 
-    async def serve(self, since_seq: int | None) -> None:
+    async def serve(self, since_seq: int | None, entry_seq: int | None = None) -> None:
         """Read requests and write frames until either side ends the socket, in the
-        caller's task: an idle socket owns no task of its own.
+        caller's task: an idle socket owns no task of its own. `entry_seq` is the balance
+        the app says it holds: no `balance` push at or below it is sent, the resume's
+        included.
 
         A socket we close (flood, slow consumer) gets CLOSE_GRACE_S to take the close
         frame; a client that reads nothing never gets it, and is cut off instead.
         """
         self.task = asyncio.current_task()
         self.last_push_seq = since_seq
+        if entry_seq is not None:
+            self.balances.entry_seq = entry_seq
         # Not awaited here: the confirmation's round trip overlaps the client's first frame
         # (a connect wave is latency-bound); read_all awaits it before anything it covers.
         self.subscribed = self.fanout.subscribe(
@@ -370,7 +374,7 @@ async def serve_socket(app_state: dict[str, Any], wire: Socket) -> None:
         )
         app.sockets += 1
         try:
-            await connection.serve(admission.since_seq)
+            await connection.serve(admission.since_seq, admission.entry_seq)
         finally:
             app.sockets -= 1
     finally:
