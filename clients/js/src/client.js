@@ -3,7 +3,8 @@
 // answered when its socket drops is sent again, with the same id, on the next socket, so
 // the server answers it from its stored reply and coins move once. Pushes are resumed
 // with since_seq and delivered once each, in seq order; a `balance` push, a state push,
-// is delivered unless a newer balance was (see order.js).
+// is delivered unless a newer balance was (see order.js), and a reconnect names the
+// balance it holds (entry_seq) so the resume sends it only when it moved.
 
 import { decodeFrame, jsonCodec, SUBPROTOCOL_MSGPACK } from "./codec.js";
 import { Emitter } from "./emitter.js";
@@ -219,6 +220,8 @@ export class ManorClient extends Emitter {
     const query = new URLSearchParams({ token });
     const cursor = this.order.cursor;
     if (cursor !== null) query.set("since_seq", String(cursor));
+    const entrySeq = this.order.heldState("balance"); // no resume frame for a balance held
+    if (entrySeq !== null) query.set("entry_seq", String(entrySeq));
     const Socket = this.options.WebSocket ?? /** @type {SocketConstructor} */ (globalThis.WebSocket);
     if (typeof Socket !== "function") {
       return this.#failed(generation, first, "no WebSocket: pass one in options.WebSocket (Node 20: the ws package)");
@@ -237,7 +240,7 @@ export class ManorClient extends Emitter {
       openedAt = Date.now();
       this.stats.connects += 1;
       this.#setStatus("open");
-      this.emit("open", { resumed: cursor !== null, sinceSeq: cursor });
+      this.emit("open", { resumed: cursor !== null, sinceSeq: cursor, entrySeq });
       first?.resolve();
       first = null;
       this.requests.opened();

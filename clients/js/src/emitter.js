@@ -18,7 +18,7 @@
  * `delta` null).
  * @typedef {{ [K in PushName]: [data: PushMap[K], push: Push<K>] } & {
  *   push: [push: AnyPush],
- *   open: [info: { resumed: boolean, sinceSeq: number | null }],
+ *   open: [info: { resumed: boolean, sinceSeq: number | null, entrySeq: number | null }],
  *   close: [info: { code: number, reason: string }],
  *   status: [status: import("./client.js").Status],
  *   gap: [info: { seq: number }],

@@ -43,6 +43,16 @@ export class PushOrder {
     return true;
   }
 
+  /**
+   * The entry_seq of the newest state of `kind` the app holds, or null: a reconnect names
+   * the balance's, and the server then sends no balance at or below it.
+   * @param {string} kind
+   * @returns {number | null}
+   */
+  heldState(kind) {
+    return this.states.get(kind) ?? null;
+  }
+
   /** True while pushes wait behind a gap. */
   get blocked() {
     return this.waiting.size > 0;

@@ -147,7 +147,7 @@ test("test_reconnect_with_since_seq_replays_missed_pushes_in_order", async () =>
   bob.resume();
   const sequenced = () => pushes.filter((p) => p.seq > 0);
   await until(() => sequenced().length >= 3, "three replayed pushes");
-  assert.deepEqual(opens, [{ resumed: true, sinceSeq: cursor }]);
+  assert.deepEqual(opens, [{ resumed: true, sinceSeq: cursor, entrySeq: bob.order.heldState("balance") }]);
   assert.deepEqual(
     sequenced().map((p) => [p.push, p.seq, p.push === "watered" ? p.data.plot : null]),
     [
@@ -157,6 +157,24 @@ test("test_reconnect_with_since_seq_replays_missed_pushes_in_order", async () =>
     ],
   );
   assert.equal(bob.lastSeq, cursor + 3);
+});
+
+test("test_a_reconnect_names_the_balance_it_holds", async () => {
+  const name = manor.name("rae");
+  const rae = await manor.open(name);
+  const signed = await rae.ops.sign_in();
+  /** @type {{ resumed: boolean, sinceSeq: number | null, entrySeq: number | null }[]} */
+  const opens = [];
+  rae.on("open", (info) => opens.push(info));
+  /** @type {unknown[]} */
+  const wallets = [];
+  rae.on("wallet", (wallet) => wallets.push(wallet));
+  rae.suspend();
+  rae.resume();
+  await until(() => opens.length === 1, "the reconnect");
+  await rae.ops.state(); // answered after the resume's frames
+  assert.equal(opens[0].entrySeq, signed.entry_seq);
+  assert.deepEqual(wallets, [], "the balance it held did not move");
 });
 
 test("test_resync_moves_the_cursor_back_to_the_servers", async () => {
