@@ -94,11 +94,11 @@
 -- entry_seq as little-endian 64-bit integers, the status after its length (a 32-bit
 -- integer), then per extra push how many subscribers got it (0: no socket anywhere), a
 -- 64-bit integer each. Not a table: Redis converts a table's reply field by field, looking
--- each table up for `err`, `ok` and five more names first (a fifth of a credit's logic).
+-- each table up for `err`, `ok` and five more names first (a tenth of a credit's logic).
 -- entry_seq is the wallet's journal seq after the commit (before it, when refused): the
 -- entry the balance is as of, which the `balance` push carries too.
 -- status is "ok", "exists" (every transfer and hold op was already done: nothing written),
--- "CONFLICT" (version or stamp moved: reload and retry), "REPLAYED" (header [19] true and the
+-- "CONFLICT" (version or stamp moved: reload and retry), "REPLAYED" (the header's seen 1 and the
 -- request id has a stored reply: read it), "TRANSFER_MISMATCH" (an id reused with another
 -- kind/amount/account, or an id this script makes taken already), "INSUFFICIENT_FUNDS" (a
 -- debit or hold larger than the coins not held), "HOLD_NOT_FOUND", "HOLD_POSTED",
