@@ -151,8 +151,9 @@ local counts_at = records_at + 3 * n_records
 local got = redis.call('HMGET', KEYS[1], 'ver', 'pseq', 'vs', 'bal', 'seq', 'head', 'held',
   'debt', 'ck_seq', 'bt', 'hx')
 -- An absent field is 0 without a tonumber (a strtod each: most wallets hold no debt or holds).
-local ver, pseq, vs = got[1] and tonumber(got[1]) or 0, got[2] and tonumber(got[2]) or 0, got[3] or ''
-local bal, seq, head = got[4] and tonumber(got[4]) or 0, got[5] and tonumber(got[5]) or 0, got[6] or ''
+local ver, pseq = got[1] and tonumber(got[1]) or 0, got[2] and tonumber(got[2]) or 0
+local bal, seq = got[4] and tonumber(got[4]) or 0, got[5] and tonumber(got[5]) or 0
+local vs, head = got[3] or '', got[6] or ''
 local held, debt = got[7] and tonumber(got[7]) or 0, got[8] and tonumber(got[8]) or 0
 local ck_seq = got[9] and tonumber(got[9]) or 0
 local batches = {}  -- {day, coins}, oldest first, as `bt` keeps them
