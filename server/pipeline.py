@@ -315,6 +315,7 @@ async def _commit(
         reply_ttl_s=services.settings.reply_retention_s,
         seen_stamp=stamp_of(snapshot) if remembered else None,
         stamp=new_stamp(),
+        asked_by_socket=True,  # the pipeline answers the player's own sockets only
     )
     return commit, await apply(services.store, keys, commit, now_ms, reply_key=key)
 

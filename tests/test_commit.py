@@ -64,6 +64,7 @@ def test_guarded_is_replace_of_the_guards_and_keeps_every_other_field() -> None:
         "reply_ttl_s": 60,
         "seen_stamp": None,
         "stamp": "cc",
+        "asked_by_socket": True,
     }
     assert full.guarded(**guards) == full._replace(**guards)
     assert set(Commit._fields) - set(guards) == {

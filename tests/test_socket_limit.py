@@ -59,8 +59,9 @@ async def until_held(redis: Redis, player: str, count: int) -> None:
 
 
 async def lease(store: Store, player: str, socket_id: str, now_ms: int, limit: int = LIMIT) -> Any:
+    keys = PlayerKeys(player)
     return await store.script(
-        "socket_lease", [PlayerKeys(player).sockets], [socket_id, now_ms, SOCKET_LEASE_MS, limit]
+        "socket_lease", [keys.sockets, keys.state], [socket_id, now_ms, SOCKET_LEASE_MS, limit]
     )
 
 
@@ -80,8 +81,10 @@ async def test_script_refuses_at_the_limit_and_writes_nothing(store: Store, redi
     assert await lease(store, "sam", "p2-1", now_ms + 1) == 1
     await redis.zadd(key, {"dead-1": now_ms - 1})  # expired: a refusal must not drop it
     dump, ttl_ms = await redis.dump(key), await redis.pttl(key)
+    assert await redis.hget(PlayerKeys("sam").state, "sk") == b"2"
     assert await lease(store, "sam", "p1-2", now_ms + 5) == 0
     assert await redis.dump(key) == dump
+    assert await redis.hget(PlayerKeys("sam").state, "sk") == b"2"
     assert 0 < await redis.pttl(key) <= ttl_ms  # not renewed either
     assert await members(redis, "sam") == {
         "dead-1": now_ms - 1,
@@ -95,10 +98,13 @@ async def test_script_drops_expired_leases_and_counts_only_live_ones(
 ) -> None:
     now_ms = 1_790_000_000_000
     assert await lease(store, "sam", "p1-1", now_ms) == 1
+    assert await redis.hget(PlayerKeys("sam").state, "sk") == b"1"  # the live sockets
     assert await lease(store, "sam", "p2-1", now_ms + 1) == 1
+    assert await redis.hget(PlayerKeys("sam").state, "sk") == b"2"
     # p1-1's lease ends at now + lease: from then on it no longer counts.
     assert await lease(store, "sam", "p1-2", now_ms + SOCKET_LEASE_MS - 1) == 0
     assert await lease(store, "sam", "p1-2", now_ms + SOCKET_LEASE_MS) == 1
+    assert await redis.hget(PlayerKeys("sam").state, "sk") == b"2"  # p2-1 and p1-2
     assert await members(redis, "sam") == {
         "p2-1": now_ms + 1 + SOCKET_LEASE_MS,
         "p1-2": now_ms + 2 * SOCKET_LEASE_MS,
@@ -119,13 +125,18 @@ async def test_script_drops_expired_leases_and_counts_only_live_ones(
 )
 async def test_script_refuses_bad_arguments(store: Store, redis: Redis, args: list[Any]) -> None:
     with pytest.raises(ResponseError, match="socket_lease: bad arguments"):
-        await store.script("socket_lease", [PlayerKeys("sam").sockets], args)
+        await store.script(
+            "socket_lease", [PlayerKeys("sam").sockets, PlayerKeys("sam").state], args
+        )
     assert await members(redis, "sam") == {}
 
 
 async def test_renewal_moves_every_lease_and_writes_back_a_lost_one(
     store: Store, redis: Redis, clock: FrozenClock
 ) -> None:
+    """A lost lease is written back, and the player's socket count dropped: a socket that
+    opened meanwhile counted without it, and commit.lua would skip the `balance` push
+    that this one still reads."""
     presence = Presence(store, clock)
     start_ms = clock.now_ms()
     sam, tim = PlayerKeys("sam"), PlayerKeys("tim")
@@ -139,7 +150,9 @@ async def test_renewal_moves_every_lease_and_writes_back_a_lost_one(
     renewals = asyncio.create_task(presence.run(every_s=0.01))
     try:
         deadline = time.monotonic() + WAIT_S_MAX
-        while (await members(redis, "tim")).get(third) != start_ms + 10_000 + SOCKET_LEASE_MS:
+        while (await members(redis, "tim")).get(third) != start_ms + 10_000 + SOCKET_LEASE_MS or (
+            await redis.hexists(tim.state, "sk")
+        ):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
     finally:
@@ -147,6 +160,7 @@ async def test_renewal_moves_every_lease_and_writes_back_a_lost_one(
         await asyncio.gather(renewals, return_exceptions=True)
     expiry_ms = start_ms + 10_000 + SOCKET_LEASE_MS
     assert await members(redis, "sam") == {first: expiry_ms, second: expiry_ms}
+    assert await redis.hget(sam.state, "sk") == b"2"  # nothing lost: the count stands
     assert 0 < await redis.pttl(tim.sockets) <= SOCKET_LEASE_MS
     await presence.release(sam, first)
     await presence.release(sam, second)

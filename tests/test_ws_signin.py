@@ -21,7 +21,7 @@ from server.protocol import SUBPROTOCOL_MSGPACK
 from server.store.embedded import EmbeddedStore
 from server.transport import fanout as fanout_module
 from server.transport import sharded as sharded_module
-from tests.conftest import client_for, keys_matching, shanghai_ms
+from tests.conftest import calls, client_for, keys_matching, shanghai_ms
 from tests.live import Live, serve
 
 DAY_MS = 86_400_000
@@ -94,6 +94,31 @@ async def test_a_credit_answers_its_socket_in_the_reply_and_pushes_balance_to_th
     assert phone.pushes.empty() and other.pushes.empty()
     for socket in (phone, tablet, other):
         await socket.close()
+
+
+async def published(redis: Redis) -> int:
+    return await calls(redis, "publish") + await calls(redis, "spublish")
+
+
+async def test_a_credit_asked_by_the_players_only_socket_publishes_no_balance_push(
+    live: Live, redis: Redis, clock: FrozenClock
+) -> None:
+    """Nobody but the asking socket would read the `balance` push of its own credit, and it
+    reads the balance in its reply: with no other socket of the player anywhere, the commit
+    publishes none. A second socket makes the next credit publish again. (A credit no
+    socket of the player asked for, a shop's reward, reaches a lone socket: test_platform.)"""
+    phone = await live.connect("sol")
+    await phone.call("state")
+    before = await published(redis)
+    assert (await phone.call("sign_in"))["balance"] == 10
+    assert await published(redis) == before
+    tablet = await live.connect("sol")
+    await tablet.call("state")
+    clock.advance(DAY_MS)
+    assert (await phone.call("sign_in"))["balance"] == 25
+    assert (await tablet.next_push())["data"]["balance"] == 25
+    await tablet.close()
+    await phone.close()
 
 
 async def test_the_own_balance_push_that_overtakes_the_reply_is_dropped_a_newer_one_sent(

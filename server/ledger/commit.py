@@ -23,8 +23,8 @@ NO_FIELDS: Mapping[str, bytes] = MappingProxyType({})  # a default no commit can
 # (the hash's `hx`) is one field, rewritten whole when a hold moves. A reserve past it is
 # HOLDS_FULL (commit.lua's HOLDS_PENDING_MAX).
 HOLDS_PENDING_MAX = 64
-# The header's fifteen integers in commit.lua's HEADER struct (its six strings follow).
-HEADER_NUMBERS = struct.Struct("<15q")
+# The header's sixteen integers in commit.lua's HEADER struct (its six strings follow).
+HEADER_NUMBERS = struct.Struct("<16q")
 # commit.lua's answer up to its status (ANSWER): six integers and the status's length.
 ANSWER_NUMBERS = struct.Struct("<6qI")
 
@@ -67,6 +67,10 @@ class Commit(NamedTuple):
     # the SET NX that stores it (the commit's first write).
     seen_stamp: str | None = None
     stamp: str = ""  # written with the fields: who wrote the new version ("" = no stamp)
+    # A request of one of the player's own sockets, which reads the balance in its reply:
+    # when the player has no other socket (the `sk` count socket_lease.lua keeps), the
+    # `balance` push is not published, since nobody would read it.
+    asked_by_socket: bool = False
 
     def guarded(
         self,
@@ -75,6 +79,7 @@ class Commit(NamedTuple):
         reply_ttl_s: int,
         seen_stamp: str | None,
         stamp: str,
+        asked_by_socket: bool,
     ) -> Commit:
         """This commit with the guards a rule op adds (_replace, spelt out: it runs on every
         rule op, and a generic replace walks every field)."""
@@ -93,6 +98,7 @@ class Commit(NamedTuple):
             reply_ttl_s,
             seen_stamp,
             stamp,
+            asked_by_socket,
         )
 
 
@@ -145,6 +151,7 @@ def commit_header(
         len(commit.counts),
         INBOX_KEEP,
         commit.seen_stamp is not None,
+        commit.asked_by_socket,
     )
     now_text = b"%d" % now_ms
     body = commit.reply_body if reply_key else b""

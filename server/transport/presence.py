@@ -39,6 +39,7 @@ class Presence:
         self.process_id = uuid.uuid4().hex[:16]
         self._counter = itertools.count(1)
         self._held: dict[str, set[str]] = {}  # sockets key -> this process's socket ids
+        self._state_of: dict[str, str] = {}  # sockets key -> the player's state hash
         self._renewing: asyncio.Future[Any] | None = None  # the renewal batch in flight
 
     def new_socket_id(self) -> str:
@@ -55,7 +56,7 @@ class Presence:
         """
         now_ms = self.clock.now_ms()
         got = await self.store.script(
-            "socket_lease", [keys.sockets], [socket_id, now_ms, self.lease_ms, limit]
+            "socket_lease", [keys.sockets, keys.state], [socket_id, now_ms, self.lease_ms, limit]
         )
         if not got:
             return False
@@ -65,6 +66,7 @@ class Presence:
     def hold(self, keys: PlayerKeys, socket_id: str) -> None:
         """Renew `socket_id` from now on; the next renewal writes it if the store lacks it."""
         self._held.setdefault(keys.sockets, set()).add(socket_id)
+        self._state_of[keys.sockets] = keys.state
 
     async def release(self, keys: PlayerKeys, socket_id: str) -> None:
         """The socket closed: stop renewing it and free its place. Never raises."""
@@ -73,6 +75,7 @@ class Presence:
             ids.discard(socket_id)
             if not ids:
                 del self._held[keys.sockets]
+                self._state_of.pop(keys.sockets, None)
         # A renewal batch in flight may still write this member: remove it after that.
         renewing = self._renewing
         if renewing is not None and not renewing.done():
@@ -87,7 +90,10 @@ class Presence:
         """Move every held socket's lease to now + lease_ms, a batch of players at a time.
 
         A member the store lost (its lease ran out while the store was unreachable, a
-        failover) is written again: the socket is open, so it counts.
+        failover) is written again: the socket is open, so it counts. A socket that opened
+        meanwhile counted the player's sockets without it, so the player's `sk` is dropped
+        (socket_lease.lua): its credits publish the `balance` push again until the next
+        socket writes the count.
         """
         keys = list(self._held)
         for start in range(0, len(keys), RENEW_PLAYERS_PER_BATCH):
@@ -105,9 +111,14 @@ class Presence:
                 continue
             self._renewing = self.store.call_many(*commands)
             try:
-                await self._renewing
+                replies = await self._renewing
             finally:
                 self._renewing = None
+            # ZADD answers how many members it added: a lease the store had lost.
+            lost = [commands[i][1] for i in range(0, len(commands), 2) if replies[i]]
+            states = [self._state_of[key] for key in lost if key in self._state_of]
+            if states:
+                await self.store.call_many(*[("HDEL", state, "sk") for state in states])
 
     async def run(self, every_s: float = SOCKET_RENEW_S) -> None:
         """Renew every `every_s` until cancelled; a failed round is logged and retried."""

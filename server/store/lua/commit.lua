@@ -5,6 +5,8 @@
 --   1 state     hash  the player's one hash (layout 3, server/store/layout.py):
 --                     the rule's side: ver, pseq, vs (the stamp of ver's writer), rule
 --                     components (msgpack, never read here);
+--                     sk (the player's live sockets when the newest opened: written by
+--                     socket_lease.lua, read here, never written);
 --                     the wallet's side: bal, seq, head, held, debt, bt (the coins per
 --                     expiry batch, oldest first: "<YYYYMMDD>=<coins>,..."), hx (the index of
 --                     pending checkout holds: msgpack map order id -> [coins, expires_ms]),
@@ -39,7 +41,7 @@
 -- and the server packs, and a credited sign-in uses none of them.
 -- ARGV:
 --   1 the header, read by one struct.unpack (HEADER below; packed by commit_header in
---     server/ledger/commit.py): fifteen little-endian 64-bit integers, then six strings,
+--     server/ledger/commit.py): sixteen little-endian 64-bit integers, then six strings,
 --     each after its length as a 32-bit integer (a string arrives as one argument, its
 --     numbers as numbers, and no table is built: one argument costs Redis far less than
 --     twenty-one, and a struct far less than a msgpack array, docs/benchmark.md):
@@ -64,6 +66,10 @@
 --                       seen_stamp (else CONFLICT) and the request id no reply (else
 --                       REPLAYED, found by the SET NX that stores this commit's reply);
 --                       0: expected_ver alone, as after a fresh load
+--    asked_by_socket    1: a request of one of the player's own sockets, which reads the
+--                       balance in its reply: the `balance` push is published only when
+--                       the state's `sk` (the player's live sockets when the last one
+--                       opened, socket_lease.lua) is not 1; 0: always published
 --    then the strings:
 --    now_ms             epoch milliseconds in decimal: the ts of every journal entry;
 --                       pending holds whose expires_ms <= now_ms are void from this commit on
@@ -126,14 +132,15 @@ local SCRIPT_ACCOUNTS = {['sink:expire'] = 14, clawback = 15}
 -- The hash's fields that are not the rule's (besides the ck_ prefix), none longer than 4
 -- bytes: a string searched only for a name that short, where a table would be built on
 -- every call.
-local BOOK_FIELDS = ',ver,pseq,vs,bal,seq,head,held,debt,bt,hx,'
+local BOOK_FIELDS = ',ver,pseq,vs,bal,seq,head,held,debt,bt,hx,sk,'
 -- The header's and a transfer's layout (see the header), as struct formats.
-local HEADER = '<i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i4c0i4c0i4c0i4c0i4c0i4c0'
+local HEADER = '<i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i4c0i4c0i4c0i4c0i4c0i4c0'
 local TRANSFER = '<c1i8i8Bi8i4c0i4c0i4c0'
 local ANSWER = '<i8i8i8i8i8i8i4c0'
 local expected_ver, n_fields, n_transfers, n_pushes, n_orders, reply_ttl_s, inbox_max,
   n_timers, n_holds, today, debt_add, n_records, n_counts, inbox_keep, seen_flag,
-  now_ms, reply_body, player_id, publish, seen_stamp, stamp = struct.unpack(HEADER, ARGV[1])
+  asked_by_socket, now_ms, reply_body, player_id, publish, seen_stamp, stamp =
+  struct.unpack(HEADER, ARGV[1])
 local now = tonumber(now_ms)
 local seen = seen_flag == 1
 
@@ -149,7 +156,7 @@ local counts_at = records_at + 3 * n_records
 -- One read, by name: the rule's components are not read (the batches and the hold index
 -- are one field each so that a commit can name every field it needs).
 local got = redis.call('HMGET', KEYS[1], 'ver', 'pseq', 'vs', 'bal', 'seq', 'head', 'held',
-  'debt', 'ck_seq', 'bt', 'hx')
+  'debt', 'ck_seq', 'bt', 'hx', 'sk')
 -- An absent field is 0 without a tonumber (a strtod each: most wallets hold no debt or holds).
 local ver, pseq = got[1] and tonumber(got[1]) or 0, got[2] and tonumber(got[2]) or 0
 local bal, seq = got[4] and tonumber(got[4]) or 0, got[5] and tonumber(got[5]) or 0
@@ -564,7 +571,11 @@ end
 for i = 0, n_pushes - 1 do
   frame(cmsgpack.pack(ARGV[pushes_at + 1 + 2 * i]), ARGV[pushes_at + 2 + 2 * i])
 end
-if balance_frame then
+-- The asking socket reads the balance in its reply; a player with no other socket (`sk`
+-- 1: one live when the newest opened, and any opened since would have written it) has
+-- nobody to read the push. `sk` only ever counts a socket too many (one closed since),
+-- which publishes as before.
+if balance_frame and not (asked_by_socket == 1 and got[12] == '1') then
   redis.call(publish, KEYS[8], balance_frame)
 end
 local receivers = nil

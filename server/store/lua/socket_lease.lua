@@ -3,12 +3,18 @@
 --
 -- KEYS: 1 sockets  sorted set  member = socket id (unique across processes), score = its
 --                              lease expiry, epoch ms of the injected clock
+--       2 state    hash        the player's one hash: `sk` = the live sockets once this one
+--                              holds its place (commit.lua publishes no `balance` push for
+--                              a socket's own credit while `sk` is 1: nobody else listens)
 -- ARGV: 1 socket    the new socket's id
 --       2 now_ms    epoch milliseconds
 --       3 lease_ms  lease length in milliseconds, > 0
 --       4 limit     live sockets allowed per player, >= 1
 -- Returns 1 when the socket holds a place until now_ms + lease_ms (expired members dropped,
--- the socket added), 0 when `limit` live sockets hold every place: then nothing is written.
+-- the socket added, `sk` written), 0 when `limit` live sockets hold every place: then
+-- nothing is written. `sk` is not lowered when a socket closes: it may count one too many
+-- (a push published that nobody reads), never one too few, but for a lease the store lost
+-- (presence.py drops `sk` when its renewal finds one).
 -- A member is live while its score > now_ms. The process that owns a socket renews its
 -- lease (ZADD) and removes it on close (ZREM); a process that dies leaves members that
 -- expire after lease_ms. The key expires after lease_ms of Redis's own time as well (each
@@ -25,4 +31,5 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 redis.call('ZADD', KEYS[1], now_ms + lease_ms, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[2], 'sk', live + 1)
 return 1
