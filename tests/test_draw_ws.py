@@ -33,6 +33,7 @@ from server.store.draw_keys import DrawKeys
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.store import Store
+from tests.conftest import calls
 from tests.live import SECRET, Live, serve
 from tests.processes import manor_serve
 from tests.test_cli import manor
@@ -168,6 +169,21 @@ async def test_a_retry_replays_the_same_draw_and_moves_coins_once(
     assert await error_code(ben, "draw", pool="one") == "DRAW_PERIOD_FULL"
     assert await error_code(ben, "draw_seed", client_seed="no spaces") == "BAD_ARGS"
     await ben.close()
+
+
+async def test_a_draw_from_the_players_only_socket_publishes_no_balance_push(
+    drawing: Live, redis: Redis
+) -> None:
+    """The draw's reply carries the balance; with no other socket of the player open, its
+    commit publishes no `balance` push (commit.lua, asked_by_socket)."""
+    await fund(drawing, "dee", 100)
+    dee = await drawing.connect("dee")
+    await dee.call("state")
+    before = await calls(redis, "publish") + await calls(redis, "spublish")
+    got = await dee.call("draw", pool="one")
+    assert got["balance"] == 99
+    assert await calls(redis, "publish") + await calls(redis, "spublish") == before
+    await dee.close()
 
 
 async def test_stock_is_never_exceeded_under_concurrent_draws(drawing: Live, redis: Redis) -> None:

@@ -229,6 +229,7 @@ async def draw_op(
             expected_ver=snapshot.ver,
             reply_body=body,
             reply_ttl_s=services.settings.reply_retention_s,
+            asked_by_socket=True,  # the reply carries the balance (done.answer)
         )
         done = await apply(store, keys, commit, now_ms, reply_key=reply)
         record_id = draw_id(keys.player_id, outcome.record.nonce)
