@@ -22,7 +22,7 @@ from server.ops.mall_repair import sweep
 from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.stock import StockKeys
-from tests.conftest import shanghai_ms
+from tests.conftest import calls, shanghai_ms
 from tests.live import Live, serve
 
 KEY = "platform-key-0123456789-abcdefghijklmnop"
@@ -151,6 +151,24 @@ async def test_coins_only_buy_is_delivered_and_replays(
     coupon = item(view, "coupon")
     assert (coupon["stock_left"], coupon["limit_left"], coupon["locked"]) == (99, 1, False)
     assert [o["order_id"] for o in view["orders"]] == [bought["order"]["order_id"]]
+    await client.close()
+
+
+async def test_a_buy_from_the_players_only_socket_publishes_no_balance_push(
+    mall: tuple[Live, httpx.AsyncClient], redis: Redis
+) -> None:
+    """The buy's reply carries the balance; with no other socket of the player open, its
+    commit publishes its `mall_order` pushes but no `balance` push (asked_by_socket)."""
+    live, _ = mall
+    await grant(live, "ida", 2000)
+    client = await live.connect("ida")
+    await client.call("state")
+    before = await calls(redis, "publish") + await calls(redis, "spublish")
+    bought = await client.call("mall_buy", item="coupon")
+    assert (bought["balance"], bought["order"]["state"]) == (1500, "delivered")
+    pushes = [await client.next_push() for _ in range(2)]
+    assert [p["push"] for p in pushes] == ["mall_order", "mall_order"]
+    assert await calls(redis, "publish") + await calls(redis, "spublish") == before + 2
     await client.close()
 
 

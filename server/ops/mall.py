@@ -127,6 +127,7 @@ async def mall_buy(
             fields={"mall": pack(placed(mall_of(got.snapshot), rules.mall, order).to_wire())},
             records=[(record_field(order_id), b"", encode(order))],
             pushes=[push(order)],
+            asked_by_socket=True,  # the reply carries the balance (done.answer)
         )
         if order.cash_fen:
             hold = HoldOp("reserve", order_id, order.coins, order.expires_ms)
