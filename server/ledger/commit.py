@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from server.ledger.ledger import LUA_LENGTH, Transfer
+from server.ledger.ledger import Transfer, lua_strings
 from server.store.keys import PlayerKeys
 from server.store.store import Arg, Store
 
@@ -153,29 +153,13 @@ def commit_header(
         commit.seen_stamp is not None,
         commit.asked_by_socket,
     )
-    now_text = b"%d" % now_ms
-    body = commit.reply_body if reply_key else b""
-    player = keys.player_id.encode()
-    publish = store.publish_command.encode()
-    seen_stamp = (commit.seen_stamp or "").encode()
-    stamp = commit.stamp.encode()
-    length = LUA_LENGTH.pack
-    return b"".join(
-        (
-            numbers,
-            length(len(now_text)),
-            now_text,
-            length(len(body)),
-            body,
-            length(len(player)),
-            player,
-            length(len(publish)),
-            publish,
-            length(len(seen_stamp)),
-            seen_stamp,
-            length(len(stamp)),
-            stamp,
-        )
+    return numbers + lua_strings(
+        b"%d" % now_ms,
+        commit.reply_body if reply_key else b"",
+        keys.player_id.encode(),
+        store.publish_command.encode(),
+        (commit.seen_stamp or "").encode(),
+        commit.stamp.encode(),
     )
 
 

@@ -53,9 +53,7 @@ TRANSFER_ID_BYTES_MAX = ids.TRANSFER_ID_BYTES_MAX
 VERIFY_PAGE_ENTRIES = 1000
 # A transfer's numbers in commit.lua's TRANSFER struct: kind, amount, batch, ref stored, code.
 TRANSFER_NUMBERS = struct.Struct("<cqq?q")
-# The length before each string of commit.lua's structs (`i4c0`). Their strings are joined
-# spelt out, not by a helper over *args: this runs on every commit, and the helper's
-# generator and calls cost the server more than msgpack did (0.76 against 0.46 us).
+# The length before each string of commit.lua's structs (`i4c0`).
 LUA_LENGTH = struct.Struct("<I")
 
 
@@ -102,21 +100,16 @@ class Transfer:
             ref is not False,
             -1 if code is None else code,
         )
-        transfer_id = self.transfer_id.encode()
-        account = self.account.encode()
         stored = b"" if ref is False else str(ref).encode()
-        length = LUA_LENGTH.pack
-        return b"".join(
-            (
-                numbers,
-                length(len(transfer_id)),
-                transfer_id,
-                length(len(account)),
-                account,
-                length(len(stored)),
-                stored,
-            )
-        )
+        return numbers + lua_strings(self.transfer_id.encode(), self.account.encode(), stored)
+
+
+def lua_strings(*texts: bytes) -> bytes:
+    """Strings as commit.lua's structs read them (`i4c0`): each after its length. (Spelt
+    out at each caller it was 0.1-0.4 us a call faster, ~0.5 % of a credit's server CPU:
+    not worth two copies of the same join.)"""
+    length = LUA_LENGTH.pack
+    return b"".join([length(len(text)) + text for text in texts])
 
 
 def head_tag(head: str) -> int:
