@@ -15,6 +15,7 @@ from server.clock import FrozenClock
 from server.ledger.outbox import audit
 from server.ledger.verify import verify
 from server.store.keys import PlayerKeys
+from tests.conftest import calls
 from tests.live import Live
 from tests.trigger_streams import read_triggers
 
@@ -169,6 +170,38 @@ async def test_water_speeds_the_crop_and_pays_the_waterer(
     assert timers == [(b"ripe|ann|1|1", float(watered["ripe_at_ms"]))]
     await ann.close()
     await bob.close()
+
+
+async def publishes(redis: Redis) -> int:
+    return await calls(redis, "publish") + await calls(redis, "spublish")
+
+
+async def test_a_raid_from_the_players_only_socket_publishes_only_the_owners_push(
+    live: Live, redis: Redis, clock: FrozenClock
+) -> None:
+    """Water and steal answer the raider with the balance; with no other socket of the raider
+    open, their credit publishes no `balance` push (commit.lua, asked_by_socket), only the
+    owner's `watered` or `stolen`. A second socket of the raider is still told."""
+    await befriend(live, clock, ("ann", "bob"))
+    ann, bob = await live.connect("ann"), await live.connect("bob")
+    await ann.call("plant", plot=1, seed="turnip")
+    await ann.call("plant", plot=2, seed="golden_pear")
+    await ann.call("plant", plot=3, seed="golden_pear")
+    before = await publishes(redis)
+    assert (await bob.call("water", player="ann", plot=1))["coins"] == 2
+    assert await publishes(redis) == before + 1
+    clock.advance(DAY_MS)
+    before = await publishes(redis)
+    assert (await bob.call("steal", player="ann", plot=2))["balance"] == 17
+    assert await publishes(redis) == before + 1
+    phone = await live.connect("bob")
+    await phone.call("state")
+    stolen = await bob.call("steal", player="ann", plot=3)
+    push = await phone.next_push()
+    assert push["push"] == "balance" and push["data"]["balance"] == stolen["balance"] == 32
+    await ann.close()
+    await bob.close()
+    await phone.close()
 
 
 async def test_ripe_timer_pushes_once(live: Live, clock: FrozenClock) -> None:

@@ -81,10 +81,15 @@ async def complete(
     now_ms: int,
     reply_key: str | None = None,
     reply_body: bytes = b"",
+    asked_by_socket: bool = False,
 ) -> CommitResult:
-    """Credit the order's player (idempotent), then drop the order from the outbox."""
+    """Credit the order's player (idempotent), then drop the order from the outbox.
+    `asked_by_socket`: the player's own socket asked and reads the balance in its reply
+    (Commit.asked_by_socket); the relay's completions are nobody's request."""
     order = Order.decode(raw)
-    commit = Commit(transfers=[order.transfer()], reply_body=reply_body)
+    commit = Commit(
+        transfers=[order.transfer()], reply_body=reply_body, asked_by_socket=asked_by_socket
+    )
     done = await apply(store, PlayerKeys(order.to), commit, now_ms, reply_key=reply_key)
     if done.status in ("ok", "exists"):
         await store.call("LREM", outbox(bucket), 1, raw)

@@ -234,7 +234,13 @@ def raid(kind: str) -> OpRun:
                 )
             else:
                 done = await outbox.complete(
-                    store, owner.bucket, order.encode(), now_ms, reply_key=reply, reply_body=body
+                    store,
+                    owner.bucket,
+                    order.encode(),
+                    now_ms,
+                    reply_key=reply,
+                    reply_body=body,
+                    asked_by_socket=True,  # the reply carries the balance (done.answer)
                 )
             return done.answer(result)
         raise OpError("BUSY", "the farm kept changing; try again")
