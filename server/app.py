@@ -22,6 +22,7 @@ from server.auth import load_or_create_secret
 from server.clock import Clock, OffsetClock
 from server.jobs.scheduler import Scheduler
 from server.jobs.table import scheduler_for, timers_for
+from server.ledger import outbox
 from server.ledger.ledger import batch_int
 from server.metrics import Metrics, instrument, metrics_endpoint
 from server.ops import dispatch_table
@@ -59,6 +60,7 @@ class Manor:
     dispatcher: Dispatcher
     jwt_secret: str
     timers: Timers
+    relay: outbox.Relay
     scheduler: Scheduler
     api_keys: dict[str, tuple[str, frozenset[str]]]
     metrics: Metrics
@@ -155,7 +157,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         store.today_of = lambda now_ms: batch_int(business_day(now_ms, rulebook.rules.tz))
         services = Services(store, the_clock, rulebook, settings)
         timers = timers_for(services)
-        scheduler = scheduler_for(services, timers)
+        relay = outbox.Relay(store)
+        scheduler = scheduler_for(services, timers, relay)
         manor = Manor(
             settings,
             the_clock,
@@ -165,6 +168,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             Dispatcher(services, dispatch_table(settings)),
             secret,
             timers,
+            relay,
             scheduler,
             parse_api_keys(settings.api_keys, settings.platform_key),
             metrics,

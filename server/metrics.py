@@ -61,6 +61,7 @@ class Sample:
     timers_pending: int = 0
     timers_late_ms_max: int = 0
     timers_fired: int = 0
+    job_polls: dict[str, int] = field(default_factory=dict)  # job -> buckets read
     outbox_in_flight: int = 0
 
 
@@ -95,6 +96,14 @@ async def read_store(store: Store) -> tuple[dict[str, int], dict[str, int], int,
     return minted, burned, pending, in_flight
 
 
+def labelled(name: str, documentation: str, label: str, counts: dict[str, int]) -> Metric:
+    """A counter family with one sample per key of `counts`, labelled `label`."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, count in sorted(counts.items()):
+        family.add_metric([key], count)
+    return family
+
+
 class _Sampled(Collector):
     def __init__(self) -> None:
         self.sample = Sample()
@@ -105,22 +114,18 @@ class _Sampled(Collector):
     def collect(self) -> Iterator[Metric]:
         s = self.sample
         yield GaugeMetricFamily("manor_sockets", "WebSockets open on this process", s.sockets)
-        minted = CounterMetricFamily(
+        yield labelled(
             "manor_coins_minted",
             "Coins issued per source, net of reversals (all buckets)",
-            labels=["source"],
+            "source",
+            s.minted,
         )
-        for source, coins in sorted(s.minted.items()):
-            minted.add_metric([source], coins)
-        yield minted
-        burned = CounterMetricFamily(
+        yield labelled(
             "manor_coins_burned",
             "Coins removed per sink (redeem, expire, clawback), net of reversals",
-            labels=["sink"],
+            "sink",
+            s.burned,
         )
-        for sink, coins in sorted(s.burned.items()):
-            burned.add_metric([sink], coins)
-        yield burned
         yield GaugeMetricFamily(
             "manor_timers_pending", "Timers armed in every bucket", s.timers_pending
         )
@@ -131,6 +136,12 @@ class _Sampled(Collector):
         )
         yield CounterMetricFamily(
             "manor_timers_fired", "Timers fired by this process", s.timers_fired
+        )
+        yield labelled(
+            "manor_job_polls",
+            "Store reads of the polling jobs on this process, one per bucket a pass, due or not",
+            "job",
+            s.job_polls,
         )
         yield GaugeMetricFamily(
             "manor_outbox_in_flight",
@@ -220,9 +231,15 @@ class Metrics:
             timers_pending=pending,
             timers_late_ms_max=manor.timers.late_ms_max,
             timers_fired=manor.timers.fired_total,
+            job_polls=job_polls(manor),
             outbox_in_flight=in_flight,
         )
         return generate_latest(self.registry)
+
+
+def job_polls(manor: Any) -> dict[str, int]:
+    """Store reads the polling jobs of this process made (Timers.polls, outbox.Relay)."""
+    return {"timers": manor.timers.polls, "outbox": manor.relay.polls}
 
 
 # --- HTTP --------------------------------------------------------------------------------------

@@ -185,6 +185,21 @@ async def test_coin_sums_and_queues_match_the_ledger(
     assert value(after, "manor_timers_late_ms_max") == report.late_ms_max >= 1234
 
 
+async def test_the_polling_jobs_count_the_buckets_they_read(
+    api: tuple[Live, httpx.AsyncClient], clock: FrozenClock
+) -> None:
+    """Every pass of the timers and of the outbox relay reads each bucket once, due or not:
+    their fixed load on the store (the bench leaves it out of a request's commands)."""
+    live, http = api
+    assert value(await scrape(http), "manor_job_polls_total", job="timers") == 0
+    await live.manor.timers.tick(clock.now_ms())
+    await live.manor.timers.tick(clock.now_ms())
+    await live.manor.relay.run(clock.now_ms())
+    samples = await scrape(http)
+    assert value(samples, "manor_job_polls_total", job="timers") == 2 * BUCKETS
+    assert value(samples, "manor_job_polls_total", job="outbox") == BUCKETS
+
+
 async def test_a_metrics_key_guards_the_scrape(
     redis: Redis, redis_server: EmbeddedStore, tmp_path: Path
 ) -> None:

@@ -39,11 +39,11 @@ def timers_for(services: Services) -> Timers:
     )
 
 
-def scheduler_for(services: Services, timers: Timers) -> Scheduler:
+def scheduler_for(services: Services, timers: Timers, relay: outbox.Relay) -> Scheduler:
     scheduler = Scheduler(Leases(services.store))
     clock = services.clock
     scheduler.every("timers", TIMER_TICK_S, lambda: timers.tick(clock.now_ms(), clock.now_ms))
-    scheduler.every("outbox", OUTBOX_RELAY_S, lambda: outbox.relay(services.store, clock.now_ms()))
+    scheduler.every("outbox", OUTBOX_RELAY_S, lambda: relay.run(clock.now_ms()))
     scheduler.every("draw_sweep", DRAW_SWEEP_S, lambda: sweep_draws(services))
     scheduler.every("mall_sweep", MALL_SWEEP_S, lambda: sweep_mall(services))
     rules = services.rulebook.rules

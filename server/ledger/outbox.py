@@ -116,6 +116,19 @@ async def relay(store: Store, now_ms: int, grace_ms: int = RELAY_GRACE_MS) -> in
     return len(stale)
 
 
+class Relay:
+    """This process's outbox relay (a scheduled job): `relay` every pass, counting the
+    buckets it read (Timers.polls' like)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.polls = 0
+
+    async def run(self, now_ms: int) -> int:
+        self.polls += BUCKETS
+        return await relay(self.store, now_ms)
+
+
 @dataclass
 class FlightReport:
     ordered: dict[str, int]
