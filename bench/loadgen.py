@@ -124,9 +124,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await asyncio.sleep(open_at_s - time.monotonic())
         before = probe.sample(pids, args.redis_url)
+        # Read after the commands before and before the commands after: every poll counted
+        # ran inside the commands' window (a subtraction that can only leave some in).
+        polls_before = probe.job_polls(args.polls_url)
         tally.counting, opened_s = True, time.monotonic()
         await asyncio.sleep(close_at_s - time.monotonic())
         tally.counting, closed_s = False, time.monotonic()
+        polls_after = probe.job_polls(args.polls_url)
         after = probe.sample(pids, args.redis_url)
         done, pending = await asyncio.wait(drivers, timeout=DRAIN_S_MAX)
         failures = [repr(t.exception()) for t in done if t.exception() is not None]
@@ -165,6 +169,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             str(pid): after.cpu_s_by_pid[pid] - before.cpu_s_by_pid[pid] for pid in pids
         },
         "redis_calls": probe.calls_sum(calls_by_node),
+        "job_polls": polls_after - polls_before,
         "redis_calls_by_node": calls_by_node,
     }
 
@@ -178,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     top.add_argument("--duration-s", type=float, default=10.0)
     top.add_argument("--watch-pid", type=int, action="append", default=[])
     top.add_argument("--redis-url", action="append", default=[], help="repeat: per node")
+    top.add_argument(
+        "--polls-url", action="append", default=[], help="repeat: per server (bench.serve)"
+    )
     top.add_argument("--player-prefix", default="bench-")
     args = top.parse_args(argv)
     report = asyncio.run(run(args))

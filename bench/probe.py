@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+import urllib.request
 from dataclasses import dataclass
 
 from redis import Redis
@@ -68,6 +70,19 @@ def calls_sum(by_node: dict[str, dict[str, int]]) -> dict[str, int]:
         for name, count in calls.items():
             total[name] = total.get(name, 0) + count
     return dict(sorted(total.items()))
+
+
+POLLS_READ_S_MAX = 5.0
+
+
+def job_polls(urls: list[str]) -> int:
+    """The store reads the servers' polling jobs made so far (bench.serve's JOB_POLLS_PATH
+    of each), summed: the jobs' fixed load, not any request's."""
+    total = 0
+    for url in urls:
+        with urllib.request.urlopen(url, timeout=POLLS_READ_S_MAX) as answer:
+            total += sum(json.load(answer).values())
+    return total
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from bench.clients import raise_fd_limit
 from bench.credit_floor import create_floor_app
@@ -18,6 +20,7 @@ from bench.echo_app import create_echo_app
 from bench.relay_baseline import create_relay_app
 from bench.timelapse import TimeLapseClock
 from server.app import create_app
+from server.metrics import job_polls
 from server.settings import Settings
 from server.store import link, store
 from server.transport.ws import uvicorn_options
@@ -31,6 +34,7 @@ BASELINE_WS = "websockets-sansio"  # uvicorn's protocol on the websockets librar
 # uvicorn's `ws=` per app: the baselines on uvicorn's own protocol, the app on its wire
 # (uvicorn_options), the credit floor on the same wire with its own handler.
 WS_OF_APP = {"echo": BASELINE_WS, "relay": BASELINE_WS, "floor": "bench.credit_floor:FloorWire"}
+JOB_POLLS_PATH = "/bench/job_polls"  # the signin app's: its jobs' poll counters, no store read
 SOCKETS_MAX = 30_000  # file descriptors asked for (up to the hard limit): the socket phases
 
 
@@ -60,7 +64,14 @@ def build_app(args: argparse.Namespace) -> Starlette:
         store.LINKS = args.store_links
     settings = signin_settings(args.redis_url, Path(args.data_dir), jobs=not args.no_jobs)
     # --day-ms 0: the app's own clock (the steady phase: mostly `already` sign-ins)
-    return create_app(settings, clock=TimeLapseClock(args.day_ms) if args.day_ms else None)
+    app = create_app(settings, clock=TimeLapseClock(args.day_ms) if args.day_ms else None)
+    app.add_route(JOB_POLLS_PATH, polls_endpoint)
+    return app
+
+
+async def polls_endpoint(request: Request) -> JSONResponse:
+    """The bench's read of the jobs' polls: /metrics reads the store too (~3 000 commands)."""
+    return JSONResponse(job_polls(request.app.state.manor))
 
 
 def run(app: Starlette, port: int, ws: str | None) -> None:

@@ -39,7 +39,7 @@ from load import midnight
 from server.auth import issue_token
 from server.protocol import SUBPROTOCOL_MSGPACK
 from server.store.embedded import EmbeddedStore
-from server.store.keys import PlayerKeys
+from server.store.keys import BUCKETS, PlayerKeys
 from server.store.store import Store, connect
 from tests.conftest import Listener
 
@@ -333,6 +333,27 @@ def test_a_profiled_bench_server_writes_its_profile_into_a_new_folder(tmp_path: 
     with procs.bench_server("echo", procs.free_port(), ["--profile", str(profile)]):
         pass
     assert pstats.Stats(str(profile)).total_calls > 0
+
+
+@pytest.mark.slow
+def test_a_credits_commands_leave_out_the_polls_of_the_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timers and the outbox relay read every bucket each pass, whatever the load: the
+    credit path's commands per sign-in count what is left once the polls that ran inside
+    the window are taken out (the figure with them is kept beside it)."""
+    monkeypatch.setattr(ws_signin, "RESULTS_DIR", tmp_path)
+    argv = ["--phases", "signin_always", "--connections", "4", "--warmup-s", "0.3"]
+    assert ws_signin.main([*argv, "--duration-s", "2.5", "--rounds", "1"]) == 0
+    [written] = tmp_path.glob("*.json")
+    credit = json.loads(written.read_text())["phases"]["signin_always"]
+    polls = credit["job_polls"]
+    assert polls > 0 and polls % BUCKETS == 0  # whole passes: one read per bucket each
+    by_command = credit["redis_calls"]
+    assert by_command["zrange"] + by_command.get("lrange", 0) >= polls  # what the polls send
+    calls = sum(credit["redis_calls"].values())
+    assert credit["redis_commands_per_request_all"] == calls / credit["replies"]
+    assert credit["redis_commands_per_request"] == (calls - polls) / credit["replies"]
 
 
 @pytest.mark.slow
