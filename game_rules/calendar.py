@@ -16,23 +16,55 @@ _ONE_MS = timedelta(milliseconds=1)
 _ONE_DAY = timedelta(days=1)
 
 
-# The last answer of business_day: (zone, UTC second, date). Zone offsets and transition
-# instants are whole seconds (TZif and POSIX TZ rules count in seconds), so every
-# millisecond of one UTC second has the same local date; a server asks about the same
-# second thousands of times, and this skips the astimezone (~2 us) for all but the first.
-_last_day: tuple[ZoneInfo | None, int, date] = (None, 0, date.min)
+_DAY_MS = 86_400_000
+# The last answer of business_day: (zone, first ms, end ms, date), where every instant
+# from first to end has that local date. First the asked instant's UTC second (offsets and
+# transition instants are whole seconds: TZif and POSIX TZ rules count in seconds); once
+# another second is asked about the same day, the whole local day if the offset is the
+# same at the asked instant and at the day's first and last millisecond (no transition
+# falls in it: no zone moves away and back within a day, a test reads the tz database). A
+# server asks about the same day thousands of times a second, the bench's time-lapse clock
+# dozens of times a business day: all but the first few skip the astimezone (~2 us).
+_last_day: tuple[ZoneInfo | None, int, int, date] = (None, 0, 0, date.min)
 
 
 def business_day(now_ms: int, tz: ZoneInfo) -> date:
     """The local calendar date at `now_ms` in `tz`."""
     global _last_day  # noqa: PLW0603 - a one-entry memo of a pure function
-    second = now_ms // 1000
-    last_tz, last_second, last = _last_day
-    if last_tz is tz and last_second == second:
+    last_tz, first_ms, end_ms, last = _last_day
+    if last_tz is tz and first_ms <= now_ms < end_ms:
         return last
-    day = (_EPOCH + timedelta(milliseconds=now_ms)).astimezone(tz).date()
-    _last_day = (tz, second, day)
+    local = (_EPOCH + timedelta(milliseconds=now_ms)).astimezone(tz)
+    day = local.date()
+    span = _whole_day(now_ms, _offset_ms(local), tz) if last_tz is tz and last == day else None
+    if span is None:
+        second_ms = now_ms - now_ms % 1000
+        span = (second_ms, second_ms + 1000)
+    _last_day = (tz, *span, day)
     return day
+
+
+def _whole_day(now_ms: int, offset_ms: int, tz: ZoneInfo) -> tuple[int, int] | None:
+    """The UTC span of the local day around `now_ms`, if its offset is `offset_ms` at both
+    ends (None: a transition falls in it, or datetime cannot hold its end)."""
+    local_ms = now_ms + offset_ms
+    first_ms = local_ms - local_ms % _DAY_MS - offset_ms
+    end_ms = first_ms + _DAY_MS
+    try:
+        ends = [
+            (_EPOCH + timedelta(milliseconds=ms)).astimezone(tz) for ms in (first_ms, end_ms - 1)
+        ]
+    except OverflowError:
+        return None
+    if all(_offset_ms(end) == offset_ms for end in ends):
+        return first_ms, end_ms
+    return None
+
+
+def _offset_ms(local: datetime) -> int:
+    offset = local.utcoffset()
+    assert offset is not None  # an aware datetime from astimezone
+    return offset // _ONE_MS
 
 
 # The last answer of iso_day. date.isoformat builds its text through PyUnicode_FromFormat

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, _zoneinfo
 
 import pytest
 from hypothesis import given, settings
@@ -255,3 +256,64 @@ def test_business_day_memo_agrees_with_the_definition(
     for delta_ms, tz in steps:
         now_ms += delta_ms
         assert business_day(now_ms, tz) == _business_day_direct(now_ms, tz)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start_ms=st.integers(-2_208_988_800_000, 4_102_444_800_000),  # 1900 .. 2100
+    steps=st.lists(
+        st.tuples(st.integers(-3 * 86_400_000, 3 * 86_400_000), st.sampled_from(ZONES)),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_business_day_memo_of_a_whole_day_agrees_with_the_definition(
+    start_ms: int, steps: list[tuple[int, ZoneInfo]]
+) -> None:
+    """Calls hours and days apart (the bench's time-lapse clock), across DST changes, answer
+    what the definition answers."""
+    now_ms = start_ms
+    for delta_ms, tz in steps:
+        now_ms += delta_ms
+        assert business_day(now_ms, tz) == _business_day_direct(now_ms, tz)
+
+
+@pytest.mark.parametrize(
+    ("day", "hours"), [(date(2026, 3, 8), 23), (date(2026, 11, 1), 25)], ids=["spring", "fall"]
+)
+def test_business_day_memo_of_a_dst_day_turns_at_its_midnights(day: date, hours: int) -> None:
+    """A day with a transition in it is not remembered whole: asked twice near its end (the
+    offset there would place its start an hour off), it still turns at its real start."""
+    first_ms = day_start_ms(day, NEW_YORK)
+    end_ms = day_start_ms(day + timedelta(days=1), NEW_YORK)
+    assert end_ms - first_ms == hours * 3_600_000
+    for ms in (end_ms - 1, end_ms - 1001, first_ms - 1, first_ms, end_ms - 1, end_ms):
+        assert business_day(ms, NEW_YORK) == _business_day_direct(ms, NEW_YORK)
+    for ms in (first_ms, first_ms + 1000, end_ms, first_ms + 3_600_000 - 1, end_ms - 1):
+        assert business_day(ms, NEW_YORK) == _business_day_direct(ms, NEW_YORK)
+
+
+def test_business_day_memo_of_the_last_day_datetime_can_hold() -> None:
+    # 9999-12-31 in New York ends after the last instant a UTC datetime can hold.
+    noon_ms = utc_ms(9999, 12, 31, 17)
+    for ms in (noon_ms, noon_ms + 5000, noon_ms + 9000):
+        assert business_day(ms, NEW_YORK) == date(9999, 12, 31)
+
+
+def test_no_zone_has_transitions_that_cancel_out_within_a_day() -> None:
+    """business_day remembers a whole local day when the offset at its first and its last
+    millisecond agree; that is sound only if no zone moves away and back within 24 h. Read
+    from the tz database this machine has (zoneinfo's pure-Python reader keeps the
+    transitions)."""
+    cancelling = []
+    for name in sorted(zoneinfo.available_timezones()):
+        zone = _zoneinfo.ZoneInfo.no_cache(name)
+        moments, kinds = zone._trans_utc, zone._ttinfos  # transition i -> kinds[i] after it
+        for i, moment in enumerate(moments):
+            offset_before = kinds[i - 1].utcoff if i else zone._tti_before.utcoff
+            j = i + 1
+            while j < len(moments) and moments[j] - moment < 86_400:
+                if kinds[j].utcoff == offset_before:
+                    cancelling.append((name, moment, moments[j]))
+                j += 1
+    assert cancelling == []
