@@ -14,12 +14,16 @@ from pathlib import Path
 import msgpack
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from server.protocol import CLOSE_TOO_MANY_SOCKETS
 from server.settings import Settings
@@ -110,6 +114,32 @@ async def test_a_pipelined_burst_is_answered_in_order(live: Live) -> None:
     writer.close()
 
 
+async def test_a_frame_cut_between_reads_and_a_ping_among_requests_are_read_in_order(
+    live: Live,
+) -> None:
+    """The wire reads whole data frames itself and hands websockets' parser anything else
+    (a frame cut short by a read, a control frame) with all that follows."""
+    reader, writer = await raw_socket(live, "cut")
+    first, second, third, fourth = (
+        masked(0x2, msgpack.packb({"id": n, "op": "state", "args": {"pad": "x" * 150}}))
+        for n in range(4)
+    )
+    writer.write(first + second[:9])
+    await writer.drain()
+    await asyncio.sleep(0.05)  # the rest of the second frame comes in another read
+    writer.write(second[9:] + third + masked(0x9, b"ping") + fourth)
+    replies, pongs = [], []
+    while len(replies) < 4 or not pongs:
+        opcode, payload = await read_frame(reader)
+        if opcode == 0xA:
+            pongs.append(payload)
+        else:
+            replies.append(msgpack.unpackb(payload))
+    assert pongs == [b"ping"]
+    assert [(r["id"], r["error"]["code"]) for r in replies] == [(n, "BAD_ARGS") for n in range(4)]
+    writer.close()
+
+
 async def test_bad_utf8_in_a_text_frame_closes_1007(live: Live) -> None:
     reader, writer = await raw_socket(live, "utf")
     writer.write(masked(0x1, b"\xff\xfe not utf-8"))
@@ -178,6 +208,71 @@ def test_our_frames_are_the_bytes_websockets_writes(size: int, text: bool) -> No
     message = payload.decode() if text else payload
     opcode = Opcode.TEXT if text else Opcode.BINARY
     assert frames.frame_bytes(message) == Frame(opcode, payload).serialize(mask=False)
+
+
+def websockets_reads(data: bytes, size_max: int | None) -> list[tuple[bytes, bool]]:
+    """The data messages websockets' own parser reads from `data` (frames whole and final)."""
+    parser = ServerProtocol(state=State.OPEN, max_size=size_max)
+    parser.receive_data(data)
+    return [
+        (bytes(event.data), event.opcode is Opcode.TEXT)
+        for event in parser.events_received()
+        if isinstance(event, Frame)
+    ]
+
+
+CLIENT_FRAMES = st.one_of(
+    st.tuples(st.sampled_from([Opcode.BINARY, Opcode.TEXT]), st.binary(max_size=300)),
+    st.tuples(st.sampled_from([Opcode.PING, Opcode.PONG]), st.binary(max_size=20)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sent=st.lists(CLIENT_FRAMES, max_size=8),
+    cut=st.integers(0, 40),
+    size_max=st.sampled_from([None, 200]),
+)
+def test_the_data_frames_read_without_websockets_are_what_websockets_reads(
+    sent: list[tuple[Opcode, bytes]], cut: int, size_max: int | None
+) -> None:
+    """frames.read_data_frames takes whole final data frames up to the first other thing
+    (a control frame, one over the limit, one the read cut short): websockets' parser reads
+    the same messages from those bytes, and the rest starts at a frame boundary."""
+    data = b"".join(Frame(opcode, payload).serialize(mask=True) for opcode, payload in sent)
+    data = data[: max(0, len(data) - cut)]
+    messages, at = frames.read_data_frames(data, size_max)
+    assert messages == websockets_reads(data[:at], size_max)
+    boundaries, offset = [0], 0
+    for opcode, payload in sent:
+        offset += len(Frame(opcode, payload).serialize(mask=True))
+        boundaries.append(offset)
+    assert at in boundaries
+    if at < len(data):  # stopped at something else: a control frame, a big or a cut one
+        stopped = sent[boundaries.index(at)]
+        frame_end = boundaries[boundaries.index(at) + 1]
+        assert (
+            stopped[0] in (Opcode.PING, Opcode.PONG)
+            or frame_end > len(data)
+            or (size_max is not None and len(stopped[1]) > size_max)
+        )
+
+
+def test_other_frames_stop_the_read_without_websockets() -> None:
+    payload = b"x" * 10
+    whole = Frame(Opcode.BINARY, payload).serialize(mask=True)
+    assert frames.read_data_frames(whole + whole, None) == ([(payload, False)] * 2, 2 * len(whole))
+    for other in (
+        Frame(Opcode.BINARY, payload, fin=False).serialize(mask=True),  # a fragment
+        Frame(Opcode.BINARY, payload).serialize(mask=False),  # unmasked: websockets refuses it
+        bytes([whole[0] | 0x40]) + whole[1:],  # RSV1: no extension was agreed here
+        Frame(Opcode.BINARY, b"y" * 70_000).serialize(mask=True),  # a 64-bit length
+        Frame(Opcode.CLOSE, b"\x03\xe8").serialize(mask=True),
+    ):
+        assert frames.read_data_frames(whole + other + whole, None) == (
+            [(payload, False)],
+            len(whole),
+        )
 
 
 async def test_an_unusual_upgrade_gets_websockets_own_answer(live: Live) -> None:

@@ -5,9 +5,11 @@ Why not uvicorn's WebSocket protocol and Starlette's WebSocket: there an idle so
 request kept for the socket's life, an ASGI message Queue and Event, Starlette's task
 frames through the router: `python -m bench.socket_memory`, docs/benchmark.md), and every
 frame travels as an ASGI message dict through two queues. Here a socket holds its
-transport, a websockets `ServerProtocol` in frame mode and a few fields: the framing,
-masking, fragments, size limit, close handshake and permessage-deflate stay the library's
-(websockets' sans-I/O layer), the HTTP request is dropped once the handshake is answered.
+transport, a websockets `ServerProtocol` in frame mode and a few fields: fragments, control
+frames, the size limit, the close handshake, permessage-deflate and every refusal stay the
+library's (websockets' sans-I/O layer); only the common client frame, one whole final
+masked data frame read at a frame boundary, is unmasked here (frames.read_data_frames),
+and the HTTP request is dropped once the handshake is answered.
 
 uvicorn reads the HTTP request, sees the Upgrade and replays its bytes here; the
 handshake (handshake.py) reads them and writes the answer; frames.py writes each message
@@ -27,9 +29,10 @@ from typing import Any, cast
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from server.transport.frames import frame_bytes
+from server.transport.frames import frame_bytes, read_data_frames
 from server.transport.handshake import Handshake
 from server.transport.sockets import CODE_ABNORMAL, Disconnected, Message
 from server.transport.upgrade import Upgrade
@@ -116,6 +119,19 @@ class Wire(asyncio.Protocol):
         if conn is None:
             self._read_handshake(data)
             return
+        if (
+            conn.state is State.OPEN
+            and not conn.extensions
+            and conn.current_size is None  # no fragmented message under way
+            and conn.max_fragment_size is None  # a message's limit is the frame's
+            and not conn.reader.buffer  # at a frame boundary
+        ):
+            messages, at = read_data_frames(data, conn.max_message_size)
+            for payload, text in messages:
+                self._message(payload, text)
+            if at == len(data) or self.ended is not None:
+                return
+            data = data[at:]
         conn.receive_data(data)
         for event in conn.events_received():
             if isinstance(event, Frame):
