@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from server.auth import ALGORITHM, AuthError, verify_token
+from server.auth import ALGORITHM, PLAYER_ID_PATTERN, AuthError, verify_token
 from server.settings import JWT_LEEWAY_S_DEFAULT, SettingsError, load_settings
 from server.store.embedded import EmbeddedStore
 from tests.live import SECRET, Live, serve
@@ -76,3 +83,178 @@ async def test_the_handshake_honours_the_configured_leeway(
     assert await handshake(live, minted_ahead) == 101  # the default leeway
     async with serve(redis_server.url, tmp_path / "strict", jwt_leeway_s=0) as strict:
         assert await handshake(strict, minted_ahead) == 403
+
+
+def b64(raw: bytes) -> bytes:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+def forged(header: dict[str, Any], claims: dict[str, Any], key: str) -> str:
+    """A token of any header and claims, signed HS256 with `key` (PyJWT's encode would
+    refuse or rewrite some of them)."""
+    signing = b64(json.dumps(header).encode()) + b"." + b64(json.dumps(claims).encode())
+    signature = hmac.digest(key.encode(), signing, hashlib.sha256)
+    return (signing + b"." + b64(signature)).decode()
+
+
+def pyjwt_player(token: str, leeway_s: int) -> str | None:
+    """What PyJWT's decode (the check before ours) made of a token: the player or None."""
+    try:
+        claims = jwt.decode(
+            token,
+            SECRET,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp"]},
+            leeway=leeway_s,
+        )
+    except jwt.PyJWTError:
+        return None
+    player = claims["sub"]
+    return player if isinstance(player, str) and PLAYER_ID_PATTERN.fullmatch(player) else None
+
+
+def our_player(token: str, leeway_s: int) -> str | None:
+    try:
+        return verify_token(SECRET, token, leeway_s)
+    except AuthError:
+        return None
+
+
+NOW_S = int(time.time())
+MOMENTS = st.sampled_from(
+    [NOW_S + 3600, NOW_S - 3600, NOW_S - 2, NOW_S + 2, NOW_S + 0.5 + 3600, 10**20]
+)
+ODD_VALUES = st.sampled_from([None, True, "123", "soon", [1], {"a": 1}, math.nan, math.inf])
+HEADERS = st.sampled_from(
+    [
+        {"alg": "HS256", "typ": "JWT"},
+        {"alg": "HS256"},
+        {"alg": "none", "typ": "JWT"},
+        {"alg": "HS512", "typ": "JWT"},
+        {"typ": "JWT"},
+        {"alg": "HS256", "kid": "k1"},
+        {"alg": "HS256", "kid": 7},
+        {"alg": "HS256", "crit": ["b64"], "b64": True},
+        {"alg": "HS256", "b64": True},
+    ]
+)
+MUTATIONS = st.sampled_from(["none", "flip", "pad", "pad3", "cut", "dot", "space", "other_key"])
+
+
+def mutated(token: str, mutation: str, at: int) -> str:
+    header, payload, signature = token.split(".")
+    if mutation == "flip":
+        spot = at % len(token)
+        return token[:spot] + ("A" if token[spot] != "A" else "B") + token[spot + 1 :]
+    if mutation == "pad":  # padding PyJWT takes where the length allows it
+        return ".".join(s + "=" * (-len(s) % 4) for s in (header, payload, signature))
+    if mutation == "pad3":
+        return f"{header}===.{payload}.{signature}"
+    if mutation == "cut":
+        return token[: at % len(token)]
+    if mutation == "dot":
+        return token + ".x"
+    if mutation == "space":
+        return token + " "
+    return token
+
+
+CLAIM_VALUES = st.one_of(MOMENTS, ODD_VALUES, st.sampled_from(["", "svc", ["svc"], "kim"]))
+# One change each to a valid token: its header, a claim (None: removed), its text, its key.
+CHANGES = st.one_of(
+    st.tuples(st.just("header"), HEADERS),
+    st.tuples(st.sampled_from(["sub", "exp", "iat", "nbf", "aud", "jti"]), CLAIM_VALUES),
+    st.tuples(st.just("drop"), st.sampled_from(["sub", "exp", "iat"])),
+    st.tuples(st.just("text"), MUTATIONS),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    changes=st.lists(CHANGES, max_size=2),
+    at=st.integers(0, 10_000),
+    leeway_s=st.sampled_from([0, 5]),
+)
+def test_our_token_check_accepts_only_what_pyjwt_accepted(
+    changes: list[tuple[str, Any]], at: int, leeway_s: int
+) -> None:
+    """Never more than PyJWT's decode with the options the server used to pass it, and the
+    same player wherever the token is well formed with numeric times and no audience: on
+    valid tokens changed once or twice."""
+    header: dict[str, Any] = {"alg": "HS256", "typ": "JWT"}
+    claims: dict[str, Any] = {"sub": "kim", "exp": NOW_S + 3600, "iat": NOW_S}
+    mutation = "none"
+    for what, value in changes:
+        if what == "header":
+            header = value
+        elif what == "drop":
+            claims.pop(value, None)
+        elif what == "text":
+            mutation = value
+        else:
+            claims[what] = value
+    key = "another-secret-0123456789abcdef-0123456789" if mutation == "other_key" else SECRET
+    token = mutated(forged(header, claims, key), mutation, at)
+    ours, theirs = our_player(token, leeway_s), pyjwt_player(token, leeway_s)
+    if ours is not None:
+        assert ours == theirs
+    well_typed = "b64" not in header and "crit" not in header and not claims.get("aud")
+    times = [claims[c] for c in ("exp", "iat", "nbf") if c in claims]
+    well_typed = well_typed and all(
+        isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) for t in times
+    )
+    if theirs is not None and well_typed:
+        assert ours == theirs
+
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def noncanonical(token: str) -> str:
+    """The same token with its signature's last character's unused bits set: it decodes to
+    the same bytes, but it is not the base64url text of them."""
+    head, _, signature = token.rpartition(".")
+    last = ALPHABET.index(signature[-1])
+    assert last & 3 == 0  # 32 bytes in 43 characters: the last carries 2 unused bits
+    return f"{head}.{signature[:-1]}{ALPHABET[last | 1]}"
+
+
+def badly_padded(header: str, payload: str) -> str:
+    """Validly signed, with padding where the segment's length allows none (PyJWT refuses)."""
+    assert len(header) % 4 != 3  # else one '=' would be its right padding
+    signing = f"{header}=.{payload}".encode()
+    return (
+        f"{signing.decode()}.{b64(hmac.digest(SECRET.encode(), signing, hashlib.sha256)).decode()}"
+    )
+
+
+def test_tokens_pyjwt_refused_are_refused() -> None:
+    valid = {"sub": "kim", "exp": NOW_S + 3600}
+    good = forged({"alg": "HS256", "typ": "JWT"}, valid, SECRET)
+    assert our_player(good, 0) == "kim"
+    header, payload, signature = good.split(".")
+    refused = [
+        forged({"alg": "none"}, valid, SECRET),
+        forged({"alg": "HS512"}, valid, SECRET),
+        forged({"alg": "HS256", "kid": 7}, valid, SECRET),
+        forged({"alg": "HS256"}, valid, "another-secret-0123456789abcdef-0123456789"),
+        forged({"alg": "HS256"}, {**valid, "aud": "svc"}, SECRET),
+        forged({"alg": "HS256"}, {**valid, "jti": 5}, SECRET),
+        forged({"alg": "HS256"}, {**valid, "nbf": NOW_S + 60}, SECRET),
+        forged({"alg": "HS256"}, {**valid, "exp": NOW_S - 60}, SECRET),
+        f"{header}.{payload}",
+        f"{header}.{payload}.{signature}.",
+        f"{header}===.{payload}.{signature}",
+        noncanonical(good),
+        badly_padded(header, payload),
+    ]
+    for token in refused:
+        assert pyjwt_player(token, 0) is None
+        assert our_player(token, 0) is None, token
+    padded = ".".join(part + "=" * (-len(part) % 4) for part in (header, payload, signature))
+    assert pyjwt_player(padded, 0) == our_player(padded, 0) == "kim"
+
+
+def test_an_empty_secret_admits_no_token() -> None:
+    with pytest.raises(AuthError):
+        verify_token("", forged({"alg": "HS256"}, {"sub": "kim", "exp": NOW_S + 60}, ""))
