@@ -98,7 +98,7 @@ def _segment(raw: bytes) -> bytes:
 def _json_object(raw: bytes, name: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting past the decoder's limit fits in a token
         raise AuthError(f"invalid token: the {name} is not JSON") from None
     if not isinstance(value, dict):
         raise AuthError(f"invalid token: the {name} is not a JSON object")

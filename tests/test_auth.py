@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from server.auth import ALGORITHM, PLAYER_ID_PATTERN, AuthError, verify_token
+from server.auth import ALGORITHM, PLAYER_ID_PATTERN, TOKEN_BYTES_MAX, AuthError, verify_token
 from server.settings import JWT_LEEWAY_S_DEFAULT, SettingsError, load_settings
 from server.store.embedded import EmbeddedStore
 from tests.live import SECRET, Live, serve
@@ -222,10 +222,13 @@ def noncanonical(token: str) -> str:
 def badly_padded(header: str, payload: str) -> str:
     """Validly signed, with padding where the segment's length allows none (PyJWT refuses)."""
     assert len(header) % 4 != 3  # else one '=' would be its right padding
-    signing = f"{header}=.{payload}".encode()
-    return (
-        f"{signing.decode()}.{b64(hmac.digest(SECRET.encode(), signing, hashlib.sha256)).decode()}"
-    )
+    return signed(header + "=", payload)
+
+
+def signed(header: str, payload: str) -> str:
+    """The two segments as they are, signed HS256 with the server's secret."""
+    signature = hmac.digest(SECRET.encode(), f"{header}.{payload}".encode(), hashlib.sha256)
+    return f"{header}.{payload}.{b64(signature).decode()}"
 
 
 def test_tokens_pyjwt_refused_are_refused() -> None:
@@ -258,3 +261,22 @@ def test_tokens_pyjwt_refused_are_refused() -> None:
 def test_an_empty_secret_admits_no_token() -> None:
     with pytest.raises(AuthError):
         verify_token("", forged({"alg": "HS256"}, {"sub": "kim", "exp": NOW_S + 60}, ""))
+
+
+@pytest.mark.parametrize("part", ["header", "payload"])
+def test_a_deeply_nested_token_is_refused_not_raised(part: str) -> None:
+    """JSON nested past the decoder's recursion limit fits in a token of 2 048 characters
+    (PyJWT's decode raised RecursionError on it, and so did the first cut of ours)."""
+    nested = b64(b"[" * 1200).decode()
+    header = b64(json.dumps({"alg": "HS256"}).encode()).decode()
+    payload = b64(json.dumps({"sub": "kim", "exp": NOW_S + 60}).encode()).decode()
+    token = signed(nested, payload) if part == "header" else signed(header, nested)
+    assert len(token) <= TOKEN_BYTES_MAX
+    with pytest.raises(AuthError):
+        verify_token(SECRET, token)
+
+
+async def test_a_deeply_nested_token_gets_a_403_at_the_handshake(live: Live) -> None:
+    nested = b64(b"[" * 1200).decode()
+    payload = b64(json.dumps({"sub": "kim", "exp": NOW_S + 60}).encode()).decode()
+    assert await handshake(live, signed(nested, payload)) == 403
