@@ -120,10 +120,20 @@ def our_player(token: str, leeway_s: int) -> str | None:
         return None
 
 
-NOW_S = int(time.time())
-MOMENTS = st.sampled_from(
-    [NOW_S + 3600, NOW_S - 3600, NOW_S - 2, NOW_S + 2, NOW_S + 0.5 + 3600, 10**20]
-)
+class Later(float):
+    """A time claim as seconds from when the token is made (the suite runs for minutes)."""
+
+
+def now_s() -> int:
+    return int(time.time())
+
+
+def at_s(made_s: int, later: Later) -> int | float:
+    moment_s = made_s + later
+    return int(moment_s) if moment_s.is_integer() else moment_s
+
+
+MOMENTS = st.sampled_from([Later(3600), Later(-3600), Later(-2), Later(2), Later(3600.5), 10**20])
 ODD_VALUES = st.sampled_from([None, True, "123", "soon", [1], {"a": 1}, math.nan, math.inf])
 HEADERS = st.sampled_from(
     [
@@ -182,7 +192,7 @@ def test_our_token_check_accepts_only_what_pyjwt_accepted(
     same player wherever the token is well formed with numeric times and no audience: on
     valid tokens changed once or twice."""
     header: dict[str, Any] = {"alg": "HS256", "typ": "JWT"}
-    claims: dict[str, Any] = {"sub": "kim", "exp": NOW_S + 3600, "iat": NOW_S}
+    claims: dict[str, Any] = {"sub": "kim", "exp": Later(3600), "iat": Later(0)}
     mutation = "none"
     for what, value in changes:
         if what == "header":
@@ -194,6 +204,8 @@ def test_our_token_check_accepts_only_what_pyjwt_accepted(
         else:
             claims[what] = value
     key = "another-secret-0123456789abcdef-0123456789" if mutation == "other_key" else SECRET
+    made_s = now_s()
+    claims = {n: at_s(made_s, v) if isinstance(v, Later) else v for n, v in claims.items()}
     token = mutated(forged(header, claims, key), mutation, at)
     ours, theirs = our_player(token, leeway_s), pyjwt_player(token, leeway_s)
     if ours is not None:
@@ -232,7 +244,8 @@ def signed(header: str, payload: str) -> str:
 
 
 def test_tokens_pyjwt_refused_are_refused() -> None:
-    valid = {"sub": "kim", "exp": NOW_S + 3600}
+    made_s = now_s()
+    valid = {"sub": "kim", "exp": made_s + 3600}
     good = forged({"alg": "HS256", "typ": "JWT"}, valid, SECRET)
     assert our_player(good, 0) == "kim"
     header, payload, signature = good.split(".")
@@ -243,8 +256,8 @@ def test_tokens_pyjwt_refused_are_refused() -> None:
         forged({"alg": "HS256"}, valid, "another-secret-0123456789abcdef-0123456789"),
         forged({"alg": "HS256"}, {**valid, "aud": "svc"}, SECRET),
         forged({"alg": "HS256"}, {**valid, "jti": 5}, SECRET),
-        forged({"alg": "HS256"}, {**valid, "nbf": NOW_S + 60}, SECRET),
-        forged({"alg": "HS256"}, {**valid, "exp": NOW_S - 60}, SECRET),
+        forged({"alg": "HS256"}, {**valid, "nbf": made_s + 60}, SECRET),
+        forged({"alg": "HS256"}, {**valid, "exp": made_s - 60}, SECRET),
         f"{header}.{payload}",
         f"{header}.{payload}.{signature}.",
         f"{header}===.{payload}.{signature}",
@@ -260,7 +273,7 @@ def test_tokens_pyjwt_refused_are_refused() -> None:
 
 def test_an_empty_secret_admits_no_token() -> None:
     with pytest.raises(AuthError):
-        verify_token("", forged({"alg": "HS256"}, {"sub": "kim", "exp": NOW_S + 60}, ""))
+        verify_token("", forged({"alg": "HS256"}, {"sub": "kim", "exp": now_s() + 60}, ""))
 
 
 @pytest.mark.parametrize("part", ["header", "payload"])
@@ -269,7 +282,7 @@ def test_a_deeply_nested_token_is_refused_not_raised(part: str) -> None:
     (PyJWT's decode raised RecursionError on it, and so did the first cut of ours)."""
     nested = b64(b"[" * 1200).decode()
     header = b64(json.dumps({"alg": "HS256"}).encode()).decode()
-    payload = b64(json.dumps({"sub": "kim", "exp": NOW_S + 60}).encode()).decode()
+    payload = b64(json.dumps({"sub": "kim", "exp": now_s() + 60}).encode()).decode()
     token = signed(nested, payload) if part == "header" else signed(header, nested)
     assert len(token) <= TOKEN_BYTES_MAX
     with pytest.raises(AuthError):
@@ -278,5 +291,5 @@ def test_a_deeply_nested_token_is_refused_not_raised(part: str) -> None:
 
 async def test_a_deeply_nested_token_gets_a_403_at_the_handshake(live: Live) -> None:
     nested = b64(b"[" * 1200).decode()
-    payload = b64(json.dumps({"sub": "kim", "exp": NOW_S + 60}).encode()).decode()
+    payload = b64(json.dumps({"sub": "kim", "exp": now_s() + 60}).encode()).decode()
     assert await handshake(live, signed(nested, payload)) == 403
