@@ -40,8 +40,9 @@ def read_data_frames(data: bytes, size_max: int | None) -> tuple[list[tuple[byte
     first other thing starts. A control frame, a fragment, a frame the read cut short, one
     over `size_max`, a 64-bit length or anything malformed stops it there: websockets'
     parser takes the rest (and refuses what is wrong), as it takes every frame after it.
-    Its generator-driven parse costs ~3 % of a credited sign-in's server CPU; this, at the
-    frame boundaries where websockets' parser holds no bytes, a fraction of it."""
+    Reading a request here instead of through websockets' generator-driven parse took 7 %
+    off a credited sign-in's server instructions and 10 % off a steady one's
+    (bench.instructions, docs/benchmark.md)."""
     messages: list[tuple[bytes, bool]] = []
     at, end_of_data = 0, len(data)
     while at + 6 <= end_of_data:
