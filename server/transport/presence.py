@@ -38,8 +38,8 @@ class Presence:
         self.lease_ms = lease_ms
         self.process_id = uuid.uuid4().hex[:16]
         self._counter = itertools.count(1)
-        self._held: dict[str, set[str]] = {}  # sockets key -> this process's socket ids
-        self._state_of: dict[str, str] = {}  # sockets key -> the player's state hash
+        # (the player's sockets key, its state hash) -> this process's socket ids there
+        self._held: dict[tuple[str, str], set[str]] = {}
         self._renewing: asyncio.Future[Any] | None = None  # the renewal batch in flight
 
     def new_socket_id(self) -> str:
@@ -65,17 +65,16 @@ class Presence:
 
     def hold(self, keys: PlayerKeys, socket_id: str) -> None:
         """Renew `socket_id` from now on; the next renewal writes it if the store lacks it."""
-        self._held.setdefault(keys.sockets, set()).add(socket_id)
-        self._state_of[keys.sockets] = keys.state
+        self._held.setdefault((keys.sockets, keys.state), set()).add(socket_id)
 
     async def release(self, keys: PlayerKeys, socket_id: str) -> None:
         """The socket closed: stop renewing it and free its place. Never raises."""
-        ids = self._held.get(keys.sockets)
+        held = (keys.sockets, keys.state)
+        ids = self._held.get(held)
         if ids is not None:
             ids.discard(socket_id)
             if not ids:
-                del self._held[keys.sockets]
-                self._state_of.pop(keys.sockets, None)
+                del self._held[held]
         # A renewal batch in flight may still write this member: remove it after that.
         renewing = self._renewing
         if renewing is not None and not renewing.done():
@@ -95,18 +94,21 @@ class Presence:
         (socket_lease.lua): its credits publish the `balance` push again until the next
         socket writes the count.
         """
-        keys = list(self._held)
-        for start in range(0, len(keys), RENEW_PLAYERS_PER_BATCH):
+        players = list(self._held)
+        for start in range(0, len(players), RENEW_PLAYERS_PER_BATCH):
             expiry_ms = self.clock.now_ms() + self.lease_ms
             commands: list[tuple[Arg, ...]] = []
-            for key in keys[start : start + RENEW_PLAYERS_PER_BATCH]:
-                ids = self._held.get(key)  # read now: a socket closed meanwhile is left out
+            states: list[str] = []  # the state hash of each ZADD, in order
+            for player in players[start : start + RENEW_PLAYERS_PER_BATCH]:
+                ids = self._held.get(player)  # read now: a socket closed meanwhile is left out
                 if not ids:
                     continue
+                sockets, state = player
                 pairs: list[Arg] = []
                 for socket_id in ids:
                     pairs += [expiry_ms, socket_id]
-                commands += [("ZADD", key, *pairs), ("PEXPIRE", key, self.lease_ms)]
+                commands += [("ZADD", sockets, *pairs), ("PEXPIRE", sockets, self.lease_ms)]
+                states.append(state)
             if not commands:
                 continue
             self._renewing = self.store.call_many(*commands)
@@ -115,10 +117,9 @@ class Presence:
             finally:
                 self._renewing = None
             # ZADD answers how many members it added: a lease the store had lost.
-            lost = [commands[i][1] for i in range(0, len(commands), 2) if replies[i]]
-            states = [self._state_of[key] for key in lost if key in self._state_of]
-            if states:
-                await self.store.call_many(*[("HDEL", state, "sk") for state in states])
+            lost = [state for state, added in zip(states, replies[::2], strict=True) if added]
+            if lost:
+                await self.store.call_many(*[("HDEL", state, "sk") for state in lost])
 
     async def run(self, every_s: float = SOCKET_RENEW_S) -> None:
         """Renew every `every_s` until cancelled; a failed round is logged and retried."""
