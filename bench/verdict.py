@@ -109,9 +109,19 @@ def signin_verdicts(phases: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 ratio = over_echo(credit, echo)
                 out.append(verdict("credit path / echo (rt/s)", ratio, ">=", 0.4, "", store))
             for name, key, target, unit in (
-                ("credit path Redis CPU per sign-in", "redis_cpu_us_per_request", 25, "µs"),
-                ("credit path Redis commands per sign-in", "redis_commands_per_request", 8, ""),
-                ("credit path server CPU per sign-in", "server_cpu_us_per_request", 70, "µs"),
+                ("credit path Redis CPU per credited sign-in", "redis_cpu_us_per_credit", 25, "µs"),
+                (
+                    "credit path Redis commands per credited sign-in",
+                    "redis_commands_per_credit",
+                    8,
+                    "",
+                ),
+                (
+                    "credit path server CPU per credited sign-in",
+                    "server_cpu_us_per_credit",
+                    70,
+                    "µs",
+                ),
             ):
                 out.append(verdict(name, figure(credit, key), "<=", target, unit, store))
         steady = phases.get(steady_name)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import tempfile
@@ -118,6 +119,11 @@ def summarize(
         "credited_fraction": report["credited"] / replies,
         "pushes_per_request": report["pushes"] / replies,
     }
+    # The credit path's targets are per credited sign-in: the whole run's cost over the
+    # credits, so a sign-in that credits nothing (cheaper) is charged to them, not averaged
+    # in (an upper bound; NaN when nothing was credited).
+    credits = report["credited"] or math.nan
+    summary["server_cpu_us_per_credit"] = 1e6 * sum(server_cpu_s) / credits
     if nodes:
         shards = []
         for url, pid in nodes:
@@ -139,6 +145,8 @@ def summarize(
         # The target's figure: a sign-in's own commands, without the timers' and the outbox
         # relay's polls of every bucket (~1 500 a second whatever the load: job_polls).
         summary["redis_commands_per_request"] = (calls - report.get("job_polls", 0)) / replies
+        summary["redis_commands_per_credit"] = (calls - report.get("job_polls", 0)) / credits
+        summary["redis_cpu_us_per_credit"] = 1e6 * sum(cpu[str(pid)] for _, pid in nodes) / credits
     return summary
 
 
@@ -233,7 +241,8 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
         line += (
             f"\n{INDENT}credited {phase['credited_fraction']:.1%}  "
             f"redis {phase['redis_commands_per_request']:.2f} cmds/req "
-            f"({phase['redis_commands_per_request_all']:.2f} with the jobs' polls)  "
+            f"({phase['redis_commands_per_request_all']:.2f} with the jobs' polls, "
+            f"{phase['redis_commands_per_credit']:.3f} per credit)  "
             f"redis {phase['redis_cpu_us_per_request']:.1f} µs/req "
             f"({phase['redis_cpu_cores']:.2f} cores)  pushes {phase['pushes_per_request']:.2f}/req"
         )

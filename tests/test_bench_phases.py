@@ -65,16 +65,16 @@ def test_signin_verdicts_take_the_ratios_over_echo_of_the_same_run_on_each_store
         "echo": {"round_trips_per_s": 1000.0},
         "signin_always": {
             "round_trips_per_s": 500.0,
-            "server_cpu_us_per_request": 80.0,
-            "redis_cpu_us_per_request": 20.0,
-            "redis_commands_per_request": 8.0,
+            "server_cpu_us_per_credit": 80.0,
+            "redis_cpu_us_per_credit": 20.0,
+            "redis_commands_per_credit": 8.0,
         },
         "signin_steady": {"round_trips_per_s": 600.0},
         "cluster_always": {
             "round_trips_per_s": 300.0,
-            "server_cpu_us_per_request": 60.0,
-            "redis_cpu_us_per_request": 30.0,
-            "redis_commands_per_request": 9.0,
+            "server_cpu_us_per_credit": 60.0,
+            "redis_cpu_us_per_credit": 30.0,
+            "redis_commands_per_credit": 9.0,
         },
         "cluster_steady": {"round_trips_per_s": 700.0},
     }
@@ -83,14 +83,14 @@ def test_signin_verdicts_take_the_ratios_over_echo_of_the_same_run_on_each_store
     }
     assert got == {
         ("credit path / echo (rt/s)", "one store"): (0.5, True),
-        ("credit path Redis CPU per sign-in", "one store"): (20.0, True),
-        ("credit path Redis commands per sign-in", "one store"): (8.0, True),
-        ("credit path server CPU per sign-in", "one store"): (80.0, False),
+        ("credit path Redis CPU per credited sign-in", "one store"): (20.0, True),
+        ("credit path Redis commands per credited sign-in", "one store"): (8.0, True),
+        ("credit path server CPU per credited sign-in", "one store"): (80.0, False),
         ("steady path / echo (rt/s)", "one store"): (0.6, False),
         ("credit path / echo (rt/s)", "3 shards"): (0.3, False),
-        ("credit path Redis CPU per sign-in", "3 shards"): (30.0, False),
-        ("credit path Redis commands per sign-in", "3 shards"): (9.0, False),
-        ("credit path server CPU per sign-in", "3 shards"): (60.0, True),
+        ("credit path Redis CPU per credited sign-in", "3 shards"): (30.0, False),
+        ("credit path Redis commands per credited sign-in", "3 shards"): (9.0, False),
+        ("credit path server CPU per credited sign-in", "3 shards"): (60.0, True),
         ("steady path / echo (rt/s)", "3 shards"): (0.7, True),
     }
     assert "3 shards" in line(verdict("x", 1.0, ">=", 0.5, "", CLUSTER_STORE))
@@ -356,6 +356,38 @@ def test_a_credits_commands_leave_out_the_polls_of_the_jobs(
     assert credit["redis_commands_per_request"] == (calls - polls) / credit["replies"]
 
 
+def test_the_credit_paths_targets_are_over_the_credited_sign_ins_only() -> None:
+    """The targets are per credited sign-in: a sign-in that credits nothing (the player's
+    second of a time-lapse day) is cheaper, and dividing by every sign-in would let it pull
+    a figure under its target. Its cost is charged to the credits instead: an upper bound."""
+    report = {
+        "replies": 1000,
+        "credited": 990,
+        "window_s": 2.0,
+        "cpu_s_by_pid": {"11": 0.05, "12": 0.01, "21": 0.04},
+        "client_pid": 12,
+        "replies_by_url": {"ws://one": 1000},
+        "pushes": 0,
+        "redis_calls_by_node": {"redis://n/0": {"evalsha": 1000, "hset": 6960}},
+        "redis_calls": {"evalsha": 1000, "hset": 6960},
+        "job_polls": 0,
+    }
+    summary = ws_signin.summarize(report, [11], [("redis://n/0", 21)])
+    assert summary["redis_commands_per_request"] == pytest.approx(7.96)  # under 8 ...
+    assert summary["redis_commands_per_credit"] == pytest.approx(7960 / 990)  # ... not met
+    assert summary["server_cpu_us_per_credit"] == pytest.approx(0.05e6 / 990)
+    assert summary["redis_cpu_us_per_credit"] == pytest.approx(0.04e6 / 990)
+    got = {v["figure"]: v for v in signin_verdicts({"signin_always": summary})}
+    commands = got["credit path Redis commands per credited sign-in"]
+    assert commands["value"] == pytest.approx(7960 / 990) and not commands["met"]
+    assert got["credit path server CPU per credited sign-in"]["value"] == pytest.approx(
+        0.05e6 / 990
+    )
+    # No credit at all: no figure (not met), not a division by zero.
+    nothing = ws_signin.summarize({**report, "credited": 0}, [11], [("redis://n/0", 21)])
+    assert math.isnan(nothing["redis_commands_per_credit"])
+
+
 @pytest.mark.slow
 def test_each_phase_records_the_vm_speed_before_and_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -375,7 +407,7 @@ def test_signin_verdicts_in_rounds_take_the_median_of_each_rounds_ratio() -> Non
     def rounds(*rates: float, server_us: tuple[float, ...] = ()) -> dict[str, Any]:
         runs = [{"round_trips_per_s": rate} for rate in rates]
         for run, us in zip(runs, server_us, strict=False):
-            run["server_cpu_us_per_request"] = us
+            run["server_cpu_us_per_credit"] = us
         return {**runs[0], "rounds": runs}
 
     run = {
@@ -385,7 +417,7 @@ def test_signin_verdicts_in_rounds_take_the_median_of_each_rounds_ratio() -> Non
     }
     got = {v["figure"]: v["value"] for v in signin_verdicts(run)}
     assert got["credit path / echo (rt/s)"] == pytest.approx(0.3)
-    assert got["credit path server CPU per sign-in"] == 80.0
+    assert got["credit path server CPU per credited sign-in"] == 80.0
     assert ws_signin.ratios_of(run) == {"signin_always_over_echo": pytest.approx(0.3)}
 
 
