@@ -18,6 +18,7 @@ from redis import Redis
 from redis.crc import key_slot
 
 from server.settings import cluster_seeds
+from server.store.keys import BUCKETS, timers
 
 SLOTS = 16384
 K = TypeVar("K", str, bytes)
@@ -56,6 +57,16 @@ class SlotMap:
         for key in keys:
             out[self.node_of(key)].append(key)
         return dict(out)
+
+
+def bucket_shares(slot_map: SlotMap) -> dict[str, float]:
+    """The fraction of the buckets each node holds: the polling jobs read every bucket's
+    keys (its timers and its outbox, one hash tag) each pass, so a node gets this share of
+    their polls."""
+    held = dict.fromkeys(slot_map.nodes, 0)
+    for bucket in range(BUCKETS):
+        held[slot_map.node_of(timers(bucket))] += 1
+    return {node: count / BUCKETS for node, count in held.items()}
 
 
 def node_url(host: str, port: int) -> str:

@@ -48,6 +48,7 @@ from bench.procs import (
     run_loadgen,
 )
 from bench.serve import JOB_POLLS_PATH
+from bench.slots import bucket_shares, read_slot_map
 from bench.stores import CLUSTER_SHARDS, started_store
 from bench.verdict import line, over_echo, rate_ratio, signin_verdicts
 from server.settings import STORE_MALLOC_CHOICES
@@ -96,9 +97,14 @@ def loadgen_options(args: argparse.Namespace, ports: list[int], op: str) -> list
 
 
 def summarize(
-    report: dict[str, Any], server_pids: list[int], nodes: list[tuple[str, int]]
+    report: dict[str, Any],
+    server_pids: list[int],
+    nodes: list[tuple[str, int]],
+    bucket_share: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Per-request figures from a loadgen report; `nodes`: (url, pid) of each Redis primary."""
+    """Per-request figures from a loadgen report; `nodes`: (url, pid) of each Redis primary,
+    `bucket_share`: the fraction of the buckets (and so of the jobs' polls) on each (one
+    store: all of them)."""
     replies = max(1, report["replies"])
     window_s = report["window_s"]
     cpu = report["cpu_s_by_pid"]
@@ -126,13 +132,17 @@ def summarize(
     summary["server_cpu_us_per_credit"] = 1e6 * sum(server_cpu_s) / credits
     if nodes:
         shards = []
+        share = bucket_share or {url: 1.0 for url, _ in nodes[:1]}
         for url, pid in nodes:
             calls = report["redis_calls_by_node"][url]
+            polls = report.get("job_polls", 0) * share.get(url, 0.0)
             shards.append(
                 {
                     "node": url.removeprefix("redis://").removesuffix("/0"),
                     "pid": pid,
-                    "commands_per_request": sum(calls.values()) / replies,
+                    # Without the jobs' polls of the node's buckets, as the total.
+                    "commands_per_request": (sum(calls.values()) - polls) / replies,
+                    "commands_per_request_all": sum(calls.values()) / replies,
                     "cpu_us_per_request": 1e6 * cpu[str(pid)] / replies,
                     "cpu_cores": cpu[str(pid)] / window_s,
                 }
@@ -186,8 +196,9 @@ def run_signin(args: argparse.Namespace, name: str, phase: Phase) -> dict[str, A
             for port in by_port:
                 client += ["--polls-url", f"http://127.0.0.1:{port}{JOB_POLLS_PATH}"]
             report = run_loadgen(client, args.warmup_s + args.duration_s + PHASE_SLACK_S)
+        shares = bucket_shares(read_slot_map(redis_url))
     return {
-        **summarize(report, pids, nodes),
+        **summarize(report, pids, nodes, shares),
         "appendfsync": phase.appendfsync,
         "clock": "system" if phase.steady else "time-lapse",
         "store": f"cluster of {CLUSTER_SHARDS} primaries" if phase.cluster else "one server",

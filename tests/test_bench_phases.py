@@ -18,6 +18,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from redis.crc import key_slot
 from websockets.asyncio.client import connect as connect_ws
 
 from bench import (
@@ -33,13 +34,14 @@ from bench import (
     timer_claims,
     ws_signin,
 )
+from bench.slots import SLOTS, SlotMap, bucket_shares
 from bench.stores import CLUSTER_STORE, ONE_STORE, StoreKind, started_store
 from bench.verdict import line, signin_verdicts, verdict
 from load import midnight
 from server.auth import issue_token
 from server.protocol import SUBPROTOCOL_MSGPACK
 from server.store.embedded import EmbeddedStore
-from server.store.keys import BUCKETS, PlayerKeys
+from server.store.keys import BUCKETS, PlayerKeys, timers
 from server.store.store import Store, connect
 from tests.conftest import Listener
 
@@ -336,17 +338,19 @@ def test_a_profiled_bench_server_writes_its_profile_into_a_new_folder(tmp_path: 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("phase", ["signin_always", "cluster_always"])
 def test_a_credits_commands_leave_out_the_polls_of_the_jobs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str
 ) -> None:
     """The timers and the outbox relay read every bucket each pass, whatever the load: the
     credit path's commands per sign-in count what is left once the polls that ran inside
-    the window are taken out (the figure with them is kept beside it)."""
+    the window are taken out (the figure with them is kept beside it), and so do each
+    shard's, by the share of the buckets it holds."""
     monkeypatch.setattr(ws_signin, "RESULTS_DIR", tmp_path)
-    argv = ["--phases", "signin_always", "--connections", "4", "--warmup-s", "0.3"]
+    argv = ["--phases", phase, "--connections", "4", "--warmup-s", "0.3"]
     assert ws_signin.main([*argv, "--duration-s", "2.5", "--rounds", "1"]) == 0
     [written] = tmp_path.glob("*.json")
-    credit = json.loads(written.read_text())["phases"]["signin_always"]
+    credit = json.loads(written.read_text())["phases"][phase]
     polls = credit["job_polls"]
     assert polls > 0 and polls % BUCKETS == 0  # whole passes: one read per bucket each
     by_command = credit["redis_calls"]
@@ -354,6 +358,22 @@ def test_a_credits_commands_leave_out_the_polls_of_the_jobs(
     calls = sum(credit["redis_calls"].values())
     assert credit["redis_commands_per_request_all"] == calls / credit["replies"]
     assert credit["redis_commands_per_request"] == (calls - polls) / credit["replies"]
+    shards = credit["redis_nodes"]
+    assert len(shards) == (3 if phase.startswith("cluster") else 1)
+    assert all(s["commands_per_request"] < s["commands_per_request_all"] for s in shards)
+    assert sum(s["commands_per_request"] for s in shards) == pytest.approx(
+        credit["redis_commands_per_request"]
+    )
+
+
+def test_each_node_gets_the_share_of_the_polls_its_buckets_make() -> None:
+    nodes = ("redis://a:1/0", "redis://b:2/0")
+    half = SLOTS // 2
+    shares = bucket_shares(SlotMap(nodes, (0,) * half + (1,) * (SLOTS - half), cluster=True))
+    on_first = sum(key_slot(timers(b).encode()) < half for b in range(BUCKETS))
+    assert shares == {nodes[0]: on_first / BUCKETS, nodes[1]: 1 - on_first / BUCKETS}
+    assert 0 < on_first < BUCKETS  # both nodes hold some: the split is by each key's slot
+    assert bucket_shares(SlotMap(nodes[:1], (0,) * SLOTS, cluster=False)) == {nodes[0]: 1.0}
 
 
 def test_the_credit_paths_targets_are_over_the_credited_sign_ins_only() -> None:
