@@ -249,11 +249,13 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
                 f"  {us:6.1f} µs/req  ({cores:.2f} cores)"
             )
     if "redis_commands_per_request" in phase:
+        per_credit = phase["redis_commands_per_credit"]  # NaN on the steady path: no credit
         line += (
             f"\n{INDENT}credited {phase['credited_fraction']:.1%}  "
             f"redis {phase['redis_commands_per_request']:.2f} cmds/req "
-            f"({phase['redis_commands_per_request_all']:.2f} with the jobs' polls, "
-            f"{phase['redis_commands_per_credit']:.3f} per credit)  "
+            f"({phase['redis_commands_per_request_all']:.2f} with the jobs' polls"
+            + ("" if math.isnan(per_credit) else f", {per_credit:.3f} per credit")
+            + ")  "
             f"redis {phase['redis_cpu_us_per_request']:.1f} µs/req "
             f"({phase['redis_cpu_cores']:.2f} cores)  pushes {phase['pushes_per_request']:.2f}/req"
         )
