@@ -100,11 +100,10 @@ def summarize(
     report: dict[str, Any],
     server_pids: list[int],
     nodes: list[tuple[str, int]],
-    bucket_share: dict[str, float] | None = None,
+    bucket_share: dict[str, float],
 ) -> dict[str, Any]:
     """Per-request figures from a loadgen report; `nodes`: (url, pid) of each Redis primary,
-    `bucket_share`: the fraction of the buckets (and so of the jobs' polls) on each (one
-    store: all of them)."""
+    `bucket_share`: the fraction of the buckets (and so of the jobs' polls) on each."""
     replies = max(1, report["replies"])
     window_s = report["window_s"]
     cpu = report["cpu_s_by_pid"]
@@ -129,19 +128,19 @@ def summarize(
     # credits, so a sign-in that credits nothing (cheaper) is charged to them, not averaged
     # in (an upper bound; NaN when nothing was credited).
     credits = report["credited"] or math.nan
+    polls = report.get("job_polls", 0)
     summary["server_cpu_us_per_credit"] = 1e6 * sum(server_cpu_s) / credits
     if nodes:
         shards = []
-        share = bucket_share or {url: 1.0 for url, _ in nodes[:1]}
         for url, pid in nodes:
             calls = report["redis_calls_by_node"][url]
-            polls = report.get("job_polls", 0) * share.get(url, 0.0)
+            node_polls = polls * bucket_share.get(url, 0.0)
             shards.append(
                 {
                     "node": url.removeprefix("redis://").removesuffix("/0"),
                     "pid": pid,
                     # Without the jobs' polls of the node's buckets, as the total.
-                    "commands_per_request": (sum(calls.values()) - polls) / replies,
+                    "commands_per_request": (sum(calls.values()) - node_polls) / replies,
                     "commands_per_request_all": sum(calls.values()) / replies,
                     "cpu_us_per_request": 1e6 * cpu[str(pid)] / replies,
                     "cpu_cores": cpu[str(pid)] / window_s,
@@ -154,8 +153,8 @@ def summarize(
         summary["redis_commands_per_request_all"] = calls / replies
         # The target's figure: a sign-in's own commands, without the timers' and the outbox
         # relay's polls of every bucket (~1 500 a second whatever the load: job_polls).
-        summary["redis_commands_per_request"] = (calls - report.get("job_polls", 0)) / replies
-        summary["redis_commands_per_credit"] = (calls - report.get("job_polls", 0)) / credits
+        summary["redis_commands_per_request"] = (calls - polls) / replies
+        summary["redis_commands_per_credit"] = (calls - polls) / credits
         summary["redis_cpu_us_per_credit"] = 1e6 * sum(cpu[str(pid)] for _, pid in nodes) / credits
     return summary
 
@@ -165,7 +164,7 @@ def run_echo(args: argparse.Namespace) -> dict[str, Any]:
     with bench_server("echo", port, []) as server:
         options = [*loadgen_options(args, [port], "echo"), "--watch-pid", str(server.pid)]
         report = run_loadgen(options, args.warmup_s + args.duration_s + PHASE_SLACK_S)
-    return summarize(report, [server.pid], [])
+    return summarize(report, [server.pid], [], {})
 
 
 def run_signin(args: argparse.Namespace, name: str, phase: Phase) -> dict[str, Any]:
@@ -250,12 +249,11 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
             )
     if "redis_commands_per_request" in phase:
         per_credit = phase["redis_commands_per_credit"]  # NaN on the steady path: no credit
+        credit_part = "" if math.isnan(per_credit) else f", {per_credit:.3f} per credit"
         line += (
             f"\n{INDENT}credited {phase['credited_fraction']:.1%}  "
             f"redis {phase['redis_commands_per_request']:.2f} cmds/req "
-            f"({phase['redis_commands_per_request_all']:.2f} with the jobs' polls"
-            + ("" if math.isnan(per_credit) else f", {per_credit:.3f} per credit")
-            + ")  "
+            f"({phase['redis_commands_per_request_all']:.2f} with the jobs' polls{credit_part})  "
             f"redis {phase['redis_cpu_us_per_request']:.1f} µs/req "
             f"({phase['redis_cpu_cores']:.2f} cores)  pushes {phase['pushes_per_request']:.2f}/req"
         )

@@ -392,7 +392,8 @@ def test_the_credit_paths_targets_are_over_the_credited_sign_ins_only() -> None:
         "redis_calls": {"evalsha": 1000, "hset": 6960},
         "job_polls": 0,
     }
-    summary = ws_signin.summarize(report, [11], [("redis://n/0", 21)])
+    one_node = {"redis://n/0": 1.0}
+    summary = ws_signin.summarize(report, [11], [("redis://n/0", 21)], one_node)
     assert summary["redis_commands_per_request"] == pytest.approx(7.96)  # under 8 ...
     assert summary["redis_commands_per_credit"] == pytest.approx(7960 / 990)  # ... not met
     assert summary["server_cpu_us_per_credit"] == pytest.approx(0.05e6 / 990)
@@ -404,7 +405,7 @@ def test_the_credit_paths_targets_are_over_the_credited_sign_ins_only() -> None:
         0.05e6 / 990
     )
     # No credit at all: no figure (not met), not a division by zero.
-    nothing = ws_signin.summarize({**report, "credited": 0}, [11], [("redis://n/0", 21)])
+    nothing = ws_signin.summarize({**report, "credited": 0}, [11], [("redis://n/0", 21)], one_node)
     assert math.isnan(nothing["redis_commands_per_credit"])
 
 
