@@ -4,6 +4,8 @@ frames it reads without websockets' parser when they are the common kind (wire.p
 from __future__ import annotations
 
 from websockets.frames import Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 from websockets.speedups import apply_mask
 
 from server.transport.sockets import Message
@@ -32,6 +34,21 @@ def frame_bytes(message: Message) -> bytes:
 FIRST_TEXT = 0x80 | Opcode.TEXT.value
 FIRST_BINARY = 0x80 | Opcode.BINARY.value
 MASKED = 0x80
+
+
+def reads_data_frames(conn: ServerProtocol) -> bool:
+    """Whether read_data_frames may read what comes next on `conn`, before websockets'
+    parser: the socket open, no extension agreed, no fragmented message under way, a
+    message's limit the frame's, and the parser between frames with nothing buffered.
+    (websockets' parser state, read directly: `current_size`, `max_fragment_size` and
+    `reader.buffer` need websockets >= 16.)"""
+    return (
+        conn.state is State.OPEN
+        and not conn.extensions
+        and conn.current_size is None
+        and conn.max_fragment_size is None
+        and not conn.reader.buffer
+    )
 
 
 def read_data_frames(data: bytes, size_max: int | None) -> tuple[list[tuple[bytes, bool]], int]:

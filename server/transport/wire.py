@@ -29,10 +29,9 @@ from typing import Any, cast
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
-from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from server.transport.frames import frame_bytes, read_data_frames
+from server.transport.frames import frame_bytes, read_data_frames, reads_data_frames
 from server.transport.handshake import Handshake
 from server.transport.sockets import CODE_ABNORMAL, Disconnected, Message
 from server.transport.upgrade import Upgrade
@@ -119,13 +118,7 @@ class Wire(asyncio.Protocol):
         if conn is None:
             self._read_handshake(data)
             return
-        if (
-            conn.state is State.OPEN
-            and not conn.extensions
-            and conn.current_size is None  # no fragmented message under way
-            and conn.max_fragment_size is None  # a message's limit is the frame's
-            and not conn.reader.buffer  # at a frame boundary
-        ):
+        if reads_data_frames(conn):
             messages, at = read_data_frames(data, conn.max_message_size)
             for payload, text in messages:
                 self._message(payload, text)
