@@ -13,7 +13,7 @@ and the HTTP request is dropped once the handshake is answered.
 
 uvicorn reads the HTTP request, sees the Upgrade and replays its bytes here; the
 handshake (handshake.py) reads them and writes the answer; frames.py writes each message
-the server sends as one frame. Then the subclass's `serve`
+the server sends as one frame; keepalive.py times the pings. Then the subclass's `serve`
 runs in one task per socket and talks to the wire through `request`, `accept`, `deny`,
 `receive`, `send` and `close` (server/transport/ws.py).
 """
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import struct
 from collections import deque
 from typing import Any, cast
 
@@ -33,6 +31,7 @@ from websockets.server import ServerProtocol
 
 from server.transport.frames import frame_bytes, read_data_frames, reads_data_frames
 from server.transport.handshake import Handshake
+from server.transport.keepalive import Keepalive
 from server.transport.sockets import CODE_ABNORMAL, Disconnected, Message
 from server.transport.upgrade import Upgrade
 
@@ -43,7 +42,6 @@ log = logging.getLogger(__name__)
 INBOUND_MESSAGES_MAX = 4
 CORKED_FRAMES_MAX = 32  # frames cork() holds before it writes them anyway
 CLOSE_TIMEOUT_S = 10.0  # our close frame waits this long for the client's before the TCP close
-PING_BYTES = 4  # the keepalive ping's payload: random, so a stale pong is told apart
 
 CODE_GOING_AWAY = 1012  # the server restarts (uvicorn's shutdown)
 CODE_INVALID_DATA = 1007
@@ -76,8 +74,7 @@ class Wire(asyncio.Protocol):
         "fragments_text",
         "handshake",
         "inbound",
-        "ping_payload",
-        "ping_timer",
+        "keepalive",
         "read_paused",
         "tasks",
         "transport",
@@ -99,8 +96,7 @@ class Wire(asyncio.Protocol):
         self.ended: int | None = None  # the close code once the socket has ended
         self.close_sent = False
         self.close_timer: asyncio.TimerHandle | None = None
-        self.ping_timer: asyncio.TimerHandle | None = None
-        self.ping_payload: bytes | None = None  # the keepalive ping awaiting its pong
+        self.keepalive: Keepalive | None = None  # from the 101 on
         self.fragments: list[bytes] | None = None  # a message in several frames, until its last
         self.fragments_text = False
         self.read_paused = False
@@ -140,10 +136,9 @@ class Wire(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
-        for timer in (self.close_timer, self.ping_timer):
-            if timer is not None:
-                timer.cancel()
-        self.close_timer = self.ping_timer = None
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
         self._end(CODE_ABNORMAL)
         _settle(self.writable)  # a send waiting for room finds the socket ended
 
@@ -223,7 +218,8 @@ class Wire(asyncio.Protocol):
         answer, self.conn = handshake.accept(subprotocol)
         self.handshake = None
         self._write(answer)
-        self._schedule_ping()
+        self.keepalive = Keepalive(self, self.config.ws_ping_interval, self.config.ws_ping_timeout)
+        self.keepalive.start()
 
     def deny(self, status: int, text: str) -> None:
         """Refuse the handshake with a plain-text HTTP answer and end the connection."""
@@ -257,11 +253,8 @@ class Wire(asyncio.Protocol):
                 self._message(data, self.fragments_text)
         elif opcode is Opcode.CLOSE:
             self._closed_by_peer()
-        elif opcode is Opcode.PONG and self.ping_payload == bytes(frame.data):
-            self.ping_payload = None
-            if self.ping_timer is not None:  # the pong's deadline
-                self.ping_timer.cancel()
-            self._schedule_ping()
+        elif opcode is Opcode.PONG and self.keepalive is not None:
+            self.keepalive.pong(bytes(frame.data))
         # PING: websockets has queued the pong; _flush sends it.
 
     def _message(self, data: bytes, text: bool) -> None:
@@ -388,31 +381,19 @@ class Wire(asyncio.Protocol):
             CLOSE_TIMEOUT_S, self._close_transport
         )
 
-    # Keepalive
+    # Keepalive (keepalive.py)
 
-    def _schedule_ping(self) -> None:
-        interval_s = self.config.ws_ping_interval
-        if interval_s and self.ended is None:
-            self.ping_timer = asyncio.get_running_loop().call_later(interval_s, self._ping)
-
-    def _ping(self) -> None:
-        """A ping every ws_ping_interval; no pong within ws_ping_timeout ends the socket."""
-        self.ping_timer = None
+    def send_ping(self, payload: bytes) -> bool:
         conn = self.conn
         if self.close_sent or self.ended is not None or conn is None:
-            return
-        if self.ping_payload is not None:  # the last ping had no answer in time
-            self._fail(CODE_KEEPALIVE, "keepalive ping timeout")
-            return
-        self.ping_payload = struct.pack("!I", random.getrandbits(8 * PING_BYTES))
-        conn.send_ping(self.ping_payload)
+            return False
+        conn.send_ping(payload)
         self._flush()
-        timeout_s = self.config.ws_ping_timeout
-        if timeout_s:
-            self.ping_timer = asyncio.get_running_loop().call_later(timeout_s, self._ping)
-        else:
-            self.ping_payload = None
-            self._schedule_ping()
+        return True
+
+    def keepalive_expired(self) -> None:
+        if not self.close_sent and self.ended is None:
+            self._fail(CODE_KEEPALIVE, "keepalive ping timeout")
 
     # Plumbing
 
@@ -458,6 +439,8 @@ class Wire(asyncio.Protocol):
         messages before it are taken."""
         if self.ended is None:
             self.ended = code
+            if self.keepalive is not None:
+                self.keepalive.stop()
             _settle(self._waiter, Disconnected(code))
 
     def _close_transport(self) -> None:
