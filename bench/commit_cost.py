@@ -7,7 +7,11 @@ commandstats, the commands per call and each command's µs (EVALSHA's time inclu
 commands the script calls). Each shape runs on a fresh embedded store, 100 calls in flight
 through the server's own Store (its pipelined link):
 
-- `commit`: a credited sign-in's commit.lua call, as `apply` makes it;
+- `commit`: a credited sign-in's commit.lua call, as `apply` makes it, its `balance` push
+  published (as for a player with another socket open: the floors below publish too);
+- `credit`: the same as the credit path of `make bench` sends it: asked by the player's
+  only socket (its hash's `sk` is 1, as socket_lease.lua leaves it), so no push is built
+  or published;
 - `commit_manor`: the same on players whose hash also holds 480 bytes of the manor's
   rule components (`farm`, `daily`, `notify`, `thefts`), as a player of the farm game
   carries: what a commit costs when the hash holds more than the sign-in's field;
@@ -62,7 +66,16 @@ BATCH = date(2027, 6, 30)
 BATCH_INT = 20270630
 COMMITS_MAX = 1_000_000
 LUA = Path(__file__).parent / "lua"
-SHAPES = ("commit", "commit_manor", "floor", "commands", "noop", "one_hash_floor", "one_hash_min")
+SHAPES = (
+    "commit",
+    "credit",
+    "commit_manor",
+    "floor",
+    "commands",
+    "noop",
+    "one_hash_floor",
+    "one_hash_min",
+)
 # commit_manor's components: the sizes of a farm player's, the bytes themselves arbitrary
 MANOR_COMPONENTS = {
     "farm": b"f" * 300,
@@ -159,7 +172,11 @@ async def caller(store: Store, shape: str) -> Call:
         await store.call_many(
             *[("HSET", PlayerKeys(f"p{n}").state, *fields) for n in range(PLAYERS)]
         )
-    if shape in ("commit", "commit_manor"):
+    if shape == "credit":  # each player's only socket is open (socket_lease.lua's `sk`)
+        await store.call_many(
+            *[("HSET", PlayerKeys(f"p{n}").state, "sk", 1) for n in range(PLAYERS)]
+        )
+    if shape in ("commit", "credit", "commit_manor"):
 
         async def commit(n: int) -> object:
             player = f"p{n % PLAYERS}"
@@ -173,6 +190,7 @@ async def caller(store: Store, shape: str) -> Call:
                 # player's previous commit wrote, PLAYERS calls earlier, is checked.
                 seen_stamp="" if n < PLAYERS else f"{n - PLAYERS:016x}",
                 stamp=f"{n:016x}",
+                asked_by_socket=shape == "credit",
             )
             done = await apply(store, keys, change, NOW_MS + n, reply_key=keys.reply(f"i:{n}"))
             if not done.written:  # a refused commit would be measured as a cheap one

@@ -232,6 +232,11 @@ def test_commit_cost_s_floor_runs_the_commands_commit_lua_runs() -> None:
         k: round(v) for k, v in figures["commands"].items() if k.startswith("calls:")
     }, "the floor lacks or adds a command that commit.lua runs for a credit"
     assert figures["floor"]["commands"] == 9 and figures["commands"]["commands"] == 8
+    # The credit path's shape is the same commit from the player's only socket: no push.
+    credit = {
+        k: round(v) for k, v in figures["credit"].items() if k.startswith("calls:") and v >= 0.5
+    }
+    assert credit == {"calls:evalsha": 1} | {k: v for k, v in inner.items() if k != "calls:publish"}
     assert figures["noop"]["commands"] == 1
 
 
