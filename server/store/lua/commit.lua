@@ -486,7 +486,6 @@ local function frame(packed_kind, data)
   push_frames[#push_frames + 1] = '\131\164push' .. packed_kind .. '\163seq' .. cmsgpack.pack(pseq)
     .. '\164data' .. data
 end
-local balance_frame = nil  -- the state push: seq 0, not in the inbox (the header's n_pushes)
 
 -- The rule's fields and the wallet's share the hash: one HSET writes both.
 local wallet_gone = {}
@@ -534,15 +533,6 @@ if #plan > 0 then
   if first_posting then
     redis.call('SADD', KEYS[6], player_id)
   end
-  -- {push: "balance", seq: 0, data: {balance: bal, delta: the change, entry_seq: seq}}
-  -- with the keys as bytes: cmsgpack packs a table several times slower than the three
-  -- numbers (bench.commit_cost --instructions). A state push: the newest entry_seq wins,
-  -- a resume sends the balance as it then is (server/transport/ws.py), so no inbox entry
-  -- and no push seq. Seq 0 rather than none: a client of before drops it as a push it has
-  -- seen, where a missing seq would break its cursor.
-  balance_frame = '\131\164push\167balance\163seq\000\164data\131\167balance'
-    .. cmsgpack.pack(bal) .. '\165delta' .. cmsgpack.pack(bal - balance_before)
-    .. '\169entry_seq' .. cmsgpack.pack(seq)
 end
 if held ~= held_before or reindex then
   wallet_set('held', held)
@@ -575,8 +565,16 @@ end
 -- 1: one live when the newest opened, and any opened since would have written it) has
 -- nobody to read the push. `sk` only ever counts a socket too many (one closed since),
 -- which publishes as before.
-if balance_frame and not (asked_by_socket == 1 and got[12] == '1') then
-  redis.call(publish, KEYS[8], balance_frame)
+if #plan > 0 and not (asked_by_socket == 1 and got[12] == '1') then
+  -- {push: "balance", seq: 0, data: {balance: bal, delta: the change, entry_seq: seq}}
+  -- with the keys as bytes: cmsgpack packs a table several times slower than the three
+  -- numbers (bench.commit_cost --instructions). A state push: the newest entry_seq wins,
+  -- a resume sends the balance as it then is (server/transport/ws.py), so no inbox entry
+  -- and no push seq. Seq 0 rather than none: a client of before drops it as a push it has
+  -- seen, where a missing seq would break its cursor. Built only when published.
+  redis.call(publish, KEYS[8], '\131\164push\167balance\163seq\000\164data\131\167balance'
+    .. cmsgpack.pack(bal) .. '\165delta' .. cmsgpack.pack(bal - balance_before)
+    .. '\169entry_seq' .. cmsgpack.pack(seq))
 end
 local receivers = nil
 if #push_frames > 0 then
