@@ -24,7 +24,7 @@ from server.pipeline import replay
 from server.protocol import Request
 from server.store.keys import PlayerKeys, players_index
 from server.store.store import Store
-from tests.conftest import Listener, contents
+from tests.conftest import Listener, calls, contents
 
 NOW_MS = 1_790_000_000_000
 JUNE = date(2027, 6, 30)
@@ -484,6 +484,47 @@ async def test_commit_expires_batches_past_their_day(store: Store, redis: Redis)
     assert again.balance == 45 and len(await redis.lrange(keys.journal, 0, -1)) == 3
     report = await verify(redis)
     assert report.ok, report.problems
+
+
+async def test_a_credit_that_expires_a_batch_reads_the_transfer_ids_once(
+    store: Store, redis: Redis
+) -> None:
+    """The first credit after 30 June or 31 December also expires a batch, for nearly every
+    player at that midnight: the credit's id and the expiry's are looked up in one read."""
+    keys = PlayerKeys("exb")
+    await apply(store, keys, Commit(transfers=[credit("old", 30, JUNE)]), NOW_MS)
+    store.today_of = lambda now_ms: 20270701
+    names = ("evalsha", "hmget", "hget", "hexists", "hincrby", "rpush", "hset", "publish",
+             "spublish")  # fmt: skip
+    before = [await calls(redis, name) for name in names]
+    sign_in = Commit(fields={"signin": b"x"}, transfers=[credit("new", 10, DEC)])
+    assert (await apply(store, keys, sign_in, NOW_MS)).balance == 10
+    ran = {n: await calls(redis, n) - b for n, b in zip(names, before, strict=True)}
+    # the script; the state's read and the ids' read; the mint's and the expiry sink's
+    # system accounts; the two entries; the ids; the state; the `balance` push
+    assert ran == {"evalsha": 1, "hmget": 2, "hget": 0, "hexists": 0, "hincrby": 2, "rpush": 1,
+                   "hset": 2, "publish": ran["publish"], "spublish": ran["spublish"]}  # fmt: skip
+    assert ran["publish"] + ran["spublish"] == 1
+    assert [e.transfer_id for e in await live_entries(redis, keys)][1:] == [
+        "expire:20270630:2",
+        "new",
+    ]
+    assert (await verify(redis)).ok
+
+
+async def test_an_expiry_whose_id_is_taken_is_refused_and_writes_nothing(
+    store: Store, redis: Redis
+) -> None:
+    """An id commit.lua makes for an expiry is new unless the store lost a write (the seq
+    in it went back): then the commit is refused, the id never overwritten."""
+    keys = PlayerKeys("exc")
+    await apply(store, keys, Commit(transfers=[credit("old", 30, JUNE)]), NOW_MS)
+    await redis.hset(keys.txids, "expire:20270630:2", "d|30|14|2")
+    store.today_of = lambda now_ms: 20270701
+    before = await contents(redis)
+    for change in (Commit(), Commit(transfers=[credit("new", 10, DEC)])):
+        assert (await apply(store, keys, change, NOW_MS)).status == "TRANSFER_MISMATCH"
+        assert await contents(redis) == before
 
 
 async def test_debt_is_repaid_from_the_next_credit(store: Store, redis: Redis) -> None:

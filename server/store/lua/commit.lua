@@ -299,6 +299,7 @@ end
 -- to the expiry sink, except coins that a checkout hold locks. A post spends the oldest
 -- batches first, so the held coins are the oldest ones: a post in this very commit (after
 -- midnight of their batch) still finds them; after a void they expire with the next touch.
+local expired = nil  -- the ids of this commit's expiry entries, when it expires a batch
 if today > 0 then
   local locked = held
   for _, b in ipairs(batches) do
@@ -310,10 +311,28 @@ if today > 0 then
       bal = bal - gone
       touched = true
       local id = 'expire:' .. b[1] .. ':' .. (seq + #plan + 1)
-      if taken(id) then return refuse('TRANSFER_MISMATCH') end
+      expired = expired or {}
+      expired[#expired + 1] = id  -- read with the transfers' ids below: taken, refused
       plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, stored_ref(id, 'expired'),
         SCRIPT_ACCOUNTS['sink:expire']}
     end
+  end
+end
+
+-- An expiry's id is new unless the store lost a write (the seq in it went back): taken,
+-- it is refused, never overwritten. On the midnight after 30 June or 31 December nearly
+-- every credit also expires a batch, so the transfers' ids are read with the expiries' in
+-- one command (read_ids, by the transfers' order); other commits read each id as they go.
+local read_ids = nil
+if expired then
+  local ids = {}
+  for t = 1, n_transfers do
+    ids[t] = select(6, struct.unpack(TRANSFER, ARGV[transfers_at + t]))
+  end
+  for e = 1, #expired do ids[n_transfers + e] = expired[e] end
+  read_ids = redis.call('HMGET', KEYS[3], unpack(ids))
+  for e = 1, #expired do
+    if read_ids[n_transfers + e] then return refuse('TRANSFER_MISMATCH') end
   end
 end
 
@@ -384,7 +403,8 @@ for t = 1, n_transfers do
     return refuse('BAD_TRANSFER')
   end
   if in_call then in_call[id] = true end
-  local stored = redis.call('HGET', KEYS[3], id)
+  local stored
+  if read_ids then stored = read_ids[t] else stored = redis.call('HGET', KEYS[3], id) end
   if stored then
     local signed = kind == 'c' and amount or -amount
     if not same_posting(stored, kind, amount, signed, account, stored_account) then
