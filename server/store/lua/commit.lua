@@ -252,33 +252,6 @@ end
 
 -- Plan everything against copies of the balances (checks only, no writes).
 local plan = {}
--- Whether a transfer id already in txids was posted with this kind, amount and account.
--- Format 2 keeps only the entry's seq: the entry is in the journal, since compaction writes
--- the format-1 value of every id whose entry it archives (the account by its code there).
-local function same_posting(stored, kind, amount, signed, account, stored_account)
-  local at = tonumber(stored)
-  if not at then
-    local kind_amount = kind .. '|' .. amount .. '|'
-    local posted = string.match(stored, '^[cd]|%d+|(.*)|%d+$')
-    return string.sub(stored, 1, #kind_amount) == kind_amount
-      and (posted == account or posted == tostring(stored_account))
-  end
-  if at <= ck_seq then return false end
-  local raw = redis.call('LINDEX', KEYS[2], at - ck_seq - 1)
-  if not raw then return false end
-  local e = cmsgpack.unpack(raw)
-  return e[1] == at and (e[3] == stored_account or e[3] == account) and e[4] == signed
-end
-local function stored_ref(id, ref)
-  -- How a format-2 entry stores the ref of an id this script makes (stored_ref in
-  -- server/ledger/ledger.py does it for the caller's).
-  if ref == string.match(id, '^.+:([^:]*)$') then return false end
-  return ref
-end
-local function taken(id)
-  -- An id this script makes that is in txids already: refused, never overwritten.
-  return redis.call('HEXISTS', KEYS[3], id) == 1
-end
 local function spend(amount)
   -- Take `amount` from the batches that expire first; the list of batches moved.
   local moved, left = {}, amount
@@ -313,7 +286,9 @@ if today > 0 then
       local id = 'expire:' .. b[1] .. ':' .. (seq + #plan + 1)
       expired = expired or {}
       expired[#expired + 1] = id  -- read with the transfers' ids below: taken, refused
-      plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, stored_ref(id, 'expired'),
+      -- The entry keeps its ref: the id's last field is a seq, never 'expired' (a ref that
+      -- repeats it is stored as false, stored_ref in server/ledger/ledger.py).
+      plan[#plan + 1] = {id, gone, 'sink:expire', -gone, {b[1], -gone}, 'expired',
         SCRIPT_ACCOUNTS['sink:expire']}
     end
   end
@@ -406,10 +381,25 @@ for t = 1, n_transfers do
   local stored
   if read_ids then stored = read_ids[t] else stored = redis.call('HGET', KEYS[3], id) end
   if stored then
+    -- Whether the id was posted with this kind, amount and account. Format 2 keeps only
+    -- the entry's seq: the entry is in the journal, since compaction writes the format-1
+    -- value of every id whose entry it archives (the account by its code there). Written
+    -- here, not as a function: a function is a closure made on every call of the script.
     local signed = kind == 'c' and amount or -amount
-    if not same_posting(stored, kind, amount, signed, account, stored_account) then
-      return refuse('TRANSFER_MISMATCH')
+    local at, same = tonumber(stored), false
+    if not at then
+      local kind_amount = kind .. '|' .. amount .. '|'
+      local posted = string.match(stored, '^[cd]|%d+|(.*)|%d+$')
+      same = string.sub(stored, 1, #kind_amount) == kind_amount
+        and (posted == account or posted == tostring(stored_account))
+    elseif at > ck_seq then
+      local raw = redis.call('LINDEX', KEYS[2], at - ck_seq - 1)
+      if raw then
+        local e = cmsgpack.unpack(raw)
+        same = e[1] == at and (e[3] == stored_account or e[3] == account) and e[4] == signed
+      end
     end
+    if not same then return refuse('TRANSFER_MISMATCH') end
   else
     fresh = fresh + 1
     if kind == 'c' then
@@ -443,9 +433,13 @@ for c_at = 1, credits and #credits or 0 do
     debt = debt - repay
     local id = 'debt:' .. c[1]
     if #id > ID_BYTES_MAX then id = 'debt#' .. redis.sha1hex(c[1]) end
-    if taken(id) then return refuse('TRANSFER_MISMATCH') end
+    -- An id this script makes that is in txids already: refused, never overwritten.
+    if redis.call('HEXISTS', KEYS[3], id) == 1 then return refuse('TRANSFER_MISMATCH') end
+    -- How the entry stores its ref (stored_ref in server/ledger/ledger.py).
+    local ref = 'debt repaid'
+    if ref == string.match(id, '^.+:([^:]*)$') then ref = false end
     bal = bal - repay
-    plan[#plan + 1] = {id, repay, 'clawback', -repay, spend(repay), stored_ref(id, 'debt repaid'),
+    plan[#plan + 1] = {id, repay, 'clawback', -repay, spend(repay), ref,
       SCRIPT_ACCOUNTS.clawback}
   end
 end
@@ -476,7 +470,8 @@ end
 local reply_stored = false
 local entry_seq = seq + #plan  -- the wallet's seq once the plan is posted
 if reply_body ~= '' then
-  reply_body = bal .. ':' .. reply_body .. '\169entry_seq' .. cmsgpack.pack(entry_seq)
+  reply_body = string.format('%d:', bal) .. reply_body .. '\169entry_seq'
+    .. cmsgpack.pack(entry_seq)
 end
 if seen and reply_body ~= '' then
   if not redis.call('SET', KEYS[7], reply_body, 'NX', 'EX', reply_ttl_s) then
@@ -484,40 +479,34 @@ if seen and reply_body ~= '' then
   end
   reply_stored = true
 end
-local state_args = {}
+-- The rule's fields and the wallet's share the hash: one HSET writes both. Its arguments'
+-- table is made at its usual size at once (the version and stamp, a rule field, the
+-- wallet's bal, seq, head and bt): a table grown one pair at a time is reallocated at each
+-- power of two, a tenth of a credit's Lua (bench.commit_cost --instructions).
+local state_args = {false, false, false, false, false, false, false, false, false, false,
+  false, false, false, false, false, false}
+local n_state = 0
+local function set_field(f, v)
+  state_args[n_state + 1], state_args[n_state + 2] = f, v
+  n_state = n_state + 2
+end
 if n_fields > 0 then
   ver = ver + 1
-  state_args = {'ver', ver}
-  if stamp ~= '' then
-    state_args[3] = 'vs'
-    state_args[4] = stamp
-  end
+  set_field('ver', ver)
+  if stamp ~= '' then set_field('vs', stamp) end
   for i = 0, n_fields - 1 do
-    state_args[#state_args + 1] = ARGV[fields_at + 1 + 2 * i]
-    state_args[#state_args + 1] = ARGV[fields_at + 2 + 2 * i]
+    set_field(ARGV[fields_at + 1 + 2 * i], ARGV[fields_at + 2 + 2 * i])
   end
 end
 
-local push_frames = {}
--- {push: kind, seq: pseq, data: data} in msgpack: the map's header and its three keys are
--- written as bytes (a fixmap of 3; fixstrs of 4, 3 and 4), a cmsgpack call less for each.
-local function frame(packed_kind, data)
-  pseq = pseq + 1
-  push_frames[#push_frames + 1] = '\131\164push' .. packed_kind .. '\163seq' .. cmsgpack.pack(pseq)
-    .. '\164data' .. data
-end
-
--- The rule's fields and the wallet's share the hash: one HSET writes both.
-local wallet_gone = {}
-local function wallet_set(f, v)
-  state_args[#state_args + 1] = f
-  state_args[#state_args + 1] = v
-end
+local wallet_gone = nil  -- the wallet's fields to delete, when there are some
 if #plan > 0 then
   local first_posting = seq == 0
   local running = balance_before
-  local entries = {}
-  local txids = {}
+  -- A credit posts one entry: its entry and id go to RPUSH and HSET as they are, no table.
+  local entries = #plan > 1 and {} or nil
+  local txids = entries and {} or nil
+  local entry = nil
   local ts_s = math.floor(now / 1000)
   for _, p in ipairs(plan) do
     -- p = {id, amount, account, signed amount, batches moved, ref, account as stored}
@@ -528,37 +517,44 @@ if #plan > 0 then
     -- covers the id.
     local tag = 0
     if head ~= '' then tag = tonumber(string.sub(head, 1, 8), 16) end
-    local entry = cmsgpack.pack({seq, ts_s, p[7], p[4], running, p[5], p[6], tag})
-    entries[#entries + 1] = entry
+    entry = cmsgpack.pack({seq, ts_s, p[7], p[4], running, p[5], p[6], tag})
     head = redis.sha1hex(head .. cmsgpack.pack(p[1]) .. entry)
-    txids[#txids + 1] = p[1]
-    txids[#txids + 1] = seq
+    if entries then
+      entries[#entries + 1] = entry
+      txids[#txids + 1] = p[1]
+      txids[#txids + 1] = seq
+    end
     redis.call('HINCRBY', KEYS[4], p[3], -p[4])
   end
-  redis.call('RPUSH', KEYS[2], unpack(entries))
-  redis.call('HSET', KEYS[3], unpack(txids))
-  wallet_set('bal', bal)
-  wallet_set('seq', seq)
-  wallet_set('head', head)
+  if entries then
+    redis.call('RPUSH', KEYS[2], unpack(entries))
+    redis.call('HSET', KEYS[3], unpack(txids))
+  else
+    redis.call('RPUSH', KEYS[2], entry)
+    redis.call('HSET', KEYS[3], plan[1][1], seq)
+  end
+  set_field('bal', bal)
+  set_field('seq', seq)
+  set_field('head', head)
   if touched then
     local kept = nil  -- the `bt` text; a wallet holds a batch or two, so no table to concat
     for _, b in ipairs(batches) do
       if b[2] > 0 then
-        local batch_text = b[1] .. '=' .. b[2]
+        local batch_text = string.format('%d=%d', b[1], b[2])
         kept = kept and (kept .. ',' .. batch_text) or batch_text
       end
     end
-    if kept then wallet_set('bt', kept) else wallet_gone[#wallet_gone + 1] = 'bt' end
+    if kept then set_field('bt', kept) else wallet_gone = {'bt'} end
   end
   if first_posting then
     redis.call('SADD', KEYS[6], player_id)
   end
 end
 if held ~= held_before or reindex then
-  wallet_set('held', held)
+  set_field('held', held)
 end
 if debt ~= debt_before then
-  wallet_set('debt', debt)
+  set_field('debt', debt)
 end
 local holds_moved = reindex
 for order, value in pairs(hold_writes) do
@@ -566,9 +562,14 @@ for order, value in pairs(hold_writes) do
   holds_moved = true
 end
 if holds_moved then
-  if next(pending) then wallet_set('hx', cmsgpack.pack(pending)) else wallet_gone[#wallet_gone + 1] = 'hx' end
+  if next(pending) then
+    set_field('hx', cmsgpack.pack(pending))
+  else
+    wallet_gone = wallet_gone or {}
+    wallet_gone[#wallet_gone + 1] = 'hx'
+  end
 end
-if #wallet_gone > 0 then
+if wallet_gone then
   redis.call('HDEL', KEYS[1], unpack(wallet_gone))
 end
 for r = 0, n_records - 1 do
@@ -578,9 +579,6 @@ for r = 0, n_records - 1 do
   end
 end
 
-for i = 0, n_pushes - 1 do
-  frame(cmsgpack.pack(ARGV[pushes_at + 1 + 2 * i]), ARGV[pushes_at + 2 + 2 * i])
-end
 -- The asking socket reads the balance in its reply; a player with no other socket (`sk`
 -- 1: one live when the newest opened, and any opened since would have written it) has
 -- nobody to read the push. `sk` only ever counts a socket too many (one closed since),
@@ -597,19 +595,24 @@ if #plan > 0 and not (asked_by_socket == 1 and got[12] == '1') then
     .. '\169entry_seq' .. cmsgpack.pack(seq))
 end
 local receivers = nil
-if #push_frames > 0 then
+if n_pushes > 0 then
+  -- {push: kind, seq: pseq, data: data} in msgpack: the map's header and its three keys
+  -- are written as bytes (a fixmap of 3; fixstrs of 4, 3 and 4), a cmsgpack call less each.
+  local push_frames = {}
   receivers = {}
-  for i, f in ipairs(push_frames) do
-    receivers[i] = redis.call(publish, KEYS[8], f)
+  for i = 1, n_pushes do
+    pseq = pseq + 1
+    push_frames[i] = '\131\164push' .. cmsgpack.pack(ARGV[pushes_at - 1 + 2 * i])
+      .. '\163seq' .. cmsgpack.pack(pseq) .. '\164data' .. ARGV[pushes_at + 2 * i]
+    receivers[i] = redis.call(publish, KEYS[8], push_frames[i])
   end
   if redis.call('RPUSH', KEYS[5], unpack(push_frames)) > inbox_max then
     redis.call('LTRIM', KEYS[5], -inbox_keep, -1)
   end
-  state_args[#state_args + 1] = 'pseq'
-  state_args[#state_args + 1] = pseq
+  set_field('pseq', pseq)
 end
-if #state_args > 0 then
-  redis.call('HSET', KEYS[1], unpack(state_args))
+if n_state > 0 then
+  redis.call('HSET', KEYS[1], unpack(state_args, 1, n_state))
 end
 
 for o = 0, n_orders - 1 do
@@ -628,5 +631,5 @@ if reply_body ~= '' and not reply_stored then
   redis.call('SET', KEYS[7], reply_body, 'EX', reply_ttl_s)
 end
 
-if #push_frames == 0 then pseq = 0 end
+if n_pushes == 0 then pseq = 0 end
 return answer('ok', bal, ver, pseq, held, debt, seq, receivers)
