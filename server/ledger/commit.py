@@ -23,8 +23,8 @@ NO_FIELDS: Mapping[str, bytes] = MappingProxyType({})  # a default no commit can
 # (the hash's `hx`) is one field, rewritten whole when a hold moves. A reserve past it is
 # HOLDS_FULL (commit.lua's HOLDS_PENDING_MAX).
 HOLDS_PENDING_MAX = 64
-# The header's sixteen integers in commit.lua's HEADER struct (its six strings follow).
-HEADER_NUMBERS = struct.Struct("<16q")
+# The header's seventeen integers in commit.lua's HEADER struct (its five strings follow).
+HEADER_NUMBERS = struct.Struct("<17q")
 # commit.lua's answer up to its status (ANSWER): six integers and the status's length.
 ANSWER_NUMBERS = struct.Struct("<6qI")
 
@@ -152,9 +152,9 @@ def commit_header(
         INBOX_KEEP,
         commit.seen_stamp is not None,
         commit.asked_by_socket,
+        now_ms,
     )
     return numbers + lua_strings(
-        b"%d" % now_ms,
         commit.reply_body if reply_key else b"",
         keys.player_id.encode(),
         store.publish_command.encode(),

@@ -41,7 +41,7 @@
 -- and the server packs, and a credited sign-in uses none of them.
 -- ARGV:
 --   1 the header, read by one struct.unpack (HEADER below; packed by commit_header in
---     server/ledger/commit.py): sixteen little-endian 64-bit integers, then six strings,
+--     server/ledger/commit.py): seventeen little-endian 64-bit integers, then five strings,
 --     each after its length as a 32-bit integer (a string arrives as one argument, its
 --     numbers as numbers, and no table is built: one argument costs Redis far less than
 --     twenty-one, and a struct far less than a msgpack array, docs/benchmark.md):
@@ -70,9 +70,10 @@
 --                       balance in its reply: the `balance` push is published only when
 --                       the state's `sk` (the player's live sockets when the last one
 --                       opened, socket_lease.lua) is not 1; 0: always published
+--    now_ms             epoch milliseconds: the ts of every journal entry; pending holds
+--                       whose expires_ms <= now_ms are void from this commit on (a number,
+--                       not text: no strtod, and no string made, on every commit)
 --    then the strings:
---    now_ms             epoch milliseconds in decimal: the ts of every journal entry;
---                       pending holds whose expires_ms <= now_ms are void from this commit on
 --    reply_body         msgpack reply without `balance`: a map header of 3, then op and
 --                       result (entry_seq is appended here); "" = no request id to remember
 --    player_id          added to the bucket's players set on the first posting
@@ -134,14 +135,13 @@ local SCRIPT_ACCOUNTS = {['sink:expire'] = 14, clawback = 15}
 -- every call.
 local BOOK_FIELDS = ',ver,pseq,vs,bal,seq,head,held,debt,bt,hx,sk,'
 -- The header's and a transfer's layout (see the header), as struct formats.
-local HEADER = '<i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i4c0i4c0i4c0i4c0i4c0i4c0'
+local HEADER = '<i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i4c0i4c0i4c0i4c0i4c0'
 local TRANSFER = '<c1i8i8Bi8i4c0i4c0i4c0'
 local ANSWER = '<i8i8i8i8i8i8i4c0'
 local expected_ver, n_fields, n_transfers, n_pushes, n_orders, reply_ttl_s, inbox_max,
   n_timers, n_holds, today, debt_add, n_records, n_counts, inbox_keep, seen_flag,
   asked_by_socket, now_ms, reply_body, player_id, publish, seen_stamp, stamp =
   struct.unpack(HEADER, ARGV[1])
-local now = tonumber(now_ms)
 local seen = seen_flag == 1
 
 local fields_at = 1
@@ -196,7 +196,7 @@ if expected_ver >= 0 and ver ~= expected_ver then
   return refuse('CONFLICT')
 end
 if seen and vs ~= seen_stamp then return refuse('CONFLICT') end
-if not today or not debt_add or debt_add < 0 or debt_add % 1 ~= 0 or not now then
+if not today or not debt_add or debt_add < 0 or debt_add % 1 ~= 0 then
   return refuse('BAD_TRANSFER')
 end
 local keys_needed = 9
@@ -242,9 +242,9 @@ end
 local hold_writes = {}  -- order -> new value of the holds hash
 local lapsed = {}  -- order -> true: voided by its time in this commit
 for order, p in pairs(pending) do
-  if p[2] <= now then
+  if p[2] <= now_ms then
     held = held - p[1]
-    hold_writes[order] = 'voided|' .. now_ms
+    hold_writes[order] = 'voided|' .. string.format('%d', now_ms)
     lapsed[order] = true
     pending[order] = nil
   end
@@ -351,7 +351,7 @@ for h = 0, n_holds - 1 do
     else
       if op == 'post' and coins and coins > pending_coins then return refuse('HOLD_MISMATCH') end
       held = held - pending_coins
-      hold_writes[order] = done .. '|' .. now_ms
+      hold_writes[order] = done .. '|' .. string.format('%d', now_ms)
       pending[order] = nil
       fresh_holds = fresh_holds + 1
     end
@@ -507,7 +507,7 @@ if #plan > 0 then
   local entries = #plan > 1 and {} or nil
   local txids = entries and {} or nil
   local entry = nil
-  local ts_s = math.floor(now / 1000)
+  local ts_s = math.floor(now_ms / 1000)
   for _, p in ipairs(plan) do
     -- p = {id, amount, account, signed amount, batches moved, ref, account as stored}
     seq = seq + 1
