@@ -1,10 +1,11 @@
 """Redis's cost of one credit commit alone: commit.lua through `apply`, no server, no socket,
 beside the floor under it.
 
-`python -m bench.commit_cost [--commits N] [--appendfsync always|everysec] [--shapes ...]`
-prints, per shape, calls per second, Redis CPU per call (INFO cpu) and, from INFO
-commandstats, the commands per call and each command's µs (EVALSHA's time includes the
-commands the script calls). Each shape runs on a fresh embedded store, 100 calls in flight
+`python -m bench.commit_cost [--commits N] [--appendfsync always|everysec] [--shapes ...]
+[--in-flight N]` prints, per shape, calls per second, Redis CPU per call (INFO cpu), the
+calls the store ran per event-loop cycle (INFO stats) and, from INFO commandstats, the
+commands per call and each command's µs (EVALSHA's time includes the commands the script
+calls). Each shape runs on a fresh embedded store, `--in-flight` calls (100) in flight
 through the server's own Store (its pipelined link):
 
 - `commit`: a credited sign-in's commit.lua call, as `apply` makes it, its `balance` push
@@ -29,6 +30,11 @@ through the server's own Store (its pipelined link):
   the push): a lower bound of what a one-hash commit.lua would cost Redis.
 
 Issue 10's Redis target is 25 µs per credited sign-in, the load's reads included.
+
+A store cycle has a cost of its own (with appendfsync always, its `fdatasync`; the reads
+and writes of its sockets), shared by the calls it runs: fewer calls in flight, fewer
+calls a cycle, more Redis CPU per call. `--in-flight 24` gives a cycle about as many
+credits as `make bench`'s credit path does at 100 connections (docs/benchmark.md).
 
 This VM's speed drifts by tens of percent within minutes, so two scripts compare in CPU µs
 only over many alternated rounds. `--instructions` counts instead: each shape's store runs
@@ -59,7 +65,8 @@ from server.store.embedded import EmbeddedStore
 from server.store.keys import PlayerKeys
 from server.store.store import Store, connect
 
-CONCURRENCY = 100
+CONCURRENCY = 100  # calls in flight unless --in-flight says otherwise
+IN_FLIGHT_MAX = 1000
 PLAYERS = 1000
 NOW_MS = 1_795_000_000_000
 BATCH = date(2027, 6, 30)
@@ -241,15 +248,15 @@ async def caller(store: Store, shape: str) -> Call:
     return script
 
 
-async def call_all(call: Call, commits: int) -> None:
-    """Calls 0 .. commits - 1, CONCURRENCY in flight."""
+async def call_all(call: Call, commits: int, in_flight: int = CONCURRENCY) -> None:
+    """Calls 0 .. commits - 1, `in_flight` at a time."""
     numbers = iter(range(commits))
 
     async def worker() -> None:
         for n in numbers:
             await call(n)
 
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
 
 
 async def drive(url: str, shape: str, commits: int) -> None:
@@ -286,7 +293,9 @@ def instructions(shape: str, commits: int, appendfsync: str, valgrind: str) -> f
     return (totals[1] - totals[0]) / (commits - short)
 
 
-async def measure(shape: str, commits: int, appendfsync: str) -> dict[str, float]:
+async def measure(
+    shape: str, commits: int, appendfsync: str, in_flight: int = CONCURRENCY
+) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="commit-cost-"))
     embedded = EmbeddedStore(folder / "store", appendfsync=appendfsync)
     embedded.start()
@@ -296,11 +305,11 @@ async def measure(shape: str, commits: int, appendfsync: str) -> dict[str, float
         await store.load_scripts()
         call = await caller(store, shape)
         await redis.config_resetstat()
-        cpu_before = await redis.info("cpu")
+        cpu_before, cycles_before = await redis.info("cpu"), await redis.info("stats")
         started_s = time.perf_counter()
-        await call_all(call, commits)
+        await call_all(call, commits, in_flight)
         elapsed_s = time.perf_counter() - started_s
-        cpu_after = await redis.info("cpu")
+        cpu_after, cycles_after = await redis.info("cpu"), await redis.info("stats")
         stats = await redis.info("commandstats")
         await store.close()
         await redis.aclose()
@@ -311,9 +320,12 @@ async def measure(shape: str, commits: int, appendfsync: str) -> dict[str, float
         k: v for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_config|resetstat")
     }
     calls = sum(v["calls"] for v in counted.values())
+    # The INFO calls' own cycles are in it too (four, against thousands).
+    cycles = cycles_after["eventloop_cycles"] - cycles_before["eventloop_cycles"]
     print(
         f"{shape:8s} appendfsync {appendfsync}: {commits / elapsed_s:.0f} calls/s, Redis CPU "
-        f"{cpu_s / commits * 1e6:.1f} µs per call, {calls / commits:.2f} commands per call"
+        f"{cpu_s / commits * 1e6:.1f} µs per call, {calls / commits:.2f} commands per call, "
+        f"{commits / cycles:.1f} calls per store cycle ({in_flight} in flight)"
     )
     for name, stat in sorted(counted.items(), key=lambda kv: -kv[1]["usec"]):
         print(
@@ -323,12 +335,15 @@ async def measure(shape: str, commits: int, appendfsync: str) -> dict[str, float
     return {
         "redis_cpu_us": cpu_s / commits * 1e6,
         "commands": calls / commits,
+        "calls_per_cycle": commits / cycles,
         **{f"calls:{k.removeprefix('cmdstat_')}": v["calls"] / commits for k, v in counted.items()},
     }
 
 
-async def run(commits: int, appendfsync: str, shapes: list[str]) -> dict[str, dict[str, float]]:
-    figures = {shape: await measure(shape, commits, appendfsync) for shape in shapes}
+async def run(
+    commits: int, appendfsync: str, shapes: list[str], in_flight: int = CONCURRENCY
+) -> dict[str, dict[str, float]]:
+    figures = {shape: await measure(shape, commits, appendfsync, in_flight) for shape in shapes}
     cpu = {shape: f"{f['redis_cpu_us']:.1f} µs" for shape, f in figures.items()}
     print("Redis CPU per call: " + ", ".join(f"{shape} {us}" for shape, us in cpu.items()))
     return figures
@@ -343,16 +358,19 @@ def main(argv: list[str] | None = None) -> None:
         "--instructions", action="store_true", help="count Redis's instructions (callgrind)"
     )
     top.add_argument("--valgrind", default="valgrind")
+    top.add_argument("--in-flight", type=int, default=CONCURRENCY, help="calls at a time")
     args = top.parse_args(argv)
     if not 1 <= args.commits <= COMMITS_MAX:
         top.error(f"--commits must be 1..{COMMITS_MAX}")
+    if not 1 <= args.in_flight <= IN_FLIGHT_MAX:
+        top.error(f"--in-flight must be 1..{IN_FLIGHT_MAX}")
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     if not shapes or set(shapes) - set(SHAPES):
         top.error(f"--shapes must name some of {', '.join(SHAPES)}")
     if args.commits < 4:
         top.error("--commits must be at least 4")
     if not args.instructions:
-        asyncio.run(run(args.commits, args.appendfsync, shapes))
+        asyncio.run(run(args.commits, args.appendfsync, shapes, args.in_flight))
         return
     for shape in shapes:
         per_call = instructions(shape, args.commits, args.appendfsync, args.valgrind)

@@ -240,6 +240,14 @@ def test_commit_cost_s_floor_runs_the_commands_commit_lua_runs() -> None:
     assert figures["noop"]["commands"] == 1
 
 
+@pytest.mark.slow
+def test_commit_cost_keeps_as_many_calls_in_flight_as_it_is_asked() -> None:
+    """--in-flight sets how many calls a store cycle can be given, which sets what each
+    call's share of the cycle's own cost (its fsync) is: never more calls a cycle."""
+    few = asyncio.run(commit_cost.run(400, "everysec", ["credit"], in_flight=4))["credit"]
+    assert 0 < few["calls_per_cycle"] <= 4
+
+
 async def books_after(folder: Path, shape: str, calls: int) -> dict[str, Any]:
     """Player p0's journal, chain head and balance, and the bucket's mint account, after
     `calls` calls of a commit_cost shape on a fresh store."""
