@@ -118,7 +118,7 @@
 --
 -- Every check runs before the first write: Redis does not roll back a failed script. The
 -- last check, on a remembered snapshot, is that write: SET NX of the request id's reply.
--- One file of ~450 lines on purpose: the line between the checks and the writes ("Writes.
+-- One file of ~630 lines on purpose: the line between the checks and the writes ("Writes.
 -- Nothing below may fail") is what makes a commit safe, and it is audited in one place;
 -- split into parts joined at load time, a reader would have to rebuild it in their head.
 -- No game rule lives here: amounts, batches and ids come from game_rules via the shell;
