@@ -213,11 +213,10 @@ async def caller(store: Store, shape: str) -> Call:
             wallet = ("bal", v[3], "seq", v[2], "head", v[4], "bt", v[5])
             return await store.call_many(
                 ("HMGET", k[0], *WALLET_READ),
-                ("HGET", k[2], v[1]),
                 ("SET", k[4], v[7], "NX", "EX", 86_400),
+                ("HSETNX", k[2], v[1], v[2]),
                 ("HINCRBY", k[3], "mint:signin", -10),
                 ("RPUSH", k[1], v[0]),
-                ("HSET", k[2], v[1], v[2]),
                 ("PUBLISH", k[5], v[6]),
                 ("HSET", k[0], *state, *wallet),
             )

@@ -231,7 +231,7 @@ def test_commit_cost_s_floor_runs_the_commands_commit_lua_runs() -> None:
     assert inner == {
         k: round(v) for k, v in figures["commands"].items() if k.startswith("calls:")
     }, "the floor lacks or adds a command that commit.lua runs for a credit"
-    assert figures["floor"]["commands"] == 9 and figures["commands"]["commands"] == 8
+    assert figures["floor"]["commands"] == 8 and figures["commands"]["commands"] == 7
     # The credit path's shape is the same commit from the player's only socket: no push.
     credit = {
         k: round(v) for k, v in figures["credit"].items() if k.startswith("calls:") and v >= 0.5

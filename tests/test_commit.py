@@ -251,6 +251,20 @@ async def test_a_stored_reply_carries_its_entry_seq_and_reads_as_before(
     assert replay(request, before) == {**result, "balance": 3}
 
 
+def remembered(transfer: Transfer, asked_by_socket: bool = False) -> Commit:
+    """A sign-in's commit on the state a first commit (stamp s1, version 1) left, as a
+    socket that remembers it sends it: its stamp checked, its reply stored by SET NX."""
+    return Commit(
+        expected_ver=1,
+        fields={"signin": b"b"},
+        transfers=[transfer],
+        reply_body=b"\x82",
+        seen_stamp="s1",
+        stamp="s2",
+        asked_by_socket=asked_by_socket,
+    )
+
+
 async def test_a_remembered_commit_whose_request_id_has_a_reply_is_replayed_unwritten(
     store: Store, redis: Redis
 ) -> None:
@@ -261,14 +275,7 @@ async def test_a_remembered_commit_whose_request_id_has_a_reply_is_replayed_unwr
     first = Commit(fields={"signin": b"a"}, transfers=[credit("t1", 3)], stamp="s1")
     assert (await apply(store, keys, first._replace(reply_body=b"\x81"), NOW_MS, key)).written
     before = await contents(redis)
-    again = Commit(
-        expected_ver=1,
-        fields={"signin": b"b"},
-        transfers=[credit("t2", 4)],
-        reply_body=b"\x82",
-        seen_stamp="s1",
-        stamp="s2",
-    )
+    again = remembered(credit("t2", 4))
     assert (await apply(store, keys, again, NOW_MS, key)).status == "REPLAYED"
     assert await contents(redis) == before
     other = keys.reply("req-2")  # another request id on the same snapshot commits
@@ -280,6 +287,45 @@ async def test_a_remembered_commit_whose_request_id_has_a_reply_is_replayed_unwr
     )
     assert 0 < await redis.ttl(other) <= 86_400
     assert (await verify(redis)).ok
+
+
+async def test_a_credit_from_a_lone_socket_is_seven_commands_its_id_checked_as_written(
+    store: Store, redis: Redis
+) -> None:
+    """The midnight credit: its transfer id is checked by the write that records it
+    (HSETNX), as the stored reply is by its SET NX; no read of the id before."""
+    keys = PlayerKeys("hal")
+    await apply(store, keys, Commit(fields={"signin": b"a"}, stamp="s1"), NOW_MS)
+    await redis.hset(keys.state, "sk", 1)  # the player's only socket (socket_lease.lua)
+    names = ("evalsha", "hmget", "hget", "hexists", "set", "hsetnx", "hincrby", "rpush",
+             "hset", "publish", "spublish")  # fmt: skip
+    before = [await calls(redis, name) for name in names]
+    sign_in = remembered(credit("signin:hal:1", 10), asked_by_socket=True)
+    done = await apply(store, keys, sign_in, NOW_MS, keys.reply("i:1"))
+    assert (done.status, done.balance) == ("ok", 10)
+    ran = {n: await calls(redis, n) - b for n, b in zip(names, before, strict=True)}
+    assert ran == {"evalsha": 1, "hmget": 1, "hget": 0, "hexists": 0, "set": 1, "hsetnx": 1,
+                   "hincrby": 1, "rpush": 1, "hset": 1, "publish": 0, "spublish": 0}  # fmt: skip
+    assert await redis.hget(keys.txids, "signin:hal:1") == b"1"
+    assert (await verify(redis)).ok
+
+
+@pytest.mark.parametrize(
+    ("stored", "status"), [("c|10|mint:signin|7", "exists"), ("d|1|sink:x|7", "TRANSFER_MISMATCH")]
+)
+async def test_a_remembered_credit_whose_id_is_taken_undoes_its_reply_and_writes_nothing(
+    store: Store, redis: Redis, stored: str, status: str
+) -> None:
+    """A new request on a remembered state whose credit's id is in txids already (a
+    store that lost the state's write but kept the id): the SET NX that stored the reply
+    is undone, and the answer is the id's, as a read of it first would have given."""
+    keys = PlayerKeys("ida")
+    await apply(store, keys, Commit(fields={"signin": b"a"}, stamp="s1"), NOW_MS)
+    await redis.hset(keys.txids, "signin:ida:1", stored)
+    before = await contents(redis)
+    sign_in = remembered(credit("signin:ida:1", 10))
+    assert (await apply(store, keys, sign_in, NOW_MS, keys.reply("i:1"))).status == status
+    assert await contents(redis) == before  # the reply too
 
 
 async def test_commit_concurrent_same_transfer_posts_once(store: Store, redis: Redis) -> None:

@@ -1,7 +1,8 @@
 -- commit_floor.lua (the bench's, not the server's): the Redis commands a credited sign-in's
 -- commit.lua runs on a socket's remembered state (server/pipeline.py, Seen: the version,
 -- the stamp and the reply are checked in the commit, the reply by the SET NX that stores
--- it, the first write), with every value computed by the
+-- it, the first write, and the transfer id by the HSETNX that records it), with every
+-- value computed by the
 -- caller. What Redis spends on it is the
 -- commit's cost without its logic (no parsing, tables, msgpack or sha1 in Lua): the floor
 -- that bench/commit_cost.py prints beside commit.lua's own figure.
@@ -15,11 +16,10 @@
 
 redis.call('HMGET', KEYS[1], 'ver', 'pseq', 'vs', 'bal', 'seq', 'head', 'held', 'debt', 'ck_seq',
   'bt', 'hx')
-redis.call('HGET', KEYS[3], ARGV[2])
 redis.call('SET', KEYS[5], ARGV[8], 'NX', 'EX', 86400)
+redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[3])
 redis.call('HINCRBY', KEYS[4], 'mint:signin', -10)
 redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('PUBLISH', KEYS[6], ARGV[7])
 redis.call('HSET', KEYS[1], 'ver', ARGV[3], 'vs', ARGV[2], 'signin', ARGV[9], 'bal', ARGV[4],
   'seq', ARGV[3], 'head', ARGV[5], 'bt', ARGV[6])

@@ -114,10 +114,12 @@
 -- "RECORD_CONFLICT" (a record changed since it was read: reload and retry) or "BAD_TRANSFER"
 -- (malformed input, a transfer id in the names this script makes, or a state field named
 -- as one of the wallet's or the counters': a bug in the caller).
--- Only "ok" writes anything.
+-- Only "ok" writes anything (a refused HSETNX below deletes the reply its SET NX wrote).
 --
 -- Every check runs before the first write: Redis does not roll back a failed script. The
--- last check, on a remembered snapshot, is that write: SET NX of the request id's reply.
+-- last two are writes: on a remembered snapshot the SET NX of the request id's reply, and
+-- for a commit of one credit that makes no entry of its own (a sign-in's) the HSETNX of
+-- its transfer id, which takes the reply's SET back when it refuses.
 -- One file of ~630 lines on purpose: the line between the checks and the writes ("Writes.
 -- Nothing below may fail") is what makes a commit safe, and it is audited in one place;
 -- split into parts joined at load time, a reader would have to rebuild it in their head.
@@ -252,6 +254,23 @@ end
 
 -- Plan everything against copies of the balances (checks only, no writes).
 local plan = {}
+-- Whether a transfer id already in txids was posted with this kind, amount and account.
+-- Format 2 keeps only the entry's seq: the entry is in the journal, since compaction writes
+-- the format-1 value of every id whose entry it archives (the account by its code there).
+local function same_posting(stored, kind, amount, signed, account, stored_account)
+  local at = tonumber(stored)
+  if not at then
+    local kind_amount = kind .. '|' .. amount .. '|'
+    local posted = string.match(stored, '^[cd]|%d+|(.*)|%d+$')
+    return string.sub(stored, 1, #kind_amount) == kind_amount
+      and (posted == account or posted == tostring(stored_account))
+  end
+  if at <= ck_seq then return false end
+  local raw = redis.call('LINDEX', KEYS[2], at - ck_seq - 1)
+  if not raw then return false end
+  local e = cmsgpack.unpack(raw)
+  return e[1] == at and (e[3] == stored_account or e[3] == account) and e[4] == signed
+end
 local function spend(amount)
   -- Take `amount` from the batches that expire first; the list of batches moved.
   local moved, left = {}, amount
@@ -361,6 +380,10 @@ for h = 0, n_holds - 1 do
 end
 
 local fresh = 0
+-- A commit of one credit that makes no entry of its own (no expiry, no debt to repay, no
+-- hold; a sign-in's) does not read its id: the write that records it checks it (unread).
+local lone_credit = n_transfers == 1 and n_holds == 0 and not expired and debt == 0
+local unread = nil
 -- Built only when needed: a sign-in (one transfer, no debt) allocates neither.
 local in_call = n_transfers > 1 and {} or nil  -- the ids of this call, against repeats
 local credits = debt > 0 and {} or nil  -- {id, coins} of each new credit: they repay the debt
@@ -378,28 +401,19 @@ for t = 1, n_transfers do
     return refuse('BAD_TRANSFER')
   end
   if in_call then in_call[id] = true end
-  local stored
-  if read_ids then stored = read_ids[t] else stored = redis.call('HGET', KEYS[3], id) end
+  local stored = nil
+  if read_ids then
+    stored = read_ids[t]
+  elseif lone_credit and kind == 'c' then
+    unread = id  -- checked by the write that records it (HSETNX, at the first writes)
+  else
+    stored = redis.call('HGET', KEYS[3], id)
+  end
   if stored then
-    -- Whether the id was posted with this kind, amount and account. Format 2 keeps only
-    -- the entry's seq: the entry is in the journal, since compaction writes the format-1
-    -- value of every id whose entry it archives (the account by its code there). Written
-    -- here, not as a function: a function is a closure made on every call of the script.
     local signed = kind == 'c' and amount or -amount
-    local at, same = tonumber(stored), false
-    if not at then
-      local kind_amount = kind .. '|' .. amount .. '|'
-      local posted = string.match(stored, '^[cd]|%d+|(.*)|%d+$')
-      same = string.sub(stored, 1, #kind_amount) == kind_amount
-        and (posted == account or posted == tostring(stored_account))
-    elseif at > ck_seq then
-      local raw = redis.call('LINDEX', KEYS[2], at - ck_seq - 1)
-      if raw then
-        local e = cmsgpack.unpack(raw)
-        same = e[1] == at and (e[3] == stored_account or e[3] == account) and e[4] == signed
-      end
+    if not same_posting(stored, kind, amount, signed, account, stored_account) then
+      return refuse('TRANSFER_MISMATCH')
     end
-    if not same then return refuse('TRANSFER_MISMATCH') end
   else
     fresh = fresh + 1
     if kind == 'c' then
@@ -461,7 +475,7 @@ if (n_transfers > 0 or n_holds > 0) and fresh == 0 and fresh_holds == 0 then
   return answer('exists', balance_before, ver, 0, held_before, debt_before, seq)
 end
 
--- Writes. Nothing below may fail but the first. The version guards the state fields only:
+-- Writes. Nothing below may fail but the first two. The version guards the state fields only:
 -- a push or a credit from elsewhere must not make a player's next rule op retry.
 -- On a remembered snapshot the request id's stored reply is the last check, made by the
 -- write that stores this commit's reply (NX: when the request was done already, nothing
@@ -478,6 +492,18 @@ if seen and reply_body ~= '' then
     return refuse('REPLAYED')
   end
   reply_stored = true
+end
+-- The lone credit's id, not read above, is checked by the write that records it: one
+-- command where a read and a write were two. Taken (a store that lost the state's write
+-- and kept the id, or a repeat of the credit), the reply stored just above is taken back
+-- and the answer is the one a read would have given; nothing else is written.
+if unread and redis.call('HSETNX', KEYS[3], unread, seq + 1) == 0 then
+  if reply_stored then redis.call('DEL', KEYS[7]) end
+  local p = plan[1]  -- {id, amount, account, amount, batch, ref, account as stored}
+  if same_posting(redis.call('HGET', KEYS[3], unread), 'c', p[2], p[2], p[3], p[7]) then
+    return answer('exists', balance_before, ver, 0, held_before, debt_before, seq)
+  end
+  return refuse('TRANSFER_MISMATCH')
 end
 -- The rule's fields and the wallet's share the hash: one HSET writes both. Its arguments'
 -- table is made at its usual size at once (the version and stamp, a rule field, the
@@ -531,7 +557,7 @@ if #plan > 0 then
     redis.call('HSET', KEYS[3], unpack(txids))
   else
     redis.call('RPUSH', KEYS[2], entry)
-    redis.call('HSET', KEYS[3], plan[1][1], seq)
+    if not unread then redis.call('HSET', KEYS[3], plan[1][1], seq) end
   end
   set_field('bal', bal)
   set_field('seq', seq)
