@@ -508,7 +508,7 @@ end
 -- The rule's fields and the wallet's share the hash: one HSET writes both. Its arguments'
 -- table is made at its usual size at once (the version and stamp, a rule field, the
 -- wallet's bal, seq, head and bt): a table grown one pair at a time is reallocated at each
--- power of two, a tenth of a credit's Lua (bench.commit_cost --instructions).
+-- power of two (docs/benchmark.md: allocation and collection were a sixth of a credit).
 local state_args = {false, false, false, false, false, false, false, false, false, false,
   false, false, false, false, false, false}
 local n_state = 0
