@@ -258,16 +258,18 @@ async def call_all(call: Call, commits: int, in_flight: int = CONCURRENCY) -> No
     await asyncio.gather(*(worker() for _ in range(in_flight)))
 
 
-async def drive(url: str, shape: str, commits: int) -> None:
+async def drive(url: str, shape: str, commits: int, in_flight: int = CONCURRENCY) -> None:
     store = Store(connect(url))
     try:
         await store.load_scripts()
-        await call_all(await caller(store, shape), commits)
+        await call_all(await caller(store, shape), commits, in_flight)
     finally:
         await store.close()
 
 
-def instructions(shape: str, commits: int, appendfsync: str, valgrind: str) -> float:
+def instructions(
+    shape: str, commits: int, appendfsync: str, valgrind: str, in_flight: int = CONCURRENCY
+) -> float:
     """Redis's instructions per call of the shape (callgrind; see the module's doc)."""
     short = commits // 4
     totals = []
@@ -282,7 +284,7 @@ def instructions(shape: str, commits: int, appendfsync: str, valgrind: str) -> f
             )
             embedded.start()
             try:
-                asyncio.run(drive(embedded.url, shape, count))
+                asyncio.run(drive(embedded.url, shape, count, in_flight))
             finally:
                 embedded.stop()
             found = TOTALS.search(out.read_bytes())
@@ -372,7 +374,9 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(run(args.commits, args.appendfsync, shapes, args.in_flight))
         return
     for shape in shapes:
-        per_call = instructions(shape, args.commits, args.appendfsync, args.valgrind)
+        per_call = instructions(
+            shape, args.commits, args.appendfsync, args.valgrind, args.in_flight
+        )
         print(
             f"{shape:8s} appendfsync {args.appendfsync}: "
             f"{per_call / 1000:.1f}k Redis instructions per call"
