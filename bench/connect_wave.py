@@ -19,6 +19,7 @@ and latency cover all rounds.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -28,7 +29,7 @@ from bench import probe
 from bench.clients import Clients, split
 from bench.procs import bench_server, free_port
 from bench.stores import StoreShape, label, started_store
-from bench.verdict import Target
+from bench.verdict import Target, cores_needed
 
 READY_S_MAX = 120.0  # tokens for 20 000 players
 WAVE_S_MAX = 600.0
@@ -70,6 +71,7 @@ def summed(waves: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
     # A round's client processes run at once: its wall time is its slowest one's.
     wall_s = sum(max(r["wall_s"] for r in w["reports"]) for w in waves)
     cpu_s = {role: sum(w["cpu_s"][role] for w in waves) for role in waves[0]["cpu_s"]}
+    client_cpu_s = sum(r["client_cpu_s"] for r in reports)
     return {
         "players": args.wave_players,
         "concurrency": args.wave_concurrency,
@@ -85,7 +87,8 @@ def summed(waves: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
         "latency_ms_p99": max(r["latency_ms_p99"] for r in reports),
         "cpu_us_per_player": {role: 1e6 * s / max(1, done) for role, s in cpu_s.items()},
         "cpu_cores": {role: s / wall_s for role, s in cpu_s.items()} if wall_s else {},
-        "client_cpu_us_per_player": 1e6 * sum(r["client_cpu_s"] for r in reports) / max(1, done),
+        "client_cpu_us_per_player": client_cpu_s * 1e6 / max(1, done),
+        "cpu_us_per_player_all": 1e6 * (sum(cpu_s.values()) + client_cpu_s) / max(1, done),
     }
 
 
@@ -127,6 +130,17 @@ def run(args: argparse.Namespace, store: StoreShape) -> dict[str, Any]:
         ratios.append(credited_per_s / echo_per_s if echo_per_s else float("nan"))
     echo, signin = summed(echoes, args), summed(signins, args)
     ratio = statistics.median(ratios) if ratios else float("nan")
+    verdict = TARGET.of(ratio, store)
+    if signin["players_per_s"] and echo["players_per_s"]:
+        # Every process's CPU per player (server, stores, client): the cores the target
+        # needs at it, against echo's rate over the same rounds (bench/verdict.py).
+        needed = cores_needed(TARGET.target, echo["players_per_s"], signin["cpu_us_per_player_all"])
+        verdict["cores"] = {
+            "needed": needed,
+            "used": signin["cpu_us_per_player_all"] * 1e-6 * signin["players_per_s"],
+            "base_used": echo["cpu_us_per_player_all"] * 1e-6 * echo["players_per_s"],
+            "machine": os.cpu_count(),
+        }
     return {
         "store": label(store),
         "echo": echo,
@@ -134,7 +148,7 @@ def run(args: argparse.Namespace, store: StoreShape) -> dict[str, Any]:
         "credited_per_s": signin["credited"] / signin["wall_s"] if signin["wall_s"] else 0.0,
         "round_ratios": ratios,
         "ratio": ratio,
-        "verdicts": [TARGET.of(ratio, store)],
+        "verdicts": [verdict],
     }
 
 
@@ -150,6 +164,7 @@ def lines(result: dict[str, Any]) -> list[str]:
         )
         out.append(
             f"           CPU per player: {cpu}  client {w['client_cpu_us_per_player']:.0f} µs"
+            f"  all {w['cpu_us_per_player_all']:.0f} µs"
         )
         if w["errors"]:
             out.append(f"           errors: {w['error_samples']}")

@@ -3,7 +3,7 @@
 `python -m bench.loadgen --url ws://127.0.0.1:P/v1/ws --op sign_in ...`. Each connection
 (one player) sends a request, waits for its reply, repeats. After `warmup_s` a window of
 `duration_s` opens: replies completed inside it are counted and timed, and the watched
-processes' CPU time and the Redis command counters are sampled at its edges.
+processes' CPU time and the Redis command and event-loop counters are sampled at its edges.
 
 Several `--url`s (one per server process) split the connections round-robin: connection i
 goes to url i mod n. Several `--redis-url`s (one per cluster primary) are each sampled.
@@ -171,6 +171,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "redis_calls": probe.calls_sum(calls_by_node),
         "job_polls": polls_after - polls_before,
         "redis_calls_by_node": calls_by_node,
+        "redis_loop_by_node": {
+            url: probe.loop_delta(before.redis_loop_by_url[url], after.redis_loop_by_url[url])
+            for url in args.redis_url
+        },
     }
 
 

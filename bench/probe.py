@@ -1,4 +1,5 @@
-"""Counters read from outside a process: its CPU time (/proc) and Redis commandstats."""
+"""Counters read from outside a process: its CPU time (/proc), Redis commandstats and the
+store's event loop."""
 
 from __future__ import annotations
 
@@ -57,6 +58,35 @@ def command_calls(redis_url: str) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
 
 
+# Valkey's INFO stats (and Redis >= 7.2's): cycles of its event loop, and the microseconds
+# spent inside them (the epoll wait left out; the AOF's write and fsync and the socket
+# reads and writes in) and, of those, running commands. Redis 7.0 has none of them.
+LOOP_FIELDS = {
+    "cycles": "eventloop_cycles",
+    "busy_us": "eventloop_duration_sum",
+    "commands_us": "eventloop_duration_cmd_sum",
+}
+
+
+def loop_counters(redis_url: str) -> dict[str, int]:
+    """The store's event-loop counters (LOOP_FIELDS), {} where the engine has none."""
+    client = Redis.from_url(redis_url)
+    try:
+        stats = client.info("stats")
+    finally:
+        client.close()
+    if not all(field in stats for field in LOOP_FIELDS.values()):
+        return {}
+    return {name: int(stats[field]) for name, field in LOOP_FIELDS.items()}
+
+
+def loop_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """The event loop's counters between two snapshots ({} where the engine has none)."""
+    if not before or not after:
+        return {}
+    return {name: after[name] - before[name] for name in LOOP_FIELDS}
+
+
 def calls_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """Calls per command between two snapshots, without the INFO calls of the probe itself."""
     delta = {name: after[name] - before.get(name, 0) for name in after if name != "info"}
@@ -87,12 +117,15 @@ def job_polls(urls: list[str]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """CPU seconds of the watched processes, and each node's command calls, at one instant."""
+    """CPU seconds of the watched processes, each node's command calls and its event loop's
+    counters, at one instant."""
 
     cpu_s_by_pid: dict[int, float]
     redis_calls_by_url: dict[str, dict[str, int]]
+    redis_loop_by_url: dict[str, dict[str, int]]
 
 
 def sample(pids: list[int], redis_urls: list[str]) -> Sample:
     calls = {url: command_calls(url) for url in redis_urls}
-    return Sample({pid: cpu_s(pid) for pid in pids}, calls)
+    loops = {url: loop_counters(url) for url in redis_urls}
+    return Sample({pid: cpu_s(pid) for pid in pids}, calls, loops)

@@ -4,6 +4,7 @@ on the store it was measured on (one store or the cluster's shards: bench/stores
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -58,10 +59,55 @@ def line(v: dict[str, Any]) -> str:
     unit = f" {v['unit']}" if v["unit"] else ""
     value = f"{v['value']:.3f}" if abs(v["value"]) < 10 else f"{v['value']:.1f}"
     target = f"{v['target']:g}"
-    return (
+    text = (
         f"target {v['figure']:<48} {v['store']:<9} {value:>10}{unit}  "
         f"(target {v['op']} {target}{unit}): {'met' if v['met'] else 'NOT MET'}"
     )
+    cores = v.get("cores")
+    if cores:
+        text += (
+            f"\n       the target at this CPU per op needs {cores['needed']:.2f} of the "
+            f"{cores['machine']} cores busy; the run kept {cores['used']:.2f} busy, its "
+            f"baseline {cores['base_used']:.2f}"
+        )
+    if v.get("detail"):
+        text += f"\n       {v['detail']}"
+    return text
+
+
+def cores_needed(target: float, base_per_s: float, cpu_us_per_op: float) -> float:
+    """The cores a path must keep busy to run at `target` times its baseline's rate, at
+    the CPU per op it was measured at (every process's: servers, stores, client). Over
+    the machine's cores, the target cannot be met by this code on this machine; near
+    them, only by a run that leaves no core idle."""
+    return target * base_per_s * cpu_us_per_op * 1e-6
+
+
+def with_cores(
+    v: dict[str, Any], phase: dict[str, Any], echo: dict[str, Any], per_op: str
+) -> dict[str, Any]:
+    """A ratio's verdict with the cores its target needs (cores_needed, over each run's
+    echo run, the median over the rounds) beside those the path's runs kept busy."""
+    runs = phase.get("rounds") or [phase]
+    needed = statistics.median(
+        cores_needed(
+            v["target"],
+            run.get("echo_round_trips_per_s") or echo["round_trips_per_s"],
+            run.get(per_op, math.nan),
+        )
+        for run in runs
+    )
+    if math.isnan(needed):
+        return v
+    return {
+        **v,
+        "cores": {
+            "needed": needed,
+            "used": figure(phase, "cores_used"),
+            "base_used": figure(echo, "cores_used"),
+            "machine": os.cpu_count(),
+        },
+    }
 
 
 def figure(phase: dict[str, Any], key: str) -> float:
@@ -98,6 +144,20 @@ def over_echo(phase: dict[str, Any], echo: dict[str, Any]) -> float:
     return rate_ratio(phase, echo)
 
 
+def with_loop(v: dict[str, Any], phase: dict[str, Any]) -> dict[str, Any]:
+    """Redis's CPU verdict with what of it ran commands (the store's event loop, where the
+    engine counts it: bench/ws_signin.py store_loop), the rest being its cycles' own."""
+    commands_us = figure(phase, "loop_commands_us_per_credit")
+    if math.isnan(commands_us):
+        return v
+    return {
+        **v,
+        "detail": f"of which running commands {commands_us:.1f} µs; the rest in the store's"
+        f" cycles ({figure(phase, 'loop_credits_per_cycle'):.1f} credits a cycle): the AOF's"
+        " write and fsync, socket reads and writes",
+    }
+
+
 def signin_verdicts(phases: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The credit path and the steady path of each store against echo of the same run."""
     out: list[dict[str, Any]] = []
@@ -107,7 +167,8 @@ def signin_verdicts(phases: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if credit is not None:
             if echo is not None:
                 ratio = over_echo(credit, echo)
-                out.append(verdict("credit path / echo (rt/s)", ratio, ">=", 0.4, "", store))
+                v = verdict("credit path / echo (rt/s)", ratio, ">=", 0.4, "", store)
+                out.append(with_cores(v, credit, echo, "cpu_us_per_credit"))
             for name, key, target, unit in (
                 ("credit path Redis CPU per credited sign-in", "redis_cpu_us_per_credit", 25, "µs"),
                 (
@@ -123,9 +184,11 @@ def signin_verdicts(phases: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                     "µs",
                 ),
             ):
-                out.append(verdict(name, figure(credit, key), "<=", target, unit, store))
+                v = verdict(name, figure(credit, key), "<=", target, unit, store)
+                out.append(with_loop(v, credit) if key == "redis_cpu_us_per_credit" else v)
         steady = phases.get(steady_name)
         if steady is not None and echo is not None:
             ratio = over_echo(steady, echo)
-            out.append(verdict("steady path / echo (rt/s)", ratio, ">=", 0.65, "", store))
+            v = verdict("steady path / echo (rt/s)", ratio, ">=", 0.65, "", store)
+            out.append(with_cores(v, steady, echo, "cpu_us_per_request"))
     return out

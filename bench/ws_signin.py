@@ -121,6 +121,7 @@ def summarize(
             for s, n in zip(server_cpu_s, report["replies_by_url"].values(), strict=True)
         ],
         "client_cpu_cores": client_cpu_s / window_s,
+        "client_cpu_us_per_request": 1e6 * client_cpu_s / replies,
         "credited_fraction": report["credited"] / replies,
         "pushes_per_request": report["pushes"] / replies,
     }
@@ -129,7 +130,15 @@ def summarize(
     # in (an upper bound; NaN when nothing was credited).
     credits = report["credited"] or math.nan
     polls = report.get("job_polls", 0)
+    loops_by_node = report.get("redis_loop_by_node", {})
     summary["server_cpu_us_per_credit"] = 1e6 * sum(server_cpu_s) / credits
+    summary["client_cpu_us_per_credit"] = 1e6 * client_cpu_s / credits
+    # Every process of the run (servers, client, stores) per credit and in cores: what the
+    # machine's cores allow (bench/verdict.py: cores_needed).
+    every_cpu_s = sum(cpu.values())
+    summary["cpu_us_per_credit"] = 1e6 * every_cpu_s / credits
+    summary["cpu_us_per_request"] = 1e6 * every_cpu_s / replies
+    summary["cores_used"] = every_cpu_s / window_s
     if nodes:
         shards = []
         for url, pid in nodes:
@@ -144,6 +153,7 @@ def summarize(
                     "commands_per_request_all": sum(calls.values()) / replies,
                     "cpu_us_per_request": 1e6 * cpu[str(pid)] / replies,
                     "cpu_cores": cpu[str(pid)] / window_s,
+                    **store_loop(loops_by_node.get(url, {}), window_s, credits),
                 }
             )
         summary["redis_nodes"] = shards
@@ -156,7 +166,29 @@ def summarize(
         summary["redis_commands_per_request"] = (calls - polls) / replies
         summary["redis_commands_per_credit"] = (calls - polls) / credits
         summary["redis_cpu_us_per_credit"] = 1e6 * sum(cpu[str(pid)] for _, pid in nodes) / credits
+        loops = [loops_by_node.get(url, {}) for url, _ in nodes]
+        if all(loops):
+            summed = {name: sum(loop[name] for loop in loops) for name in probe.LOOP_FIELDS}
+            summary.update(store_loop(summed, window_s, credits))
     return summary
+
+
+def store_loop(loop: dict[str, int], window_s: float, credits: float) -> dict[str, float]:
+    """The store's event loop over a window (probe.loop_counters; {} where the engine
+    keeps no such counters): its cycles a second and credits a cycle, the share of the
+    window it spent inside cycles and running commands, and the µs a credit of the latter.
+    A store's thread is the path's one serial point: a cycle runs what arrived, then
+    writes and (appendfsync always) fsyncs the AOF before it replies; summed over the
+    primaries of a cluster."""
+    if not loop:
+        return {}
+    return {
+        "loop_cycles_per_s": loop["cycles"] / window_s,
+        "loop_credits_per_cycle": credits / max(1, loop["cycles"]),
+        "loop_busy_fraction": loop["busy_us"] / 1e6 / window_s,
+        "loop_commands_fraction": loop["commands_us"] / 1e6 / window_s,
+        "loop_commands_us_per_credit": loop["commands_us"] / credits,
+    }
 
 
 def run_echo(args: argparse.Namespace) -> dict[str, Any]:
@@ -264,9 +296,38 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
                     f"{shard['commands_per_request']:5.2f} cmds/req  "
                     f"{shard['cpu_us_per_request']:6.1f} µs/req ({shard['cpu_cores']:.2f} cores)"
                 )
+                if "loop_cycles_per_s" in shard:
+                    loop = loop_text(shard, shard["cpu_cores"], per_credit=False)
+                    line += f"\n{INDENT}  event loop: {loop}"
+    if not math.isnan(phase.get("cpu_us_per_credit", math.nan)):
+        line += (
+            f"\n{INDENT}CPU per credit: server {phase['server_cpu_us_per_credit']:.1f} + Redis "
+            f"{phase['redis_cpu_us_per_credit']:.1f} + client "
+            f"{phase['client_cpu_us_per_credit']:.1f}"
+            f" = {phase['cpu_us_per_credit']:.1f} µs; {phase['cores_used']:.2f} of "
+            f"{os.cpu_count()} cores busy"
+        )
+        if "loop_cycles_per_s" in phase:
+            line += f"\n{INDENT}store's event loop{'s' if len(phase['redis_nodes']) > 1 else ''}: "
+            line += loop_text(phase, phase["redis_cpu_cores"])
     if phase["errors"] or phase["drivers_failed"]:
         line += f"\n{INDENT}ERRORS {phase['errors']}  failed {phase['drivers_failed']}"
     print(line, flush=True)
+
+
+def loop_text(loop: dict[str, Any], cpu_cores: float, per_credit: bool = True) -> str:
+    """A store's event loop over the window (store_loop) and its CPU, in words: what of
+    the window its thread spent in cycles off any core is the wait of the cycles' fsync
+    on the disk (appendfsync always), or of the thread for a core the others hold. A
+    shard's line leaves out the per-credit figures (a credit commits on one shard)."""
+    busy = loop["loop_busy_fraction"]
+    credits = f", {loop['loop_credits_per_cycle']:.1f} credits a cycle" if per_credit else ""
+    commands_us = f", {loop['loop_commands_us_per_credit']:.1f} µs a credit" if per_credit else ""
+    return (
+        f"{loop['loop_cycles_per_s']:.0f} cycles/s{credits}; in its cycles {busy:.0%} of the "
+        f"window (running commands {loop['loop_commands_fraction']:.0%}{commands_us}), on a "
+        f"core {cpu_cores:.0%}: {max(0.0, busy - cpu_cores):.0%} in its cycles off any core"
+    )
 
 
 def ratios_of(phases: dict[str, dict[str, Any]]) -> dict[str, float]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from redis import Redis
 from redis.crc import key_slot
 from websockets.asyncio.client import connect as connect_ws
 
@@ -28,6 +29,7 @@ from bench import (
     idle_sockets,
     journal_bytes,
     phases,
+    probe,
     procs,
     serve,
     socket_memory,
@@ -40,6 +42,7 @@ from bench.verdict import line, signin_verdicts, verdict
 from load import midnight
 from server.auth import issue_token
 from server.protocol import SUBPROTOCOL_MSGPACK
+from server.store.cluster import EmbeddedCluster
 from server.store.embedded import EmbeddedStore
 from server.store.keys import BUCKETS, PlayerKeys, timers
 from server.store.store import Store, connect
@@ -177,6 +180,18 @@ def test_connect_wave_credits_each_fresh_player_once(store: StoreKind) -> None:
     assert result["sign_in"]["errors"] == 0 and result["sign_in"]["rounds"] == 3
     assert len(result["round_ratios"]) == 3 and all(r > 0 for r in result["round_ratios"])
     assert result["ratio"] == sorted(result["round_ratios"])[1]
+    # The cores the target needs at the sign-in wave's CPU per player, every process's.
+    signin, echo = result["sign_in"], result["echo"]
+    roles = signin["cpu_us_per_player"].values()
+    assert signin["cpu_us_per_player_all"] == pytest.approx(
+        sum(roles) + signin["client_cpu_us_per_player"]
+    )
+    assert len(signin["cpu_us_per_player"]) == (4 if store.cluster else 2)  # + each primary
+    [target] = result["verdicts"]
+    assert target["cores"]["needed"] == pytest.approx(
+        0.7 * echo["players_per_s"] * signin["cpu_us_per_player_all"] * 1e-6
+    )
+    assert target["cores"]["used"] > 0 and target["cores"]["base_used"] > 0
 
 
 @pytest.mark.slow
@@ -377,6 +392,23 @@ def test_a_credits_commands_leave_out_the_polls_of_the_jobs(
     assert sum(s["commands_per_request"] for s in shards) == pytest.approx(
         credit["redis_commands_per_request"]
     )
+    # The stores' event loops over the same window (Valkey counts them): each node's
+    # cycles, the time inside them and, of it, running commands; summed for the phase.
+    for shard in shards:
+        assert shard["loop_cycles_per_s"] > 0
+        assert 0 < shard["loop_commands_fraction"] < shard["loop_busy_fraction"]
+    cycles = sum(s["loop_cycles_per_s"] for s in shards)
+    assert credit["loop_cycles_per_s"] == pytest.approx(cycles)
+    assert credit["loop_credits_per_cycle"] == pytest.approx(
+        credit["credited"] / (cycles * credit["window_s"])
+    )
+    assert credit["loop_commands_us_per_credit"] > 0
+    # Every watched process's CPU (the servers', the stores', the client's) per credit.
+    assert credit["cpu_us_per_credit"] == pytest.approx(
+        credit["server_cpu_us_per_credit"]
+        + credit["redis_cpu_us_per_credit"]
+        + credit["client_cpu_us_per_credit"]
+    )
 
 
 def test_each_node_gets_the_share_of_the_polls_its_buckets_make() -> None:
@@ -389,22 +421,28 @@ def test_each_node_gets_the_share_of_the_polls_its_buckets_make() -> None:
     assert bucket_shares(SlotMap(nodes[:1], (0,) * SLOTS, cluster=False)) == {nodes[0]: 1.0}
 
 
+def loadgen_report(credited: int, calls: dict[str, int], client_cpu_s: float) -> dict[str, Any]:
+    """bench/loadgen.py's report of 1 000 sign-ins over 2 s: server pid 11 (0.05 s of
+    CPU), client 12, one store node, pid 21 (0.04 s)."""
+    return {
+        "replies": 1000,
+        "credited": credited,
+        "window_s": 2.0,
+        "cpu_s_by_pid": {"11": 0.05, "12": client_cpu_s, "21": 0.04},
+        "client_pid": 12,
+        "replies_by_url": {"ws://one": 1000},
+        "pushes": 0,
+        "redis_calls_by_node": {"redis://n/0": calls},
+        "redis_calls": calls,
+        "job_polls": 0,
+    }
+
+
 def test_the_credit_paths_targets_are_over_the_credited_sign_ins_only() -> None:
     """The targets are per credited sign-in: a sign-in that credits nothing (the player's
     second of a time-lapse day) is cheaper, and dividing by every sign-in would let it pull
     a figure under its target. Its cost is charged to the credits instead: an upper bound."""
-    report = {
-        "replies": 1000,
-        "credited": 990,
-        "window_s": 2.0,
-        "cpu_s_by_pid": {"11": 0.05, "12": 0.01, "21": 0.04},
-        "client_pid": 12,
-        "replies_by_url": {"ws://one": 1000},
-        "pushes": 0,
-        "redis_calls_by_node": {"redis://n/0": {"evalsha": 1000, "hset": 6960}},
-        "redis_calls": {"evalsha": 1000, "hset": 6960},
-        "job_polls": 0,
-    }
+    report = loadgen_report(990, {"evalsha": 1000, "hset": 6960}, client_cpu_s=0.01)
     one_node = {"redis://n/0": 1.0}
     summary = ws_signin.summarize(report, [11], [("redis://n/0", 21)], one_node)
     assert summary["redis_commands_per_request"] == pytest.approx(7.96)  # under 8 ...
@@ -420,6 +458,85 @@ def test_the_credit_paths_targets_are_over_the_credited_sign_ins_only() -> None:
     # No credit at all: no figure (not met), not a division by zero.
     nothing = ws_signin.summarize({**report, "credited": 0}, [11], [("redis://n/0", 21)], one_node)
     assert math.isnan(nothing["redis_commands_per_credit"])
+
+
+def test_a_ratios_verdict_says_the_cores_its_target_needs_at_the_paths_cpu() -> None:
+    """Where a ratio's target cannot be met on two cores, the run shows it: at the CPU a
+    credit cost every process, reaching 0.4 of the echo run before it needs this many
+    cores busy, beside what the path and its echo kept busy (each run over its own echo
+    run, the median over the rounds)."""
+    runs = [
+        {"round_trips_per_s": 400.0, "echo_round_trips_per_s": 1000.0,
+         "cpu_us_per_credit": 2500.0, "cores_used": 1.0},
+        {"round_trips_per_s": 300.0, "echo_round_trips_per_s": 1200.0,
+         "cpu_us_per_credit": 3000.0, "cores_used": 0.9},
+        {"round_trips_per_s": 350.0, "echo_round_trips_per_s": 1000.0,
+         "cpu_us_per_credit": 4000.0, "cores_used": 1.4},
+    ]  # fmt: skip
+    echo = {"round_trips_per_s": 1000.0, "cores_used": 1.9}
+    got = signin_verdicts({"echo": echo, "signin_always": {**runs[0], "rounds": runs}})
+    [ratio] = [v for v in got if v["figure"] == "credit path / echo (rt/s)"]
+    # 0.4 × 1000 × 2500 µs = 1.0; 0.4 × 1200 × 3000 µs = 1.44; 0.4 × 1000 × 4000 µs = 1.6
+    assert ratio["cores"]["needed"] == pytest.approx(1.44)
+    assert ratio["cores"]["used"] == 1.0 and ratio["cores"]["base_used"] == 1.9
+    assert "needs 1.44 of the" in line(ratio) and "kept 1.00 busy, its baseline 1.90" in line(ratio)
+    # A path without the figure (an older result) keeps its plain verdict.
+    bare = signin_verdicts({"echo": echo, "signin_always": {"round_trips_per_s": 400.0}})
+    assert "cores" not in bare[0]
+
+
+def test_redis_cpu_per_credit_says_what_of_it_ran_commands() -> None:
+    """The store's event loop splits Redis's CPU per credit: what ran commands, the rest
+    being its cycles' own (the AOF's write and fsync, the socket reads and writes); an
+    engine without the counters (Redis 7.0) leaves the verdict plain."""
+    report = {
+        **loadgen_report(1000, {"evalsha": 1000}, client_cpu_s=0.02),
+        "redis_loop_by_node": {
+            "redis://n/0": {"cycles": 50, "busy_us": 1_200_000, "commands_us": 21_000}
+        },
+    }
+    one_node = {"redis://n/0": 1.0}
+    summary = ws_signin.summarize(report, [11], [("redis://n/0", 21)], one_node)
+    assert summary["loop_cycles_per_s"] == 25.0 and summary["loop_credits_per_cycle"] == 20.0
+    assert summary["loop_busy_fraction"] == 0.6 and summary["loop_commands_fraction"] == 0.0105
+    assert summary["loop_commands_us_per_credit"] == 21.0
+    assert summary["cpu_us_per_credit"] == pytest.approx(110.0)  # 50 + 40 + 20
+    assert summary["cores_used"] == pytest.approx(0.055)
+    text = ws_signin.loop_text(summary, summary["redis_cpu_cores"])
+    assert "in its cycles 60% of the window" in text and "on a core 2%: 58% in its" in text
+    [redis_cpu] = [
+        v for v in signin_verdicts({"signin_always": summary}) if "Redis CPU" in v["figure"]
+    ]
+    assert redis_cpu["value"] == 40.0 and "running commands 21.0 µs" in redis_cpu["detail"]
+    plain = {**report, "redis_loop_by_node": {"redis://n/0": {}}}
+    summary = ws_signin.summarize(plain, [11], [("redis://n/0", 21)], one_node)
+    assert "loop_cycles_per_s" not in summary
+    assert all("detail" not in v for v in signin_verdicts({"signin_always": summary}))
+
+
+def test_the_stores_loop_counters_grow_with_its_cycles_where_the_engine_keeps_them(
+    redis_server: EmbeddedStore | EmbeddedCluster,
+) -> None:
+    """Valkey and Redis >= 7.2 count their event loop's cycles and time; Redis 7.0 does
+    not, and the bench then prints no loop figures rather than wrong ones."""
+    nodes = getattr(redis_server, "primaries", [redis_server])
+    url = nodes[0].url
+    client = Redis.from_url(url)
+    try:
+        info = client.info("server")
+        before = probe.loop_counters(url)
+        for _ in range(20):
+            client.ping()
+        after = probe.loop_counters(url)
+    finally:
+        client.close()
+    version = tuple(int(part) for part in info["redis_version"].split(".")[:2])
+    if info.get("server_name") == "valkey" or version >= (7, 2):
+        delta = probe.loop_delta(before, after)
+        assert delta["cycles"] >= 20  # a ping a cycle: each waits for its reply
+        assert delta["busy_us"] >= delta["commands_us"] > 0
+    else:
+        assert before == after == {} and probe.loop_delta(before, after) == {}
 
 
 @pytest.mark.slow
