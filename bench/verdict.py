@@ -70,6 +70,11 @@ def line(v: dict[str, Any]) -> str:
             f"{cores['machine']} cores busy; the run kept {cores['used']:.2f} busy, its "
             f"baseline {cores['base_used']:.2f}"
         )
+        if "store_bound" in cores:
+            text += (
+                f"\n       its busiest store thread was in its cycles {cores['store_busy']:.0%} of"
+                f" the window: never idle, it would carry {cores['store_bound']:.3f} of echo"
+            )
     if v.get("detail"):
         text += f"\n       {v['detail']}"
     return text
@@ -99,15 +104,32 @@ def with_cores(
     )
     if math.isnan(needed):
         return v
-    return {
-        **v,
-        "cores": {
-            "needed": needed,
-            "used": figure(phase, "cores_used"),
-            "base_used": figure(echo, "cores_used"),
-            "machine": os.cpu_count(),
-        },
+    cores = {
+        "needed": needed,
+        "used": figure(phase, "cores_used"),
+        "base_used": figure(echo, "cores_used"),
+        "machine": os.cpu_count(),
     }
+    bounds = [store_bound(run, run.get("echo_round_trips_per_s") or echo) for run in runs]
+    if not any(math.isnan(b) for b in bounds):
+        cores["store_bound"] = statistics.median(bounds)
+        cores["store_busy"] = statistics.median(busiest_store(run) for run in runs)
+    return {**v, "cores": cores}
+
+
+def busiest_store(run: dict[str, Any]) -> float:
+    """The share of the window the busiest primary's thread spent inside its event loop's
+    cycles (NaN where the engine keeps no such counter)."""
+    shares = [node.get("loop_busy_fraction", math.nan) for node in run.get("redis_nodes", [])]
+    return max(shares) if shares and not any(math.isnan(s) for s in shares) else math.nan
+
+
+def store_bound(run: dict[str, Any], echo: float | dict[str, Any]) -> float:
+    """The path's rate over echo's that its busiest store thread would carry never idle,
+    at the cost in cycles a request had in the run: the bound of the serial point (a
+    primary runs one cycle at a time; with appendfsync always each ends in its fsync)."""
+    echo_per_s = echo if isinstance(echo, float) else echo["round_trips_per_s"]
+    return float(run["round_trips_per_s"] / busiest_store(run) / echo_per_s)
 
 
 def figure(phase: dict[str, Any], key: str) -> float:

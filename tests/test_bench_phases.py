@@ -465,13 +465,17 @@ def test_a_ratios_verdict_says_the_cores_its_target_needs_at_the_paths_cpu() -> 
     credit cost every process, reaching 0.4 of the echo run before it needs this many
     cores busy, beside what the path and its echo kept busy (each run over its own echo
     run, the median over the rounds)."""
+
+    def nodes(*busy: float) -> list[dict[str, float]]:
+        return [{"loop_busy_fraction": share} for share in busy]
+
     runs = [
         {"round_trips_per_s": 400.0, "echo_round_trips_per_s": 1000.0,
-         "cpu_us_per_credit": 2500.0, "cores_used": 1.0},
+         "cpu_us_per_credit": 2500.0, "cores_used": 1.0, "redis_nodes": nodes(0.5, 0.8)},
         {"round_trips_per_s": 300.0, "echo_round_trips_per_s": 1200.0,
-         "cpu_us_per_credit": 3000.0, "cores_used": 0.9},
+         "cpu_us_per_credit": 3000.0, "cores_used": 0.9, "redis_nodes": nodes(0.6)},
         {"round_trips_per_s": 350.0, "echo_round_trips_per_s": 1000.0,
-         "cpu_us_per_credit": 4000.0, "cores_used": 1.4},
+         "cpu_us_per_credit": 4000.0, "cores_used": 1.4, "redis_nodes": nodes(0.7, 0.2)},
     ]  # fmt: skip
     echo = {"round_trips_per_s": 1000.0, "cores_used": 1.9}
     got = signin_verdicts({"echo": echo, "signin_always": {**runs[0], "rounds": runs}})
@@ -480,6 +484,16 @@ def test_a_ratios_verdict_says_the_cores_its_target_needs_at_the_paths_cpu() -> 
     assert ratio["cores"]["needed"] == pytest.approx(1.44)
     assert ratio["cores"]["used"] == 1.0 and ratio["cores"]["base_used"] == 1.9
     assert "needs 1.44 of the" in line(ratio) and "kept 1.00 busy, its baseline 1.90" in line(ratio)
+    # The serial point: the busiest primary's thread, never idle, at the run's cost in its
+    # cycles a request: 400 / 0.8 / 1000 = 0.5; 300 / 0.6 / 1200 = 0.417; 350 / 0.7 / 1000.
+    assert ratio["cores"]["store_bound"] == pytest.approx(0.5)
+    assert ratio["cores"]["store_busy"] == pytest.approx(0.7)
+    assert "in its cycles 70% of the window: never idle, it would carry 0.500" in line(ratio)
+    # A store that keeps no loop counters (Redis 7.0): no bound, the cores still.
+    for run in runs:
+        run["redis_nodes"] = [{}]
+    got = signin_verdicts({"echo": echo, "signin_always": {**runs[0], "rounds": runs}})
+    assert "store_bound" not in got[0]["cores"] and "needed" in got[0]["cores"]
     # A path without the figure (an older result) keeps its plain verdict.
     bare = signin_verdicts({"echo": echo, "signin_always": {"round_trips_per_s": 400.0}})
     assert "cores" not in bare[0]
