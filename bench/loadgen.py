@@ -168,6 +168,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_s_by_pid": {
             str(pid): after.cpu_s_by_pid[pid] - before.cpu_s_by_pid[pid] for pid in pids
         },
+        "thread_s_by_pid": {
+            str(pid): probe.thread_delta(before.thread_s_by_pid[pid], after.thread_s_by_pid[pid])
+            for pid in pids
+        },
         "redis_calls": probe.calls_sum(calls_by_node),
         "job_polls": polls_after - polls_before,
         "redis_calls_by_node": calls_by_node,

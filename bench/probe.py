@@ -1,5 +1,5 @@
-"""Counters read from outside a process: its CPU time (/proc), Redis commandstats and the
-store's event loop."""
+"""Counters read from outside a process: its CPU time and its main thread's time on and
+waiting for a core (/proc), Redis commandstats and the store's event loop."""
 
 from __future__ import annotations
 
@@ -23,6 +23,20 @@ def cpu_s(pid: int) -> float:
     after_comm = text[text.rindex(")") + 2 :].split()
     utime_ticks, stime_ticks = int(after_comm[11]), int(after_comm[12])
     return (utime_ticks + stime_ticks) / CLOCK_TICKS_PER_S
+
+
+def thread_s(pid: int) -> tuple[float, float]:
+    """Seconds process `pid`'s main thread ran on a core and waited for one (runnable, the
+    cores held by others), from /proc/<pid>/task/<pid>/schedstat: a store's one thread
+    is the credit path's serial point, and on two cores it shares them."""
+    with open(f"/proc/{pid}/task/{pid}/schedstat", encoding="ascii") as stat:
+        on_cpu_ns, waiting_ns, _slices = stat.read().split()
+    return int(on_cpu_ns) / 1e9, int(waiting_ns) / 1e9
+
+
+def thread_delta(before: tuple[float, float], after: tuple[float, float]) -> list[float]:
+    """A main thread's seconds on a core and waiting for one between two snapshots."""
+    return [after[0] - before[0], after[1] - before[1]]
 
 
 CALIBRATION_LOOPS = 300_000  # ~30 ms of pure Python here
@@ -117,10 +131,11 @@ def job_polls(urls: list[str]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """CPU seconds of the watched processes, each node's command calls and its event loop's
-    counters, at one instant."""
+    """CPU seconds of the watched processes and their main threads' time on and waiting for
+    a core, each node's command calls and its event loop's counters, at one instant."""
 
     cpu_s_by_pid: dict[int, float]
+    thread_s_by_pid: dict[int, tuple[float, float]]  # main thread: (on a core, waiting)
     redis_calls_by_url: dict[str, dict[str, int]]
     redis_loop_by_url: dict[str, dict[str, int]]
 
@@ -128,4 +143,5 @@ class Sample:
 def sample(pids: list[int], redis_urls: list[str]) -> Sample:
     calls = {url: command_calls(url) for url in redis_urls}
     loops = {url: loop_counters(url) for url in redis_urls}
-    return Sample({pid: cpu_s(pid) for pid in pids}, calls, loops)
+    threads = {pid: thread_s(pid) for pid in pids}
+    return Sample({pid: cpu_s(pid) for pid in pids}, threads, calls, loops)

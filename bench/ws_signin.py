@@ -131,6 +131,7 @@ def summarize(
     credits = report["credited"] or math.nan
     polls = report.get("job_polls", 0)
     loops_by_node = report.get("redis_loop_by_node", {})
+    threads = report.get("thread_s_by_pid", {})
     summary["server_cpu_us_per_credit"] = 1e6 * sum(server_cpu_s) / credits
     summary["client_cpu_us_per_credit"] = 1e6 * client_cpu_s / credits
     # Every process of the run (servers, client, stores) per credit and in cores: what the
@@ -139,6 +140,11 @@ def summarize(
     summary["cpu_us_per_credit"] = 1e6 * every_cpu_s / credits
     summary["cpu_us_per_request"] = 1e6 * every_cpu_s / replies
     summary["cores_used"] = every_cpu_s / window_s
+    # How long each process's main thread waited for a core (runnable, the cores held by
+    # the others): on two cores the three processes' queueing for them, beside the store's.
+    if all(str(pid) in threads for pid in [*server_pids, report["client_pid"]]):
+        summary["server_waiting_fraction"] = sum(threads[str(p)][1] for p in server_pids) / window_s
+        summary["client_waiting_fraction"] = threads[str(report["client_pid"])][1] / window_s
     if nodes:
         shards = []
         for url, pid in nodes:
@@ -153,7 +159,9 @@ def summarize(
                     "commands_per_request_all": sum(calls.values()) / replies,
                     "cpu_us_per_request": 1e6 * cpu[str(pid)] / replies,
                     "cpu_cores": cpu[str(pid)] / window_s,
-                    **store_loop(loops_by_node.get(url, {}), window_s, credits),
+                    **store_loop(
+                        loops_by_node.get(url, {}), window_s, credits, threads.get(str(pid))
+                    ),
                 }
             )
         summary["redis_nodes"] = shards
@@ -169,20 +177,33 @@ def summarize(
         loops = [loops_by_node.get(url, {}) for url, _ in nodes]
         if all(loops):
             summed = {name: sum(loop[name] for loop in loops) for name in probe.LOOP_FIELDS}
-            summary.update(store_loop(summed, window_s, credits))
+            node_threads = [threads[str(pid)] for _, pid in nodes if str(pid) in threads]
+            thread_s = [sum(t[0] for t in node_threads), sum(t[1] for t in node_threads)]
+            whole = len(node_threads) == len(nodes)
+            summary.update(store_loop(summed, window_s, credits, thread_s if whole else None))
     return summary
 
 
-def store_loop(loop: dict[str, int], window_s: float, credits: float) -> dict[str, float]:
+def store_loop(
+    loop: dict[str, int], window_s: float, credits: float, thread_s: list[float] | None = None
+) -> dict[str, float]:
     """The store's event loop over a window (probe.loop_counters; {} where the engine
     keeps no such counters): its cycles a second and credits a cycle, the share of the
-    window it spent inside cycles and running commands, and the µs a credit of the latter.
-    A store's thread is the path's one serial point: a cycle runs what arrived, then
-    writes and (appendfsync always) fsyncs the AOF before it replies; summed over the
-    primaries of a cluster."""
+    window it spent inside cycles and running commands, and the µs a credit of the latter;
+    with `thread_s` (its main thread's seconds on a core and waiting for one), their
+    shares of the window. A store's thread is the path's one serial point: a cycle runs
+    what arrived, then writes and (appendfsync always) fsyncs the AOF before it replies;
+    summed over the primaries of a cluster."""
     if not loop:
         return {}
+    shares = {}
+    if thread_s is not None:
+        shares = {
+            "thread_on_core_fraction": thread_s[0] / window_s,
+            "thread_waiting_fraction": thread_s[1] / window_s,
+        }
     return {
+        **shares,
         "loop_cycles_per_s": loop["cycles"] / window_s,
         "loop_credits_per_cycle": credits / max(1, loop["cycles"]),
         "loop_busy_fraction": loop["busy_us"] / 1e6 / window_s,
@@ -297,7 +318,7 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
                     f"{shard['cpu_us_per_request']:6.1f} µs/req ({shard['cpu_cores']:.2f} cores)"
                 )
                 if "loop_cycles_per_s" in shard:
-                    loop = loop_text(shard, shard["cpu_cores"], per_credit=False)
+                    loop = loop_text(shard, per_credit=False)
                     line += f"\n{INDENT}  event loop: {loop}"
     if not math.isnan(phase.get("cpu_us_per_credit", math.nan)):
         line += (
@@ -307,26 +328,35 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
             f" = {phase['cpu_us_per_credit']:.1f} µs; {phase['cores_used']:.2f} of "
             f"{os.cpu_count()} cores busy"
         )
+        if "server_waiting_fraction" in phase:
+            line += (
+                f"; waiting for a core: server {phase['server_waiting_fraction']:.0%} of the "
+                f"window, client {phase['client_waiting_fraction']:.0%}"
+            )
         if "loop_cycles_per_s" in phase:
             line += f"\n{INDENT}store's event loop{'s' if len(phase['redis_nodes']) > 1 else ''}: "
-            line += loop_text(phase, phase["redis_cpu_cores"])
+            line += loop_text(phase)
     if phase["errors"] or phase["drivers_failed"]:
         line += f"\n{INDENT}ERRORS {phase['errors']}  failed {phase['drivers_failed']}"
     print(line, flush=True)
 
 
-def loop_text(loop: dict[str, Any], cpu_cores: float, per_credit: bool = True) -> str:
-    """A store's event loop over the window (store_loop) and its CPU, in words: what of
+def loop_text(loop: dict[str, Any], per_credit: bool = True) -> str:
+    """A store's event loop over the window (store_loop) and its thread, in words: what of
     the window its thread spent in cycles off any core is the wait of the cycles' fsync
-    on the disk (appendfsync always), or of the thread for a core the others hold. A
-    shard's line leaves out the per-credit figures (a credit commits on one shard)."""
+    on the disk (appendfsync always), or of the thread for a core the others hold (the
+    wait for a core is measured, in cycles and between them). A shard's line leaves out
+    the per-credit figures (a credit commits on one shard)."""
     busy = loop["loop_busy_fraction"]
+    on_core = loop.get("thread_on_core_fraction", math.nan)
+    waiting = loop.get("thread_waiting_fraction", math.nan)
     credits = f", {loop['loop_credits_per_cycle']:.1f} credits a cycle" if per_credit else ""
     commands_us = f", {loop['loop_commands_us_per_credit']:.1f} µs a credit" if per_credit else ""
     return (
         f"{loop['loop_cycles_per_s']:.0f} cycles/s{credits}; in its cycles {busy:.0%} of the "
-        f"window (running commands {loop['loop_commands_fraction']:.0%}{commands_us}), on a "
-        f"core {cpu_cores:.0%}: {max(0.0, busy - cpu_cores):.0%} in its cycles off any core"
+        f"window (running commands {loop['loop_commands_fraction']:.0%}{commands_us}); its "
+        f"thread on a core {on_core:.0%}, waiting for one {waiting:.0%}: "
+        f"{max(0.0, busy - on_core):.0%} in its cycles off any core"
     )
 
 

@@ -393,10 +393,18 @@ def test_a_credits_commands_leave_out_the_polls_of_the_jobs(
         credit["redis_commands_per_request"]
     )
     # The stores' event loops over the same window (Valkey counts them): each node's
-    # cycles, the time inside them and, of it, running commands; summed for the phase.
+    # cycles, the time inside them and, of it, running commands, and its main thread's
+    # time on a core and waiting for one; summed for the phase.
     for shard in shards:
         assert shard["loop_cycles_per_s"] > 0
         assert 0 < shard["loop_commands_fraction"] < shard["loop_busy_fraction"]
+        # The main thread's own, in ns, against the process's in clock ticks (10 ms).
+        assert 0 < shard["thread_on_core_fraction"] <= shard["cpu_cores"] + 0.02
+        assert shard["thread_waiting_fraction"] >= 0
+    assert credit["server_waiting_fraction"] >= 0 and credit["client_waiting_fraction"] >= 0
+    assert credit["thread_on_core_fraction"] == pytest.approx(
+        sum(s["thread_on_core_fraction"] for s in shards)
+    )
     cycles = sum(s["loop_cycles_per_s"] for s in shards)
     assert credit["loop_cycles_per_s"] == pytest.approx(cycles)
     assert credit["loop_credits_per_cycle"] == pytest.approx(
@@ -508,6 +516,8 @@ def test_redis_cpu_per_credit_says_what_of_it_ran_commands() -> None:
         "redis_loop_by_node": {
             "redis://n/0": {"cycles": 50, "busy_us": 1_200_000, "commands_us": 21_000}
         },
+        # The main threads' seconds on a core and waiting for one: server, client, store.
+        "thread_s_by_pid": {"11": [0.05, 0.2], "12": [0.02, 0.1], "21": [0.036, 0.5]},
     }
     one_node = {"redis://n/0": 1.0}
     summary = ws_signin.summarize(report, [11], [("redis://n/0", 21)], one_node)
@@ -516,8 +526,11 @@ def test_redis_cpu_per_credit_says_what_of_it_ran_commands() -> None:
     assert summary["loop_commands_us_per_credit"] == 21.0
     assert summary["cpu_us_per_credit"] == pytest.approx(110.0)  # 50 + 40 + 20
     assert summary["cores_used"] == pytest.approx(0.055)
-    text = ws_signin.loop_text(summary, summary["redis_cpu_cores"])
-    assert "in its cycles 60% of the window" in text and "on a core 2%: 58% in its" in text
+    assert summary["server_waiting_fraction"] == 0.1
+    assert summary["client_waiting_fraction"] == 0.05
+    text = ws_signin.loop_text(summary)
+    assert "in its cycles 60% of the window" in text
+    assert "its thread on a core 2%, waiting for one 25%: 58% in its cycles off any" in text
     [redis_cpu] = [
         v for v in signin_verdicts({"signin_always": summary}) if "Redis CPU" in v["figure"]
     ]
