@@ -334,27 +334,33 @@ def print_phase(name: str, phase: dict[str, Any]) -> None:
                 f"window, client {phase['client_waiting_fraction']:.0%}"
             )
         if "loop_cycles_per_s" in phase:
-            line += f"\n{INDENT}store's event loop{'s' if len(phase['redis_nodes']) > 1 else ''}: "
-            line += loop_text(phase)
+            primaries = len(phase["redis_nodes"])
+            line += f"\n{INDENT}store's event loop{'s' if primaries > 1 else ''}: "
+            line += loop_text(phase, primaries=primaries)
     if phase["errors"] or phase["drivers_failed"]:
         line += f"\n{INDENT}ERRORS {phase['errors']}  failed {phase['drivers_failed']}"
     print(line, flush=True)
 
 
-def loop_text(loop: dict[str, Any], per_credit: bool = True) -> str:
+def loop_text(loop: dict[str, Any], per_credit: bool = True, primaries: int = 1) -> str:
     """A store's event loop over the window (store_loop) and its thread, in words: what of
     the window its thread spent in cycles off any core is the wait of the cycles' fsync
     on the disk (appendfsync always), or of the thread for a core the others hold (the
     wait for a core is measured, in cycles and between them). A shard's line leaves out
-    the per-credit figures (a credit commits on one shard)."""
-    busy = loop["loop_busy_fraction"]
-    on_core = loop.get("thread_on_core_fraction", math.nan)
-    waiting = loop.get("thread_waiting_fraction", math.nan)
+    the per-credit figures (a credit commits on one shard). Summed over several primaries
+    the fractions would pass the window, so the line gives each primary's average."""
+    share = 1 / primaries
+    busy = loop["loop_busy_fraction"] * share
+    on_core = loop.get("thread_on_core_fraction", math.nan) * share
+    waiting = loop.get("thread_waiting_fraction", math.nan) * share
     credits = f", {loop['loop_credits_per_cycle']:.1f} credits a cycle" if per_credit else ""
     commands_us = f", {loop['loop_commands_us_per_credit']:.1f} µs a credit" if per_credit else ""
+    nodes = f"{primaries} primaries, " if primaries > 1 else ""
+    each, average = ("each ", " on average") if primaries > 1 else ("", "")
     return (
-        f"{loop['loop_cycles_per_s']:.0f} cycles/s{credits}; in its cycles {busy:.0%} of the "
-        f"window (running commands {loop['loop_commands_fraction']:.0%}{commands_us}); its "
+        f"{nodes}{loop['loop_cycles_per_s']:.0f} cycles/s{credits}; {each}in its cycles "
+        f"{busy:.0%} of the window{average} (running commands "
+        f"{loop['loop_commands_fraction'] * share:.0%}{commands_us}); its "
         f"thread on a core {on_core:.0%}, waiting for one {waiting:.0%}: "
         f"{max(0.0, busy - on_core):.0%} in its cycles off any core"
     )

@@ -541,6 +541,27 @@ def test_redis_cpu_per_credit_says_what_of_it_ran_commands() -> None:
     assert all("detail" not in v for v in signin_verdicts({"signin_always": summary}))
 
 
+def test_the_loops_of_several_primaries_read_as_each_ones_average_share() -> None:
+    """Summed over three primaries the fractions pass 100% of the window (run AF printed
+    "in its cycles 164% of the window"); the line says each primary's average share."""
+    summed = {
+        "loop_cycles_per_s": 1060.0,
+        "loop_credits_per_cycle": 12.3,
+        "loop_busy_fraction": 1.64,
+        "loop_commands_fraction": 0.41,
+        "loop_commands_us_per_credit": 31.6,
+        "thread_on_core_fraction": 0.56,
+        "thread_waiting_fraction": 1.04,
+    }
+    text = ws_signin.loop_text(summed, primaries=3)
+    assert "3 primaries, 1060 cycles/s" in text
+    assert "each in its cycles 55% of the window on average (running commands 14%" in text
+    assert "its thread on a core 19%, waiting for one 35%: 36% in its cycles off any core" in text
+    assert "164%" not in text
+    one = ws_signin.loop_text(summed | {"loop_busy_fraction": 0.86}, primaries=1)
+    assert one.startswith("1060 cycles/s") and "in its cycles 86% of the window (" in one
+
+
 def test_the_stores_loop_counters_grow_with_its_cycles_where_the_engine_keeps_them(
     redis_server: EmbeddedStore | EmbeddedCluster,
 ) -> None:
